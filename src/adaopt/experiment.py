@@ -32,12 +32,13 @@ def run_cell(
     out_dir: str | Path,
     *,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train ``optimizer_name`` on ``task_name`` with ``seed`` in each configured setting.
 
-    Writes ``<setting>_train.csv`` (loss and learning rate per step), ``<setting>_eval.csv``
-    (dev metrics per evaluation) and ``metrics.json`` (everything that a summary needs) into
-    ``out_dir`` and returns the metrics.
+    Writes into ``out_dir``: ``<setting>_train.csv`` (loss and learning rate per step),
+    ``<setting>_eval.csv`` (dev metrics per evaluation), ``metrics.json`` (what each run
+    reached: byte-identical for the same seed on the same machine) and ``efficiency.json``
+    (wall time, throughput, peak memory). Returns both.
     """
     task = get_task(task_name)
     out_dir = Path(out_dir)
@@ -55,6 +56,7 @@ def run_cell(
         "train_examples": len(splits["train"]),
         "eval_examples": len(splits["validation"]),
     }
+    efficiency: dict[str, Any] = {}
     for setting_name in SETTINGS:
         seed_everything(seed)
         model = load_model(params.model, task)
@@ -79,9 +81,12 @@ def run_cell(
             progress=progress,
         )
         _write_logs(out_dir, setting_name, result)
-        metrics[setting_name] = result.summary()
+        metrics[setting_name] = result.outcome()
+        efficiency[setting_name] = result.efficiency()
+        del model, optimizer, scheduler  # free them before the next setting measures its peak
     io.write_json(out_dir / "metrics.json", metrics)
-    return metrics
+    io.write_json(out_dir / "efficiency.json", efficiency)
+    return metrics, efficiency
 
 
 def _write_logs(out_dir: Path, setting: str, result: RunResult) -> None:

@@ -27,9 +27,9 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     rows = []
     for path in _metric_files(Path(runs_dir)):
         cell = json.loads(path.read_text())
-        settings = [key for key, value in cell.items() if isinstance(value, dict)]
-        for setting in settings:
-            run = cell[setting]
+        costs = json.loads((path.parent / "efficiency.json").read_text())
+        for setting, cost in costs.items():
+            run = {**cell[setting], **cost}
             scores = {f"best.{k}": v for k, v in run["best"].items()}
             rows.append({
                 "task": cell["task"], "optimizer": cell["optimizer"], "seed": cell["seed"],
@@ -123,7 +123,7 @@ def to_markdown(summary: pd.DataFrame) -> str:
     shown = summary.copy()
     shown["score"] = [
         "diverged" if row.diverged == row.seeds
-        else f"{row.mean:.4f} ± {0.0 if math.isnan(row['std']) else row['std']:.4f}"
+        else f"{row['mean']:.4f} ± {0.0 if math.isnan(row['std']) else row['std']:.4f}"
         + (f" ({row.diverged} diverged)" if row.diverged else "")
         for _, row in shown.iterrows()
     ]

@@ -36,6 +36,7 @@ from adaopt.optim import AdaptiveLR, build_optimizer
 from adaopt.tasks import TaskSpec
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+EFFICIENCY = ("wall_time_s", "train_samples_per_s", "peak_memory_mb")
 
 
 def seed_everything(seed: int) -> None:
@@ -241,8 +242,14 @@ class RunResult:
     train_log: list[dict[str, float]] = field(default_factory=list, repr=False)
     eval_log: list[dict[str, float]] = field(default_factory=list, repr=False)
 
-    def summary(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if not key.endswith("_log")}
+    def outcome(self) -> dict[str, Any]:
+        """What the run reached: the same seed on the same machine gives the same values."""
+        return {key: value for key, value in asdict(self).items()
+                if key not in EFFICIENCY and not key.endswith("_log")}
+
+    def efficiency(self) -> dict[str, float]:
+        """What the run cost: timings and memory, which vary from run to run."""
+        return {key: getattr(self, key) for key in EFFICIENCY}
 
 
 def train(
@@ -272,6 +279,7 @@ def train(
     train_log: list[dict[str, float]] = []
     eval_log: list[dict[str, float]] = []
     best: dict[str, float] = {}
+    last: dict[str, float] = {}
     best_step: int | None = None
     last_finite: float | None = None
     bad_evals = 0
@@ -306,7 +314,7 @@ def train(
         bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}")
         if step % config.eval_every == 0 or step == config.max_steps:
             eval_start = time.perf_counter()
-            scores = eval_fn(model)
+            scores = last = eval_fn(model)
             start += time.perf_counter() - eval_start  # evaluation is not training time
             eval_log.append({"step": step, "elapsed_s": elapsed, **scores})
             if hasattr(scheduler, "report"):
@@ -326,7 +334,7 @@ def train(
         steps=len(train_log),
         best_step=best_step,
         best=best,
-        last=eval_log[-1] if eval_log else {},
+        last=last,
         last_finite_loss=last_finite,
         wall_time_s=wall,
         train_samples_per_s=samples / wall if wall > 0 else 0.0,
