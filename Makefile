@@ -20,7 +20,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: setup
-	$(BIN)/python benchmarks/optimizer_step.py
+	$(BIN)/python benchmarks/optimizer_step.py --check
 
 # Select a profile: copies profiles/$(PROFILE).yaml to params.yaml (cpu is the reference).
 profile:
