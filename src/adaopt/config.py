@@ -41,7 +41,7 @@ class DataConfig(_Section):
     def _known_tasks(cls, tasks: list[str]) -> list[str]:
         canonical = [get_task(name).name for name in tasks]
         if len(set(canonical)) != len(canonical):
-            raise ValueError(f"tasks must not repeat, got {tasks}")
+            raise ValueError("tasks must not repeat")
         return canonical
 
 
@@ -99,14 +99,14 @@ class SweepConfig(_Section):
         if unknown:
             raise ValueError(f"unknown optimizer {unknown[0]!r}; allowed: {', '.join(OPTIMIZERS)}")
         if len(set(names)) != len(names):
-            raise ValueError(f"optimizers must not repeat, got {names}")
+            raise ValueError("optimizers must not repeat")
         return names
 
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
         if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must not repeat, got {seeds}")
+            raise ValueError("seeds must not repeat")
         return seeds
 
 
@@ -144,20 +144,35 @@ class Params(_Section):
         return self
 
 
-def _check_optimizer(name: str, hparams: dict[str, Any]) -> None:
+# Keys of the adaptive_adam section that the pipeline turns into controller steps (as fractions
+# of train.max_steps, so that one section serves every profile), and the step keys they set.
+_RATIO_KEYS = ("warmup_ratio", "decay_start_ratio")
+_STEP_KEYS = ("warmup_steps", "decay_start", "decay_steps")
+
+
+def _check_optimizer(name: str, section: dict[str, Any]) -> None:
     """Build the optimizer on a throwaway tensor so bad hyperparameters fail before training."""
     import torch
 
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizers.{name}: unknown optimizer; allowed: {', '.join(OPTIMIZERS)}")
+    for key in _STEP_KEYS:
+        if key in section:
+            raise ValueError(f"optimizers.{name}: {key} is derived from max_steps; "
+                             f"set {', '.join(_RATIO_KEYS)} instead")
+    for key in _RATIO_KEYS:
+        if key not in section:
+            continue
+        value = section[key]
+        if name != "adaptive_adam":
+            raise ValueError(f"optimizers.{name}: {key} applies to adaptive_adam only; "
+                             "the other optimizers take their schedule from settings")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ValueError(f"optimizers.{name}: {key}={value!r} is invalid: must be in [0, 1]")
     try:
-        build_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], **optimizer_hparams(hparams))
+        build_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], **optimizer_hparams(section))
     except (TypeError, ValueError) as error:
         raise ValueError(f"optimizers.{name}: {error}") from None
-
-
-# Keys of an optimizer section that the pipeline turns into controller steps, not passed as is.
-_RATIO_KEYS = ("warmup_ratio", "decay_start_ratio")
 
 
 def optimizer_hparams(section: dict[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,8 @@ def time_to_target(runs: pd.DataFrame, evals: pd.DataFrame, fraction: float) -> 
     The target is per task: ``fraction`` times the best mean score of any (optimizer, setting)
     on that task, so every optimizer races to the same line.
     """
+    if evals.empty:  # every run diverged before its first evaluation
+        return pd.DataFrame(columns=[*RUN_KEYS, "time_to_target_s", "target"])
     means = runs[runs.status != "diverged"].groupby(GROUP_KEYS).score.mean()
     targets = (means.groupby("task").max() * fraction).rename("target")
     rows = []

@@ -127,7 +127,7 @@ def adaptive_plan(section: dict[str, Any], max_steps: int, fair: LRPlan | None) 
 
 
 def controller_kwargs(plan: LRPlan, max_steps: int) -> dict[str, Any]:
-    """Map a plan onto :class:`AdaptiveLR`: ``gamma`` is the factor reached at the last step."""
+    """Map a plan onto :class:`AdaptiveLR`: the lr has decayed by ``gamma`` after the last step."""
     decay_start = max(plan.decay_start, plan.warmup_steps)
     return {
         "warmup_steps": plan.warmup_steps,
@@ -319,7 +319,8 @@ def train(
             eval_log.append({"step": step, "elapsed_s": elapsed, **scores})
             if hasattr(scheduler, "report"):
                 scheduler.report(scores[metric])
-            if not best or sign * (scores[metric] - best[metric]) > 0:
+            value = scores[metric]  # NaN (e.g. Pearson of constant predictions) never wins
+            if math.isfinite(value) and (not best or sign * (value - best[metric]) > 0):
                 best, best_step, bad_evals = scores, step, 0
             else:
                 bad_evals += 1

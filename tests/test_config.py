@@ -1,0 +1,229 @@
+"""Tests of adaopt.config: the profiles validate and every bad value is one clear line."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from adaopt.config import ConfigError, Params, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def smoke_raw() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+
+
+def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, key = dotted.split(".")
+    for part in parents:
+        raw = raw[part]
+    raw[key] = value
+
+
+def _drop(raw: dict[str, Any], dotted: str) -> None:
+    *parents, key = dotted.split(".")
+    for part in parents:
+        raw = raw[part]
+    del raw[key]
+
+
+def setting(dotted: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda raw: _set(raw, dotted, value)
+
+
+def dropping(dotted: str) -> Callable[[dict[str, Any]], None]:
+    return lambda raw: _drop(raw, dotted)
+
+
+# ----------------------------------------------------------------------------- good files
+
+
+def test_profiles_directory_holds_the_three_profiles() -> None:
+    assert [path.stem for path in PROFILES] == ["cpu", "full", "smoke"]
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_every_profile_validates_and_names_itself(path: Path) -> None:
+    params = load_params(path)
+    assert isinstance(params, Params)
+    assert params.profile == path.stem
+    assert set(params.sweep.optimizers) <= set(params.optimizers)
+
+
+def test_params_yaml_is_the_cpu_profile() -> None:
+    """The committed results come from the cpu profile, so params.yaml must be that profile."""
+    active = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cpu = yaml.safe_load((ROOT / "profiles" / "cpu.yaml").read_text())
+    assert active == cpu
+    assert load_params(ROOT / "params.yaml") == load_params(ROOT / "profiles" / "cpu.yaml")
+
+
+def test_smoke_profile_round_trips_through_parse_params(smoke_raw: dict[str, Any]) -> None:
+    params = parse_params(copy.deepcopy(smoke_raw))
+    assert params.train.max_steps == smoke_raw["train"]["max_steps"]
+    assert params.settings["fair"].gamma == smoke_raw["settings"]["fair"]["gamma"]
+
+
+# ----------------------------------------------------------------------------- bad values
+
+# (id, mutation of the smoke profile, fragments the one-line message must contain)
+BAD_CASES: list[tuple[str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = [
+    ("unknown_top_level_key", setting("epochs", 3), ("epochs", "(got 3)")),
+    ("unknown_nested_key", setting("train.batchsize", 8), ("train.batchsize", "(got 8)")),
+    ("list_for_an_int", setting("train.batch_size", [32]), ("train.batch_size", "(got [32])")),
+    ("string_for_a_bool", setting("train.bf16", "maybe"), ("train.bf16", "(got 'maybe')")),
+    ("negative_batch_size", setting("train.batch_size", -4), ("train.batch_size", "(got -4)")),
+    ("max_length_too_long", setting("data.max_length", 4096), ("data.max_length", "(got 4096)")),
+    ("max_length_too_short", setting("data.max_length", 4), ("data.max_length", "(got 4)")),
+    ("unknown_task", setting("data.tasks", ["sst2", "imdb"]), ("data.tasks", "'imdb'")),
+    ("repeated_task", setting("data.tasks", ["sst2", "SST-2"]), ("data.tasks", "'SST-2'")),
+    ("unknown_sweep_optimizer", setting("sweep.optimizers", ["sgd", "adamax"]),
+     ("sweep.optimizers", "'adamax'")),
+    ("repeated_sweep_optimizer", setting("sweep.optimizers", ["sgd", "sgd"]),
+     ("sweep.optimizers", "['sgd', 'sgd']")),
+    ("repeated_seed", setting("sweep.seeds", [0, 3, 3]), ("sweep.seeds", "[0, 3, 3]")),
+    ("negative_seed", setting("sweep.seeds", [0, -1]), ("sweep.seeds.1", "(got -1)")),
+    ("missing_fair_setting", dropping("settings.fair"), ("settings.fair", "missing")),
+    ("unknown_setting", setting("settings.greedy", {"schedule": "constant"}),
+     ("settings.greedy", "'greedy'")),
+    ("unknown_schedule", setting("settings.fair.schedule", "step"),
+     ("settings.fair.schedule", "'step'")),
+    ("warmup_ratio_above_one", setting("settings.fair.warmup_ratio", 1.5),
+     ("settings.fair.warmup_ratio", "(got 1.5)")),
+    ("gamma_zero", setting("settings.fair.gamma", 0), ("settings.fair.gamma", "(got 0)")),
+    ("negative_max_grad_norm", setting("settings.fair.max_grad_norm", -1.0),
+     ("settings.fair.max_grad_norm", "(got -1.0)")),
+    ("negative_lr", setting("optimizers.sgd.lr", -0.1), ("optimizers.sgd", "lr=-0.1")),
+    ("lr_not_a_number", setting("optimizers.sgd.lr", "fast"), ("optimizers.sgd", "lr='fast'")),
+    ("unknown_hparam", setting("optimizers.adamw.beta1", 0.9),
+     ("optimizers.adamw", "'beta1'")),
+    ("betas_out_of_range", setting("optimizers.adamw.betas", [0.9, 1.5]),
+     ("optimizers.adamw", "betas=[0.9, 1.5]")),
+    ("adaptive_adam_patience_zero", setting("optimizers.adaptive_adam.patience", 0),
+     ("optimizers.adaptive_adam", "patience=0")),
+    ("adaptive_adam_gamma_zero", setting("optimizers.adaptive_adam.gamma", 0),
+     ("optimizers.adaptive_adam", "gamma=0")),
+    ("unknown_optimizer_section", setting("optimizers.adamax", {"lr": 0.1}),
+     ("optimizers.adamax", "unknown optimizer")),
+    ("optimizer_section_not_a_mapping", setting("optimizers.sgd", 0.1),
+     ("optimizers.sgd", "(got 0.1)")),
+    ("sweep_optimizer_without_section", dropping("optimizers.lamb"),
+     ("optimizers.lamb", "missing")),
+    ("unknown_profile_name", setting("profile", "huge"), ("profile", "(got 'huge')")),
+    ("unknown_attention", setting("model.attn_implementation", "flash"),
+     ("model.attn_implementation", "'flash'")),
+    ("target_fraction_zero", setting("evaluate.target_fraction", 0),
+     ("evaluate.target_fraction", "(got 0)")),
+    ("missing_train_section", dropping("train"), ("train", "required")),
+    ("top_level_list", lambda raw: [raw], ("top level", "list")),
+    ("top_level_scalar", lambda raw: "smoke", ("top level", "str")),
+]
+
+
+@pytest.mark.parametrize(("mutate", "fragments"), [case[1:] for case in BAD_CASES],
+                         ids=[case[0] for case in BAD_CASES])
+def test_bad_value_is_one_line_naming_key_and_value(
+    smoke_raw: dict[str, Any],
+    mutate: Callable[[dict[str, Any]], Any],
+    fragments: tuple[str, ...],
+) -> None:
+    raw = copy.deepcopy(smoke_raw)
+    replaced = mutate(raw)
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw if replaced is None else replaced, source="bad.yaml")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("bad.yaml: ")
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_bad_cases_are_many_and_distinct() -> None:
+    ids = [case[0] for case in BAD_CASES]
+    assert len(set(ids)) == len(ids) >= 15
+
+
+def test_several_errors_are_counted_on_the_one_line(smoke_raw: dict[str, Any]) -> None:
+    raw = copy.deepcopy(smoke_raw)
+    raw["train"]["batch_size"] = 0
+    raw["train"]["max_steps"] = 0
+    with pytest.raises(ConfigError, match=r"\[\+1 more\]$"):
+        parse_params(raw)
+
+
+def test_mistakes_do_not_leak_into_the_loaded_profile(smoke_raw: dict[str, Any]) -> None:
+    """Each bad case works on a deep copy: the shared fixture is still a valid profile."""
+    parse_params(copy.deepcopy(smoke_raw))
+    assert "batchsize" not in smoke_raw["train"]
+
+
+# ----------------------------------------------------------------------------- ratio keys
+
+
+def test_adaptive_adam_negative_warmup_ratio_is_rejected(smoke_raw: dict[str, Any]) -> None:
+    raw = copy.deepcopy(smoke_raw)
+    raw["optimizers"]["adaptive_adam"]["warmup_ratio"] = -0.5
+    with pytest.raises(ConfigError, match=r"optimizers\.adaptive_adam.*warmup_ratio.*-0\.5"):
+        parse_params(raw)
+
+
+def test_adaptive_adam_non_numeric_decay_start_ratio_is_rejected(
+    smoke_raw: dict[str, Any],
+) -> None:
+    raw = copy.deepcopy(smoke_raw)
+    raw["optimizers"]["adaptive_adam"]["decay_start_ratio"] = "half"
+    with pytest.raises(ConfigError, match="decay_start_ratio"):
+        parse_params(raw)
+
+
+def test_ratio_key_on_a_baseline_optimizer_is_rejected(smoke_raw: dict[str, Any]) -> None:
+    raw = copy.deepcopy(smoke_raw)
+    raw["optimizers"]["sgd"]["warmup_ratio"] = 0.3
+    with pytest.raises(ConfigError, match=r"optimizers\.sgd.*warmup_ratio"):
+        parse_params(raw)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def test_load_params_on_a_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    assert str(caught.value) == f"{path}: file not found"
+
+
+def test_load_params_on_invalid_yaml_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("profile: smoke\ntrain: {batch_size: [16\n")
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not valid YAML: ")
+    assert "\n" not in message
+
+
+def test_load_params_on_an_empty_file_says_it_is_not_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    with pytest.raises(ConfigError, match="expected a mapping at the top level, got NoneType"):
+        load_params(path)
+
+
+def test_load_params_reports_the_file_it_read(tmp_path: Path) -> None:
+    raw = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    raw["train"]["max_steps"] = 0
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    pattern = rf"^{re.escape(str(path))}: train\.max_steps: .*\(got 0\)$"
+    with pytest.raises(ConfigError, match=pattern):
+        load_params(path)
