@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from adaopt.config import SettingConfig, TrainConfig, load_params
+from adaopt.evaluation import Evaluator
 from adaopt.optim import OPTIMIZERS, AdaptiveAdam, AdaptiveLR
 from adaopt.tasks import get_task
 from adaopt.training import (
     RunResult,
     build_optimization,
     controller_kwargs,
-    evaluate,
     lr_plan,
     make_loader,
     seed_everything,
@@ -93,9 +93,8 @@ def config(**overrides: Any) -> TrainConfig:
     return TrainConfig(**{**values, **overrides})
 
 
-def accuracy_fn(dataset: Dataset, tokenizer: Any) -> Callable[[torch.nn.Module], dict]:
-    loader = make_loader(dataset, tokenizer, 32, train=False)
-    return lambda model: evaluate(model, loader, SST2, bf16=False)
+def accuracy_fn(dataset: Dataset, tokenizer: Any) -> Evaluator:
+    return Evaluator(DatasetDict({"validation": dataset}), SST2, tokenizer, 32, bf16=False)
 
 
 def scripted_eval(values: list[float]) -> Callable[[torch.nn.Module], dict]:
@@ -103,9 +102,9 @@ def scripted_eval(values: list[float]) -> Callable[[torch.nn.Module], dict]:
     calls = iter(values)
     last = [values[-1]]
 
-    def eval_fn(model: torch.nn.Module) -> dict[str, float]:
+    def eval_fn(model: torch.nn.Module) -> tuple[dict[str, float], dict[str, Any]]:
         last[0] = next(calls, last[0])
-        return {"accuracy": last[0]}
+        return {"accuracy": last[0]}, {}
 
     return eval_fn
 
@@ -130,7 +129,7 @@ def run(
 
 
 def test_adamw_lowers_the_loss_and_learns_the_label_token(dataset, tokenizer) -> None:
-    untrained = accuracy_fn(dataset, tokenizer)(tiny_bert(0))["accuracy"]
+    untrained = accuracy_fn(dataset, tokenizer)(tiny_bert(0))[0]["accuracy"]
     result = run(dataset, tokenizer, "adamw", {"lr": 1e-2}, config(max_steps=30))
     losses = [row["loss"] for row in result.train_log]
     assert result.status == "ok"

@@ -81,6 +81,7 @@ class TrainConfig(_Section):
     max_steps: PositiveInt = 100
     eval_every: PositiveInt = 20
     early_stopping_patience: PositiveInt | None = None
+    checkpoint_every: PositiveInt | None = None  # None: at every evaluation
     bf16: bool = False
     group_by_length: bool = True
     threads: PositiveInt | None = None

@@ -10,12 +10,11 @@ from __future__ import annotations
 import math
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from datasets import Dataset
 from torch.optim import Optimizer
@@ -30,12 +29,13 @@ from transformers import (
 )
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from adaopt.checkpoint import ResumableBatches, load_checkpoint, save_checkpoint
 from adaopt.config import SettingConfig, TrainConfig, optimizer_hparams
-from adaopt.metrics import glue_metrics
 from adaopt.optim import AdaptiveLR, build_optimizer
-from adaopt.tasks import TaskSpec
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+MODEL_INPUTS = (
+    "input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions",
+)
 EFFICIENCY = ("wall_time_s", "train_samples_per_s", "peak_memory_mb")
 
 
@@ -80,12 +80,6 @@ def make_loader(
         generator=generator,
         collate_fn=collator,
     )
-
-
-def endless(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    """Epoch after epoch; the sampler draws a new order from its generator each time."""
-    while True:
-        yield from loader
 
 
 # --------------------------------------------------------------------------- schedules
@@ -200,30 +194,24 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@torch.no_grad()
-def predict(
-    model: torch.nn.Module, loader: DataLoader, bf16: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Predictions (class ids, or scores for regression) and labels over a whole loader."""
-    model.eval()
-    dev = device()
-    predictions, labels = [], []
-    for batch in loader:
-        batch = {key: value.to(dev) for key, value in batch.items()}
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
-        predictions.append(logits.squeeze(-1) if logits.shape[-1] == 1 else logits.argmax(-1))
-        labels.append(batch["labels"])
-    model.train()
-    return torch.cat(predictions).cpu().numpy(), torch.cat(labels).cpu().numpy()
-
-
-def evaluate(model: torch.nn.Module, loader: DataLoader, task: TaskSpec, bf16: bool) -> dict:
-    predictions, labels = predict(model, loader, bf16)
-    return glue_metrics(task.name, predictions, labels)
-
-
 # --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class LoopState:
+    """The loop's bookkeeping; a checkpoint carries it, so a resumed run goes on unchanged."""
+
+    train_log: list[dict[str, float]] = field(default_factory=list)
+    eval_log: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=dict)
+    best_predictions: dict[str, Any] = field(default_factory=dict)
+    best_step: int | None = None
+    last: dict[str, float] = field(default_factory=dict)
+    last_finite_loss: float | None = None
+    bad_evals: int = 0
+    samples: int = 0
+    train_seconds: float = 0.0  # optimizer steps only: evaluation and checkpoints excluded
+    peak_memory_mb: float = 0.0
 
 
 @dataclass
@@ -241,15 +229,38 @@ class RunResult:
     peak_memory_mb: float
     train_log: list[dict[str, float]] = field(default_factory=list, repr=False)
     eval_log: list[dict[str, float]] = field(default_factory=list, repr=False)
+    best_predictions: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_state(cls, status: str, state: LoopState) -> RunResult:
+        seconds = state.train_seconds
+        return cls(
+            status=status,
+            steps=len(state.train_log),
+            best_step=state.best_step,
+            best=state.best,
+            last=state.last,
+            last_finite_loss=state.last_finite_loss,
+            wall_time_s=seconds,
+            train_samples_per_s=state.samples / seconds if seconds > 0 else 0.0,
+            peak_memory_mb=max(state.peak_memory_mb, peak_memory_mb()),
+            train_log=state.train_log,
+            eval_log=state.eval_log,
+            best_predictions=state.best_predictions,
+        )
 
     def outcome(self) -> dict[str, Any]:
         """What the run reached: the same seed on the same machine gives the same values."""
         return {key: value for key, value in asdict(self).items()
-                if key not in EFFICIENCY and not key.endswith("_log")}
+                if key not in EFFICIENCY and key not in _BULK}
 
     def efficiency(self) -> dict[str, float]:
         """What the run cost: timings and memory, which vary from run to run."""
         return {key: getattr(self, key) for key in EFFICIENCY}
+
+
+_BULK = ("train_log", "eval_log", "best_predictions")  # written to files of their own
+Evaluate = Callable[[torch.nn.Module], tuple[dict[str, float], dict[str, Any]]]
 
 
 def train(
@@ -257,12 +268,13 @@ def train(
     optimizer: Optimizer,
     scheduler: LRScheduler,
     train_loader: DataLoader,
-    eval_fn: Callable[[torch.nn.Module], dict[str, float]],
+    evaluate: Evaluate,
     config: TrainConfig,
     *,
     metric: str,
     max_grad_norm: float | None,
     greater_is_better: bool = True,
+    checkpoint: Path | None = None,
     progress: bool = True,
 ) -> RunResult:
     """Fine-tune for ``config.max_steps`` optimizer steps, evaluating every ``eval_every``.
@@ -271,25 +283,30 @@ def train(
     evaluations, and at once when the loss stops being finite (recorded as ``diverged``).
     ``scheduler.report(metric)`` is called after each evaluation when the scheduler has it,
     which is how AdaptiveAdam's controller sees the validation metric.
+
+    With ``checkpoint`` set, the loop saves everything it needs to go on there every
+    ``checkpoint_every`` steps, and resumes from it if it exists: a resumed run reaches the
+    same numbers as one that was never interrupted.
     """
     dev = device()
     model.to(dev).train()
     reset_peak_memory()
-    batches = endless(train_loader)
-    train_log: list[dict[str, float]] = []
-    eval_log: list[dict[str, float]] = []
-    best: dict[str, float] = {}
-    last: dict[str, float] = {}
-    best_step: int | None = None
-    last_finite: float | None = None
-    bad_evals = 0
-    status = "ok"
-    samples = 0
+    batches = ResumableBatches(train_loader)
+    state, done = LoopState(), 0
+    if checkpoint is not None and checkpoint.exists():
+        done, position, saved = load_checkpoint(
+            checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
+            generator=batches.generator,
+        )
+        batches.restore(position)
+        state = LoopState(**saved)
+    every = config.checkpoint_every or config.eval_every
     sign = 1.0 if greater_is_better else -1.0
-    start = time.perf_counter()
-    bar = tqdm(range(1, config.max_steps + 1), disable=not progress, desc="train", leave=False)
-    step = 0
+    status = "ok"
+    bar = tqdm(range(done + 1, config.max_steps + 1), initial=done, total=config.max_steps,
+               disable=not progress, desc="train", leave=False)
     for step in bar:
+        started = time.perf_counter()
         loss_sum = 0.0
         for _ in range(config.grad_accum_steps):
             batch = {key: value.to(dev) for key, value in next(batches).items()}
@@ -297,49 +314,44 @@ def train(
                 loss = model(**batch).loss / config.grad_accum_steps
             loss.backward()
             loss_sum += loss.item()
-            samples += len(batch["labels"])
+            state.samples += len(batch["input_ids"])
         if not math.isfinite(loss_sum):
             status = "diverged"
             optimizer.zero_grad(set_to_none=True)
             break
-        last_finite = loss_sum
+        state.last_finite_loss = loss_sum
         if max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
-        elapsed = time.perf_counter() - start
-        train_log.append({"step": step, "loss": loss_sum, "lr": lr, "elapsed_s": elapsed})
+        state.train_seconds += time.perf_counter() - started
+        elapsed = state.train_seconds
+        state.train_log.append({"step": step, "loss": loss_sum, "lr": lr, "elapsed_s": elapsed})
         bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}")
         if step % config.eval_every == 0 or step == config.max_steps:
-            eval_start = time.perf_counter()
-            scores = last = eval_fn(model)
-            start += time.perf_counter() - eval_start  # evaluation is not training time
-            eval_log.append({"step": step, "elapsed_s": elapsed, **scores})
+            scores, predictions = evaluate(model)
+            state.last = scores
+            state.eval_log.append({"step": step, "elapsed_s": elapsed, **scores})
             if hasattr(scheduler, "report"):
                 scheduler.report(scores[metric])
             value = scores[metric]  # NaN (e.g. Pearson of constant predictions) never wins
-            if math.isfinite(value) and (not best or sign * (value - best[metric]) > 0):
-                best, best_step, bad_evals = scores, step, 0
+            if math.isfinite(value) and (not state.best or sign * (value - state.best[metric]) > 0):
+                state.best, state.best_predictions = scores, predictions
+                state.best_step, state.bad_evals = step, 0
             else:
-                bad_evals += 1
+                state.bad_evals += 1
             patience = config.early_stopping_patience
-            if patience is not None and bad_evals >= patience:
+            if patience is not None and state.bad_evals >= patience:
                 status = "early_stopped"
                 break
+        if checkpoint is not None and step % every == 0 and step < config.max_steps:
+            state.peak_memory_mb = max(state.peak_memory_mb, peak_memory_mb())
+            save_checkpoint(
+                checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
+                generator=batches.generator, step=step, data_position=batches.position(),
+                loop_state=asdict(state),
+            )
     bar.close()
-    wall = time.perf_counter() - start
-    return RunResult(
-        status=status,
-        steps=len(train_log),
-        best_step=best_step,
-        best=best,
-        last=last,
-        last_finite_loss=last_finite,
-        wall_time_s=wall,
-        train_samples_per_s=samples / wall if wall > 0 else 0.0,
-        peak_memory_mb=peak_memory_mb(),
-        train_log=train_log,
-        eval_log=eval_log,
-    )
+    return RunResult.from_state(status, state)
