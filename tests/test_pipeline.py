@@ -143,3 +143,31 @@ def test_smoke_profile_on_real_data(tmp_path: Path) -> None:
     assert_complete(repo)
     report = json.loads((repo / "data" / "prepare_report.json").read_text())
     assert report["sst2"]["rows"]["train"]["read"] == 67349
+
+
+def test_a_diverging_optimizer_is_recorded_not_fatal(smoke_repo: Path) -> None:
+    """SGD with an absurd learning rate: its runs stop as ``diverged``; summaries still build.
+
+    (The tiny smoke model survives SGD at lr 10 for a few steps; 1e12 overflows at once.)
+    """
+    params_path = smoke_repo / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["optimizers"]["sgd"]["lr"] = 1e12
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc(smoke_repo, "repro")
+    loaded = load_params(params_path)
+    for task in loaded.data.tasks:
+        for seed in loaded.sweep.seeds:
+            metrics = json.loads((smoke_repo / "runs" / task / "sgd" / f"seed{seed}" /
+                                  "metrics.json").read_text())
+            for setting in SETTINGS:
+                run = metrics[setting]
+                assert run["status"] == "diverged", (task, seed, setting)
+                assert run["steps"] < loaded.train.max_steps
+                assert math.isfinite(run["last_finite_loss"])
+    summary = pd.read_csv(smoke_repo / "results" / "summary.csv")
+    sgd = summary[summary.optimizer == "sgd"]
+    assert (sgd.diverged == sgd.seeds).all()
+    assert "diverged" in (smoke_repo / "results" / "summary.md").read_text()
+    for name in FIGURES:
+        assert (smoke_repo / "figures" / name).stat().st_size > 0

@@ -1,72 +1,114 @@
-"""The GLUE task table: the one place that knows how each task looks on disk and on the hub.
+"""The task table (GLUE and SQuAD v1.1): the one place that knows how each task looks on disk
+and on the hub.
 
 Everything else (fetching, reading, cleaning, tokenizing, model heads, metric selection) is
 driven by a :class:`TaskSpec` looked up here, in the spirit of Hugging Face's ``run_glue.py``:
-adding a task means adding a row, never an ``if task == ...`` branch.
+adding a task means adding a row, never an ``if task == ...`` branch. Where the code paths of
+tasks differ (the file format, the model head, how outputs become predictions), they are looked
+up by ``TaskSpec.kind`` in small tables next to the code: ``classification`` and ``regression``
+(GLUE: release TSVs, a sequence-level head) or ``extractive_qa`` (SQuAD: the official JSON,
+a span head over token windows, :mod:`adaopt.qa`).
 
 Column and label names follow the HF ``nyu-mll/glue`` dataset, so a model trained from the
 release TSVs and one trained from the hub see identical label ids.
 
 Model-selection metric (``TaskSpec.metric``): Matthews correlation for CoLA and Pearson
-correlation for STS-B (the GLUE leaderboard's primary numbers), accuracy for every other task.
-For MRPC and QQP, GLUE also reports F1; we select on accuracy because it does not depend on
-which class counts as positive; F1 can still be reported next to it.
+correlation for STS-B (the GLUE leaderboard's primary numbers), accuracy for every other GLUE
+task, F1 for SQuAD (exact match is reported next to it). For MRPC and QQP, GLUE also reports
+F1; we select on accuracy because it does not depend on which class counts as positive; F1 can
+still be reported next to it.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Literal
 
 HUB_PATH = "nyu-mll/glue"
+KINDS = ("classification", "regression", "extractive_qa")
+Kind = Literal["classification", "regression", "extractive_qa"]
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """How one GLUE task is laid out in the release TSVs and in the HF hub dataset.
+    """How one task is laid out in its release files and in the HF hub dataset.
 
-    ``release_columns`` is the full column order of the release TSV; ``release_text_columns``
-    and ``release_label_column`` name (in that file) the columns that hold ``text_columns``
-    and the label. ``release_labels[i]`` is how label id ``i`` (``label_names[i]``) is spelled
-    in the file; both are ``None`` for regression.
+    ``kind`` selects the code path: ``classification``/``regression`` tasks are GLUE release
+    TSVs, ``extractive_qa`` tasks official SQuAD v1.1 JSON files (read by
+    :func:`adaopt.qa.read_squad`). The release files lie in ``<release_parent>/<release_dir>/``
+    under the raw data directory; ``train_alternatives`` are other names (same folder) under
+    which a data mirror may hold the train file, tried in order (``.gz`` is decompressed).
+
+    TSV tasks only: ``release_columns`` is the full column order of the release TSV;
+    ``release_text_columns`` and ``release_label_column`` name (in that file) the columns that
+    hold ``text_columns`` and the label. ``release_labels[i]`` is how label id ``i``
+    (``label_names[i]``) is spelled in the file; both are ``None`` for regression. For
+    extractive QA, ``text_columns`` are the question and the context and ``label_names`` the
+    two outputs of the span head per token (start and end).
     """
 
     name: str
     release_dir: str
     text_columns: tuple[str, ...]
-    release_columns: tuple[str, ...]
-    release_text_columns: tuple[str, ...]
-    release_label_column: str
     label_names: tuple[str, ...] | None
-    release_labels: tuple[str, ...] | None
     metric: str
+    kind: Kind = "classification"
+    release_columns: tuple[str, ...] = ()
+    release_text_columns: tuple[str, ...] = ()
+    release_label_column: str | None = None
+    release_labels: tuple[str, ...] | None = None
     release_index_column: str | None = None
+    release_parent: str = "glue"
     has_header: bool = True
     dev_file: str = "dev.tsv"
     hub_dev_split: str = "validation"
     train_file: str = "train.tsv"
+    train_alternatives: tuple[str, ...] = ()
     hub_path: str = HUB_PATH
+    hub_config_is_name: bool = True  # GLUE: one hub config per task, named like the task
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
+        if (self.kind == "regression") != (self.label_names is None):
+            raise ValueError(f"task {self.name!r}: label_names must be None exactly for regression")
 
     @property
-    def hub_config(self) -> str:
-        return self.name
+    def hub_config(self) -> str | None:
+        return self.name if self.hub_config_is_name else None
+
+    @property
+    def hub_args(self) -> tuple[str, ...]:
+        """Positional arguments of ``datasets.load_dataset`` for this task."""
+        return (self.hub_path,) if self.hub_config is None else (self.hub_path, self.hub_config)
+
+    def _release_path(self, file: str) -> str:
+        return PurePosixPath(self.release_parent, self.release_dir, file).as_posix()
 
     @property
     def train_path(self) -> str:
         """Train file path relative to the raw data directory (release layout)."""
-        return f"glue/{self.release_dir}/{self.train_file}"
+        return self._release_path(self.train_file)
 
     @property
     def dev_path(self) -> str:
         """Dev file path relative to the raw data directory (release layout)."""
-        return f"glue/{self.release_dir}/{self.dev_file}"
+        return self._release_path(self.dev_file)
+
+    @property
+    def train_alternative_paths(self) -> tuple[str, ...]:
+        """Other paths (relative to a mirror) that may hold the train file."""
+        return tuple(self._release_path(file) for file in self.train_alternatives)
 
     @property
     def is_regression(self) -> bool:
-        return self.label_names is None
+        return self.kind == "regression"
 
     @property
     def num_labels(self) -> int:
+        """Outputs of the head: per example (classes, or 1 score) or per token (QA: 2)."""
         return 1 if self.label_names is None else len(self.label_names)
 
 
@@ -138,6 +180,7 @@ _SPECS = (
         label_names=None,
         release_labels=None,
         metric="pearson",
+        kind="regression",
         release_index_column="index",
     ),
     TaskSpec(
@@ -190,6 +233,22 @@ _SPECS = (
         metric="accuracy",
         release_index_column="index",
     ),
+    TaskSpec(
+        name="squad",
+        release_dir="squad",
+        release_parent="",
+        text_columns=("question", "context"),
+        label_names=("start", "end"),
+        metric="f1",
+        kind="extractive_qa",
+        train_file="train-v1.1.json",
+        dev_file="dev-v1.1.json",
+        # The real mirror holds a train file rebuilt from the SQuAD explorer pages (same JSON
+        # format; synthetic ids, re-derived answer_start): see its PROVENANCE.md.
+        train_alternatives=("train-v1.1.explorer-reconstruction.json.gz",),
+        hub_path="rajpurkar/squad",
+        hub_config_is_name=False,
+    ),
 )
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}
@@ -207,5 +266,5 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
     spec = TASKS.get(_normalize(name))
     if spec is None:
         known = ", ".join(f"{s.name} ({s.release_dir})" for s in _SPECS)
-        raise ValueError(f"unknown GLUE task {name!r}; known tasks: {known}")
+        raise ValueError(f"unknown task {name!r}; known tasks: {known}")
     return spec
