@@ -10,6 +10,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from adaopt.config import SETTINGS, load_params
+from adaopt.experiment import run_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
@@ -171,3 +173,36 @@ def test_a_diverging_optimizer_is_recorded_not_fatal(smoke_repo: Path) -> None:
     assert "diverged" in (smoke_repo / "results" / "summary.md").read_text()
     for name in FIGURES:
         assert (smoke_repo / "figures" / name).stat().st_size > 0
+
+
+def test_killed_training_stage_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL a running ``train`` stage, run it again: it resumes and matches a clean run."""
+    repo = smoke_copy(tmp_path)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["tasks"] = ["sst2"]
+    params["train"].update(max_steps=300, eval_every=50, checkpoint_every=10, threads=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc(repo, "repro", "prepare")
+    stage, cell = "train@sst2-adaptive_adam-0", Path("runs/sst2/adaptive_adam/seed0")
+    checkpoints = repo / "checkpoints" / "sst2" / "adaptive_adam" / "seed0"
+
+    child = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro", "-s", stage],
+                             cwd=repo, env=_env(FIXTURE_MIRROR), start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not any(checkpoints.glob("traditional-*.pt")) and child.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, "the stage finished before it could be killed"
+    assert not (repo / cell / "metrics.json").exists()
+    assert any(checkpoints.glob("traditional-*.pt"))
+
+    dvc(repo, "repro", "-s", stage)
+    assert "resumed from" in (repo / cell / "train.ipynb").read_text()
+    assert not checkpoints.exists(), "a finished cell removes its checkpoints"
+    reference = tmp_path / "reference"
+    run_cell(load_params(repo / "params.yaml"), "sst2", "adaptive_adam", 0,
+             repo / "data" / "prepared", reference, progress=False)
+    assert (repo / cell / "metrics.json").read_bytes() == (reference / "metrics.json").read_bytes()

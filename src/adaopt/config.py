@@ -28,12 +28,23 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    """What the prepare stage reads and how much of it (``max_*_samples`` for quick runs)."""
+    """What the prepare stage reads and how much of it (``max_*_samples`` for quick runs).
+
+    ``max_*_samples`` count examples per task (SQuAD: questions, before they are cut into
+    windows). ``max_length`` is the token limit of the GLUE tasks. Extractive QA cuts each
+    question + context into windows of ``qa_max_length`` tokens that overlap by
+    ``doc_stride`` context tokens; its dev predictions are decoded from the ``n_best`` best
+    start and end tokens per window, spans of at most ``max_answer_length`` tokens.
+    """
 
     tasks: list[str] = Field(min_length=1)
     max_train_samples: PositiveInt | None = None
     max_eval_samples: PositiveInt | None = None
     max_length: Annotated[int, Field(ge=8, le=512)] = 128
+    qa_max_length: Annotated[int, Field(ge=32, le=512)] = 384
+    doc_stride: PositiveInt = 128
+    n_best: PositiveInt = 20
+    max_answer_length: PositiveInt = 30
     seed: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("tasks")
@@ -43,6 +54,17 @@ class DataConfig(_Section):
         if len(set(canonical)) != len(canonical):
             raise ValueError("tasks must not repeat")
         return canonical
+
+    @model_validator(mode="after")
+    def _windows_advance(self) -> DataConfig:
+        # The tokenizer fails where the overlap does not fit beside the question in a window;
+        # half a window is a safe bound (SQuAD questions have at most about 40 tokens).
+        if 2 * self.doc_stride >= self.qa_max_length:
+            raise ValueError(
+                f"doc_stride={self.doc_stride} must be less than half of "
+                f"qa_max_length={self.qa_max_length}"
+            )
+        return self
 
 
 class TinyModelConfig(_Section):

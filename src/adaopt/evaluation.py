@@ -1,47 +1,152 @@
 """Dev-set evaluation: model outputs, then task predictions, then the task's metrics.
 
 The model-facing part (a forward pass over batches) is shared; what turns outputs into
-predictions is looked up by the task's head, so the training loop never branches on a task.
+predictions and scores is looked up by the task's kind (:data:`DECODERS`), so the training
+loop never branches on a task:
+
+* ``classification`` / ``regression`` (GLUE): ``logits`` -> class ids or scores ->
+  :func:`adaopt.metrics.glue_metrics` (fractions); predictions ``{row index: value}``.
+* ``extractive_qa`` (SQuAD): ``start_logits``/``end_logits`` per window ->
+  :func:`adaopt.qa.postprocess_predictions` (plain numpy, over the prepared
+  ``validation_examples``) -> :func:`adaopt.metrics.squad_metrics` (``exact_match`` and
+  ``f1``, 0-100); predictions ``{question id: answer text}``, the official predictions.json.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from datasets import DatasetDict
 from transformers import PreTrainedTokenizerBase
 
-from adaopt.metrics import glue_metrics
+from adaopt.metrics import glue_metrics, squad_metrics
+from adaopt.qa import postprocess_predictions
 from adaopt.tasks import TaskSpec
 from adaopt.training import device, make_loader
 
 Scores = dict[str, float]
 Predictions = dict[str, Any]
 
+# Training targets that a loader may carry; the model gets them only when training.
+TARGETS = ("labels", "start_positions", "end_positions")
+
+
+def _concat_padded(parts: list[torch.Tensor], fill: float) -> np.ndarray:
+    """Stack batches along dim 0, padding later dims (per-batch sequence length) with ``fill``."""
+    width = [max(part.shape[d] for part in parts) for d in range(1, parts[0].dim())]
+    padded = []
+    for part in parts:
+        pad: list[int] = []
+        for d in reversed(range(1, part.dim())):
+            pad += [0, width[d - 1] - part.shape[d]]
+        padded.append(torch.nn.functional.pad(part, pad, value=fill) if any(pad) else part)
+    return torch.cat(padded).numpy()
+
 
 @torch.no_grad()
 def forward_outputs(
     model: torch.nn.Module, loader: torch.utils.data.DataLoader, bf16: bool, names: tuple[str, ...]
 ) -> dict[str, np.ndarray]:
-    """Concatenate the named model outputs (``logits``, ``start_logits``...) over a loader."""
+    """Concatenate the named model outputs (``logits``, ``start_logits``...) over a loader.
+
+    Per-token outputs come back as long as each batch's padded inputs; they are padded with
+    ``-inf`` to the longest batch, so row ``i`` is feature ``i`` and padding never wins.
+    """
     was_training = model.training
     model.eval()
     dev = device()
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for batch in loader:
-        inputs = {k: v.to(dev) for k, v in batch.items() if k not in ("labels",)}
+        inputs = {k: v.to(dev) for k, v in batch.items() if k not in TARGETS}
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             result = model(**inputs)
         for name in names:
             outputs[name].append(result[name].float().cpu())
     model.train(was_training)
-    return {name: torch.cat(parts).numpy() for name, parts in outputs.items()}
+    return {name: _concat_padded(parts, -np.inf) for name, parts in outputs.items()}
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """How extractive QA picks spans (``DataConfig.n_best``, ``DataConfig.max_answer_length``)."""
+
+    n_best: int = 20
+    max_answer_length: int = 30
+
+
+class Decoder(Protocol):
+    """Turns a task's model outputs on the prepared dev split into (scores, predictions)."""
+
+    outputs: tuple[str, ...]  # the model outputs it needs
+
+    def __call__(self, outputs: dict[str, np.ndarray]) -> tuple[Scores, Predictions]: ...
+
+
+class _GlueDecoder:
+    outputs = ("logits",)
+
+    def __init__(self, splits: DatasetDict, task: TaskSpec, post: PostProcessing) -> None:
+        self.task = task
+        self.labels = np.asarray(splits["validation"]["labels"])
+
+    def __call__(self, outputs: dict[str, np.ndarray]) -> tuple[Scores, Predictions]:
+        logits = outputs["logits"]
+        predicted = logits[:, 0] if self.task.is_regression else logits.argmax(-1)
+        scores = glue_metrics(self.task.name, predicted, self.labels)
+        return scores, {str(i): value.item() for i, value in enumerate(predicted)}
+
+
+class _SpanDecoder:
+    outputs = ("start_logits", "end_logits")
+
+    def __init__(self, splits: DatasetDict, task: TaskSpec, post: PostProcessing) -> None:
+        examples = splits["validation_examples"]
+        features = splits["validation"]
+        # Read once: the offsets of every window are the bulk of the dev data.
+        self.examples = {"id": list(examples["id"]), "context": list(examples["context"])}
+        self.references = {
+            qid: list(answers["text"])
+            for qid, answers in zip(examples["id"], examples["answers"], strict=True)
+        }
+        self.features = {
+            "example_id": list(features["example_id"]),
+            "offset_mapping": list(features["offset_mapping"]),
+        }
+        self.post = post
+
+    def __call__(self, outputs: dict[str, np.ndarray]) -> tuple[Scores, Predictions]:
+        predictions = postprocess_predictions(
+            self.examples,
+            self.features,
+            outputs["start_logits"],
+            outputs["end_logits"],
+            n_best=self.post.n_best,
+            max_answer_length=self.post.max_answer_length,
+        )
+        return squad_metrics(predictions, self.references), predictions
+
+
+# How model outputs become predictions and scores, by TaskSpec.kind.
+DECODERS: dict[str, Callable[[DatasetDict, TaskSpec, PostProcessing], Decoder]] = {
+    "classification": _GlueDecoder,
+    "regression": _GlueDecoder,
+    "extractive_qa": _SpanDecoder,
+}
 
 
 class Evaluator:
-    """Scores a model on a task's prepared dev split; callable as ``evaluator(model)``."""
+    """Scores a model on a task's prepared dev split; callable as ``evaluator(model)``.
+
+    Returns ``(scores, predictions)``: the task's metrics (GLUE: fractions; SQuAD:
+    ``exact_match`` and ``f1`` on the 0-100 scale) and the predictions behind them (SQuAD:
+    ``{question id: answer text}`` for every dev question, ready for
+    :func:`adaopt.qa.write_predictions`). ``n_best`` and ``max_answer_length`` only matter
+    for extractive QA.
+    """
 
     def __init__(
         self,
@@ -50,13 +155,14 @@ class Evaluator:
         tokenizer: PreTrainedTokenizerBase,
         batch_size: int,
         bf16: bool,
+        *,
+        n_best: int = PostProcessing.n_best,
+        max_answer_length: int = PostProcessing.max_answer_length,
     ) -> None:
         self.splits, self.task, self.bf16 = splits, task, bf16
+        self.decode = DECODERS[task.kind](splits, task, PostProcessing(n_best, max_answer_length))
         self.loader = make_loader(splits["validation"], tokenizer, batch_size, train=False)
 
     def __call__(self, model: torch.nn.Module) -> tuple[Scores, Predictions]:
-        logits = forward_outputs(model, self.loader, self.bf16, ("logits",))["logits"]
-        predicted = logits[:, 0] if self.task.is_regression else logits.argmax(-1)
-        labels = np.asarray(self.splits["validation"]["labels"])
-        scores = glue_metrics(self.task.name, predicted, labels)
-        return scores, {str(i): value.item() for i, value in enumerate(predicted)}
+        outputs = forward_outputs(model, self.loader, self.bf16, self.decode.outputs)
+        return self.decode(outputs)

@@ -45,23 +45,52 @@ def dev_metric(evals: pd.DataFrame, path: Path) -> Path:
     return _save(grid, path)
 
 
+def best_metrics(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs in long form, one row per (run, dev metric its task reports): ``panel`` names the
+    task and metric, ``value`` is the metric at the run's best evaluation."""
+    columns = [c for c in runs.columns if c.startswith("best.")]
+    long = runs.melt(id_vars=["task", "optimizer", "setting", "seed", "metric"],
+                     value_vars=columns, var_name="name", value_name="value").dropna(
+                         subset=["value"])
+    long["name"] = long["name"].str.removeprefix("best.")
+    return long.assign(panel=long.task + " · " + long.name)
+
+
+def _panels(runs: pd.DataFrame, long: pd.DataFrame) -> dict[str, list[str]]:
+    """Per task, its panels: the model-selection metric first, then its other metrics."""
+    selection = runs.drop_duplicates("task").set_index("task").metric
+    panels = {}
+    for task in sorted(runs.task.unique()):
+        others = sorted(set(long.loc[long.task == task, "name"]) - {selection[task]})
+        panels[task] = [f"{task} · {name}" for name in [selection[task], *others]]
+    return panels
+
+
 def final_metric(runs: pd.DataFrame, path: Path) -> Path:
-    """The paper's table as a figure: best dev metric per optimizer, 95% CI over seeds.
+    """The paper's table as a figure: each task's dev metrics (the model-selection one first,
+    then the others, e.g. SQuAD F1 and exact match) per optimizer, 95% CI over seeds.
 
     Runs that diverged have no score; a cell where every seed diverged is labelled so.
     """
     finished = runs[runs.status != "diverged"]
-    grid = sns.catplot(data=finished, x="optimizer", y="score", hue="setting", col="task",
-                       kind="bar", errorbar=("ci", 95), sharey=False, height=3, aspect=1.3,
-                       order=sorted(runs.optimizer.unique()), col_order=sorted(runs.task.unique()))
+    long = best_metrics(finished)
+    panels = _panels(runs, long)
+    col_order = [panel for task_panels in panels.values() for panel in task_panels]
+    order = sorted(runs.optimizer.unique())
+    grid = sns.catplot(data=long, x="optimizer", y="value", hue="setting", col="panel",
+                       col_wrap=min(len(col_order), 5), kind="bar", errorbar=("ci", 95),
+                       sharey=False, height=3, aspect=1.3, order=order, col_order=col_order)
     diverged = runs.groupby(["task", "optimizer", "setting"]).status.apply(
         lambda s: (s == "diverged").all())
-    order = sorted(runs.optimizer.unique())
     for (task, optimizer, setting), all_diverged in diverged.items():
         if all_diverged:
-            grid.axes_dict[task].text(order.index(optimizer), 0, f"diverged\n({setting})",
-                                      ha="center", va="bottom", fontsize=7, rotation=90)
-    grid.set_xticklabels(rotation=45, ha="right")
+            for panel in panels[task]:
+                grid.axes_dict[panel].text(order.index(optimizer), 0, f"diverged\n({setting})",
+                                           ha="center", va="bottom", fontsize=7, rotation=90)
+    grid.set_titles("{col_name}")
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", labelrotation=45)
+        ax.set_xlabel("")
     grid.set_ylabels("best dev metric")
     return _save(grid, path)
 

@@ -116,12 +116,46 @@ def summarize(runs: pd.DataFrame, ttt: pd.DataFrame) -> pd.DataFrame:
             "reached_target": len(reached),
             "time_to_target_s": reached.mean() if len(reached) else math.nan,
             **{key: ok[key].mean() for key in EFFICIENCY},
+            **metric_statistics(ok),
         })
     return pd.DataFrame(rows)
 
 
+def metric_statistics(runs: pd.DataFrame) -> dict[str, float]:
+    """``<metric>.mean`` and ``<metric>.std`` over seeds for every dev metric the runs report.
+
+    Each run's ``best`` holds all of its task's metrics at the evaluation that was best on the
+    model-selection one (SQuAD: exact match and F1; MRPC: accuracy and F1...); metrics of other
+    tasks are missing (NaN) and left out.
+    """
+    statistics = {}
+    for column in runs.columns:
+        values = runs[column].dropna() if column.startswith("best.") else ()
+        if len(values):
+            name = column.removeprefix("best.")
+            statistics[f"{name}.mean"] = float(values.mean())
+            statistics[f"{name}.std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+    return statistics
+
+
+def _other_metrics(row: pd.Series) -> str:
+    """The row's dev metrics besides the model-selection one, as ``name mean ± std``."""
+    parts = []
+    for column, value in row.items():
+        name = str(column).removesuffix(".mean")
+        if name == column or name == row.metric or not math.isfinite(value):
+            continue
+        std = row.get(f"{name}.std", math.nan)
+        parts.append(f"{name} {value:.4f} ± {0.0 if math.isnan(std) else std:.4f}")
+    return "; ".join(parts)
+
+
 def to_markdown(summary: pd.DataFrame) -> str:
-    """The summary as a Markdown table; a cell whose every seed diverged reads ``diverged``."""
+    """The summary as a Markdown table; a cell whose every seed diverged reads ``diverged``.
+
+    ``mean ± std`` is the task's model-selection metric; ``other metrics`` lists the task's
+    other dev metrics at the same evaluations (SQuAD: ``exact_match`` beside ``f1``).
+    """
     shown = summary.copy()
     shown["score"] = [
         "diverged" if row.diverged == row.seeds
@@ -133,10 +167,12 @@ def to_markdown(summary: pd.DataFrame) -> str:
         "" if math.isnan(row.ci95_low) else f"[{row.ci95_low:.4f}, {row.ci95_high:.4f}]"
         for _, row in shown.iterrows()
     ]
+    shown["other metrics"] = [_other_metrics(row) for _, row in shown.iterrows()]
     columns = {
         "task": "task", "setting": "setting", "optimizer": "optimizer", "metric": "metric",
-        "score": "mean ± std", "95% CI": "95% CI", "time_to_target_s": "time to target (s)",
-        "train_samples_per_s": "samples/s", "peak_memory_mb": "peak MiB",
+        "score": "mean ± std", "95% CI": "95% CI", "other metrics": "other metrics (mean ± std)",
+        "time_to_target_s": "time to target (s)", "train_samples_per_s": "samples/s",
+        "peak_memory_mb": "peak MiB",
     }
     table = shown.sort_values(["task", "setting", "optimizer"])[list(columns)]
     table = table.rename(columns=columns)

@@ -300,6 +300,7 @@ def train(
         )
         batches.restore(position)
         state = LoopState(**saved)
+        print(f"resumed from {checkpoint} at step {done}")
     every = config.checkpoint_every or config.eval_every
     sign = 1.0 if greater_is_better else -1.0
     status = "ok"

@@ -1,18 +1,27 @@
-"""Turn release files into tokenized ``DatasetDict``s on disk, with a report of every step."""
+"""Turn release files into tokenized ``DatasetDict``s on disk, with a report of every step.
+
+How a task's files become splits is looked up by ``TaskSpec.kind`` (:data:`BUILDERS`): GLUE
+TSVs give one row per example; SQuAD JSON gives token windows (features) per question, with
+the dev questions themselves saved beside them for decoding and scoring.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset, DatasetDict, Features, List, Value
+from datasets import Dataset, DatasetDict, Features, List, Value, concatenate_datasets
 from transformers import PreTrainedTokenizerBase
 
+from adaopt import qa
 from adaopt.data.glue import clean, read_split, subsample
+from adaopt.data.squad import clean_squad
 from adaopt.tasks import TaskSpec, get_task
 
 
@@ -63,6 +72,131 @@ def _length_stats(lengths: np.ndarray, max_length: int) -> dict[str, float | int
     }
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How much of a task to keep and how to cut it into tokens (see ``DataConfig``)."""
+
+    max_train_samples: int | None
+    max_eval_samples: int | None
+    seed: int
+    max_length: int
+    qa_max_length: int
+    doc_stride: int
+
+
+@dataclass(frozen=True)
+class Built:
+    """A task's splits, the rows per split after each step, and the token settings used.
+
+    ``token_settings["max_length"]`` is the length limit the ``length`` columns are held to.
+    """
+
+    splits: DatasetDict
+    rows: dict[str, dict[str, int]]
+    token_settings: dict[str, int]
+
+
+def build_glue(spec: TaskSpec, raw_dir: Path, tokenizer: PreTrainedTokenizerBase,
+               limits: Limits) -> Built:
+    """Release TSVs: clean, subsample, one tokenized row per example."""
+    train, dev, counts = clean(
+        read_split(spec, raw_dir / spec.train_path), read_split(spec, raw_dir / spec.dev_path), spec
+    )
+    frames = {
+        "train": subsample(train, limits.max_train_samples, limits.seed),
+        "validation": subsample(dev, limits.max_eval_samples, limits.seed),
+    }
+    rows = {"train": counts["train"], "validation": counts["dev"]}
+    return Built(
+        splits=DatasetDict({
+            name: tokenize(frame, tokenizer, spec, limits.max_length)
+            for name, frame in frames.items()
+        }),
+        rows={name: {**rows[name], "subsampled": len(frame)} for name, frame in frames.items()},
+        token_settings={"max_length": limits.max_length},
+    )
+
+
+_QA_FEATURE_TYPES = {
+    "input_ids": List(Value("int64")),
+    "token_type_ids": List(Value("int64")),
+    "attention_mask": List(Value("int64")),
+    "start_positions": Value("int64"),
+    "end_positions": Value("int64"),
+    "example_id": Value("string"),
+    "offset_mapping": List(List(Value("int64"))),  # None where a token is not context
+    "length": Value("int64"),
+}
+_QA_EXAMPLES = Features({
+    "id": Value("string"),
+    "context": Value("string"),
+    "answers": {"text": List(Value("string")), "answer_start": List(Value("int64"))},
+})
+_CHUNK = 1000  # examples tokenized at a time: the full train set as Python lists is gigabytes
+
+
+def qa_features(
+    frame: pd.DataFrame,
+    prepare: Callable[..., dict[str, list]],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    doc_stride: int,
+) -> Dataset:
+    """Windows of ``frame``'s questions by ``prepare`` (a :mod:`adaopt.qa` function), plus
+    a ``length`` column (tokens per window) for length grouping and the report."""
+    parts = []
+    for begin in range(0, len(frame), _CHUNK):
+        encoded = prepare(
+            frame.iloc[begin : begin + _CHUNK].to_dict("list"), tokenizer, max_length, doc_stride
+        )
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        features = Features({key: _QA_FEATURE_TYPES[key] for key in encoded})
+        parts.append(Dataset.from_dict(dict(encoded), features=features))
+    if not parts:
+        raise ValueError("no questions left to tokenize")
+    return concatenate_datasets(parts)
+
+
+def build_squad(spec: TaskSpec, raw_dir: Path, tokenizer: PreTrainedTokenizerBase,
+                limits: Limits) -> Built:
+    """Official SQuAD JSON: clean and subsample questions, then cut them into windows.
+
+    ``train`` features carry start/end token positions (the CLS token where a window misses
+    the answer), ``validation`` features their question's ``example_id`` and the offsets of
+    their context tokens; ``validation_examples`` holds those questions (id, context, gold
+    answers), which decoding and scoring need.
+    """
+    train, dev, counts = clean_squad(
+        qa.read_squad(raw_dir / spec.train_path), qa.read_squad(raw_dir / spec.dev_path)
+    )
+    train = subsample(train, limits.max_train_samples, limits.seed)
+    dev = subsample(dev, limits.max_eval_samples, limits.seed)
+    window = (tokenizer, limits.qa_max_length, limits.doc_stride)
+    splits = DatasetDict({
+        "train": qa_features(train, qa.prepare_train_features, *window),
+        "validation": qa_features(dev, qa.prepare_eval_features, *window),
+        "validation_examples": Dataset.from_dict(
+            {column: dev[column].tolist() for column in _QA_EXAMPLES}, features=_QA_EXAMPLES
+        ),
+    })
+    return Built(
+        splits=splits,
+        rows={
+            "train": {**counts["train"], "subsampled": len(train)},
+            "validation": {**counts["dev"], "subsampled": len(dev)},
+        },
+        token_settings={"max_length": limits.qa_max_length, "doc_stride": limits.doc_stride},
+    )
+
+
+# How a task's release files become splits, by TaskSpec.kind.
+BUILDERS: dict[str, Callable[[TaskSpec, Path, PreTrainedTokenizerBase, Limits], Built]] = {
+    "classification": build_glue,
+    "regression": build_glue,
+    "extractive_qa": build_squad,
+}
+
+
 def prepare_task(
     task: str | TaskSpec,
     raw_dir: str | os.PathLike[str],
@@ -73,25 +207,24 @@ def prepare_task(
     max_eval_samples: int | None,
     max_length: int,
     seed: int,
+    qa_max_length: int = 384,
+    doc_stride: int = 128,
 ) -> dict[str, Any]:
     """Read, clean, subsample and tokenize one task; save it to ``out_dir/<task>``.
 
-    The saved ``DatasetDict`` has ``train`` and ``validation`` splits and replaces any
-    earlier one only once it is complete. Returns a JSON-serializable report (row counts
-    after each step, token length statistics) for the caller to write next to it.
+    The saved ``DatasetDict`` has ``train`` and ``validation`` splits (extractive QA: token
+    windows, and ``validation_examples``, the dev questions) and replaces any earlier one
+    only once it is complete. Samples are counted in examples (questions), drawn with
+    ``seed``. ``max_length`` applies to the GLUE tasks, ``qa_max_length`` and ``doc_stride``
+    to extractive QA. Returns a JSON-serializable report (row counts after each step, token
+    length statistics per split with a ``length`` column) for the caller to write next to it.
     """
     spec = get_task(task)
     raw_dir = Path(raw_dir)
-    train, dev, counts = clean(
-        read_split(spec, raw_dir / spec.train_path), read_split(spec, raw_dir / spec.dev_path), spec
-    )
-    frames = {
-        "train": subsample(train, max_train_samples, seed),
-        "validation": subsample(dev, max_eval_samples, seed),
-    }
-    splits = DatasetDict(
-        {name: tokenize(frame, tokenizer, spec, max_length) for name, frame in frames.items()}
-    )
+    limits = Limits(max_train_samples, max_eval_samples, seed, max_length, qa_max_length,
+                    doc_stride)
+    built = BUILDERS[spec.kind](spec, raw_dir, tokenizer, limits)
+    splits = built.splits
 
     target = Path(out_dir) / spec.name
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -100,7 +233,7 @@ def prepare_task(
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
 
-    rows = {"train": counts["train"], "validation": counts["dev"]}
+    limit = built.token_settings["max_length"]
     return {
         "task": spec.name,
         "metric": spec.metric,
@@ -110,11 +243,13 @@ def prepare_task(
             "validation": str(raw_dir / spec.dev_path),
         },
         "output": str(target),
-        "max_length": max_length,
+        **built.token_settings,
         "seed": seed,
         "max_samples": {"train": max_train_samples, "validation": max_eval_samples},
-        "rows": {name: {**rows[name], "subsampled": len(splits[name])} for name in splits},
+        "rows": built.rows,
         "token_length": {
-            name: _length_stats(np.asarray(splits[name]["length"]), max_length) for name in splits
+            name: _length_stats(np.asarray(split["length"]), limit)
+            for name, split in splits.items()
+            if "length" in split.column_names
         },
     }

@@ -29,11 +29,10 @@ from adaopt.tasks import TaskSpec, get_task
 
 MIRROR_ENV = "ADAOPT_DATA_MIRROR"
 SQUAD = "squad"
-SQUAD_HUB_PATH = "rajpurkar/squad"
-SQUAD_TRAIN = "squad/train-v1.1.json"
-SQUAD_DEV = "squad/dev-v1.1.json"
+SQUAD_TRAIN = get_task(SQUAD).train_path
+SQUAD_DEV = get_task(SQUAD).dev_path
 # The real mirror holds a train file rebuilt from the SQuAD explorer pages (same JSON format).
-SQUAD_TRAIN_RECONSTRUCTION = "squad/train-v1.1.explorer-reconstruction.json.gz"
+(SQUAD_TRAIN_RECONSTRUCTION,) = get_task(SQUAD).train_alternative_paths
 MIRROR_LAYOUT = (
     f"glue/<ReleaseDir>/train.tsv and dev.tsv (MNLI: dev_matched.tsv), {SQUAD_DEV}, "
     f"{SQUAD_TRAIN} or {SQUAD_TRAIN_RECONSTRUCTION}"
@@ -63,24 +62,15 @@ class RawSource:
 
 
 def raw_source(name: str) -> RawSource:
-    """The raw files for ``name``: a GLUE task (any alias) or ``"squad"``."""
-    if name.lower() == SQUAD:
-        return RawSource(
-            hub_args=(SQUAD_HUB_PATH,),
-            files=(
-                RawFile(SQUAD_TRAIN, "train", (SQUAD_TRAIN_RECONSTRUCTION,)),
-                RawFile(SQUAD_DEV, "validation"),
-            ),
-            render=squad_json,
-        )
-    try:
-        spec = get_task(name)
-    except ValueError as err:
-        raise ValueError(f"{err}, or {SQUAD!r}") from None
+    """The raw files for task ``name`` (any alias), as its table entry describes them."""
+    spec = get_task(name)
     return RawSource(
-        hub_args=(spec.hub_path, spec.hub_config),
-        files=(RawFile(spec.train_path, "train"), RawFile(spec.dev_path, spec.hub_dev_split)),
-        render=partial(release_tsv, spec),
+        hub_args=spec.hub_args,
+        files=(
+            RawFile(spec.train_path, "train", spec.train_alternative_paths),
+            RawFile(spec.dev_path, spec.hub_dev_split),
+        ),
+        render=partial(RENDERERS[spec.kind], spec),
     )
 
 
@@ -180,11 +170,11 @@ def release_tsv(spec: TaskSpec, split: datasets.Dataset) -> str:
     )
 
 
-def squad_json(split: datasets.Dataset) -> str:
+def squad_json(spec: TaskSpec, split: datasets.Dataset) -> str:
     """Rebuild the official SQuAD v1.1 JSON (data -> paragraphs -> qas) from hub rows.
 
     The hub keeps the official order, so consecutive rows with the same title and context
-    belong to the same article and paragraph.
+    belong to the same article and paragraph. ``spec`` is unused (the format is fixed).
     """
     articles: list[dict] = []
     for row in split:
@@ -203,3 +193,11 @@ def squad_json(split: datasets.Dataset) -> str:
             {"answers": answers, "question": row["question"], "id": row["id"]}
         )
     return json.dumps({"data": articles, "version": "1.1"})
+
+
+# How a hub split becomes a release file, by TaskSpec.kind.
+RENDERERS: dict[str, Callable[[TaskSpec, datasets.Dataset], str]] = {
+    "classification": release_tsv,
+    "regression": release_tsv,
+    "extractive_qa": squad_json,
+}

@@ -1,0 +1,62 @@
+"""Clean SQuAD v1.1 frames (as :func:`adaopt.qa.read_squad` reads them) like the GLUE ones.
+
+The same three steps and the same report keys as :func:`adaopt.data.glue.clean`: rows are
+questions; a question is missing when its text, its context or a gold answer text is empty;
+a duplicate repeats an earlier train question on the same context; a leak is a train question
+whose text is also a dev question.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def _blank(values: pd.Series) -> pd.Series:
+    return values.isna() | values.astype("str").str.strip().eq("")
+
+
+def _no_answer(answers: pd.Series) -> pd.Series:
+    """No gold answer, or an empty one: nothing to train towards or to score against."""
+    return answers.map(
+        lambda a: not isinstance(a, dict)
+        or not a.get("text")
+        or any(not str(text).strip() for text in a["text"])
+    )
+
+
+def clean_squad(
+    train: pd.DataFrame, dev: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, int]]]:
+    """Drop questions that would bias training or evaluation, and count each drop.
+
+    Both splits lose questions with a missing question, context or answer. Train also loses
+    exact duplicates (same question on the same context; the first is kept), then questions
+    whose text is also asked in dev (leakage; generic questions such as "What does AC stand
+    for?" recur across articles). Dev is otherwise kept whole, so that scores stay comparable
+    with published ones. Returns the cleaned frames (fresh index) and
+    ``{"train": {...}, "dev": {...}}`` counts with the keys :func:`adaopt.data.glue.clean` uses.
+    """
+
+    def drop_missing(df: pd.DataFrame) -> pd.DataFrame:
+        missing = _blank(df["question"]) | _blank(df["context"]) | _no_answer(df["answers"])
+        return df[~missing]
+
+    train_ok, dev_ok = drop_missing(train), drop_missing(dev)
+    unique = train_ok[~train_ok.duplicated(subset=["question", "context"])]
+    in_dev = unique["question"].isin(set(dev_ok["question"]))
+    kept = unique[~in_dev]
+    counts = {
+        "train": {
+            "read": len(train),
+            "dropped_missing": len(train) - len(train_ok),
+            "dropped_duplicate": len(train_ok) - len(unique),
+            "dropped_leakage": int(in_dev.sum()),
+            "kept": len(kept),
+        },
+        "dev": {
+            "read": len(dev),
+            "dropped_missing": len(dev) - len(dev_ok),
+            "kept": len(dev_ok),
+        },
+    }
+    return kept.reset_index(drop=True), dev_ok.reset_index(drop=True), counts
