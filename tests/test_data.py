@@ -23,11 +23,14 @@ from adaopt.data import (
     subsample,
     tokenize,
 )
+from adaopt.data.squad import clean_squad
+from adaopt.qa import read_squad
 from adaopt.tasks import TASKS, TaskSpec, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 FIXTURE_TASKS = ["cola", "sst2", "mrpc", "rte", "stsb"]
+GLUE = {name: spec for name, spec in TASKS.items() if spec.kind != "extractive_qa"}
 REAL_DATA = Path(os.environ.get(MIRROR_ENV) or ROOT.parent / "shared" / "data")
 needs_real_data = pytest.mark.skipif(
     not (REAL_DATA / "glue").is_dir(), reason=f"no real data at {REAL_DATA}"
@@ -57,11 +60,13 @@ def fixture_split(task: str, split: str) -> pd.DataFrame:
 # --- task table ---------------------------------------------------------------------------
 
 
-def test_table_lists_the_nine_glue_tasks():
-    assert set(TASKS) == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
+def test_table_lists_the_nine_glue_tasks_and_squad():
+    assert set(GLUE) == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
+    assert set(TASKS) == {*GLUE, "squad"}
+    assert {name for name, spec in TASKS.items() if spec.kind == "regression"} == {"stsb"}
 
 
-@pytest.mark.parametrize("spec", TASKS.values(), ids=list(TASKS))
+@pytest.mark.parametrize("spec", GLUE.values(), ids=list(GLUE))
 def test_table_rows_are_consistent(spec: TaskSpec):
     assert len(spec.text_columns) == len(spec.release_text_columns) in (1, 2)
     assert set(spec.release_text_columns) <= set(spec.release_columns)
@@ -72,6 +77,27 @@ def test_table_rows_are_consistent(spec: TaskSpec):
     assert spec.metric in {"matthews_correlation", "pearson", "accuracy"}
     assert spec.train_path == f"glue/{spec.release_dir}/train.tsv"
     assert spec.dev_path.startswith(f"glue/{spec.release_dir}/dev")
+    assert spec.hub_args == ("nyu-mll/glue", spec.name)
+    assert spec.train_alternative_paths == ()
+
+
+def test_table_squad_entry():
+    spec = get_task("squad")
+    assert spec.kind == "extractive_qa" and not spec.is_regression
+    assert (spec.train_path, spec.dev_path) == ("squad/train-v1.1.json", "squad/dev-v1.1.json")
+    assert spec.train_alternative_paths == ("squad/train-v1.1.explorer-reconstruction.json.gz",)
+    assert spec.hub_args == ("rajpurkar/squad",)
+    assert (spec.hub_dev_split, spec.metric, spec.num_labels) == ("validation", "f1", 2)
+    assert spec.text_columns == ("question", "context")
+
+
+def test_table_rejects_inconsistent_rows():
+    with pytest.raises(ValueError, match="kind 'ranking'"):
+        TaskSpec(name="x", release_dir="X", text_columns=("a",), label_names=("n", "y"),
+                 metric="accuracy", kind="ranking")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="label_names must be None exactly for regression"):
+        TaskSpec(name="x", release_dir="X", text_columns=("a",), label_names=None,
+                 metric="pearson")
 
 
 def test_table_follows_hub_labels_and_metrics():
@@ -87,13 +113,14 @@ def test_table_follows_hub_labels_and_metrics():
     assert {name: spec.metric for name, spec in TASKS.items() if spec.metric != "accuracy"} == {
         "cola": "matthews_correlation",
         "stsb": "pearson",
+        "squad": "f1",
     }
 
 
 @pytest.mark.parametrize(
     ("alias", "name"),
     [("SST-2", "sst2"), ("sst2", "sst2"), ("sst_2", "sst2"), ("STS-B", "stsb"), ("CoLA", "cola"),
-     ("MNLI", "mnli"), ("wnli", "wnli")],
+     ("MNLI", "mnli"), ("wnli", "wnli"), ("SQuAD", "squad")],
 )  # fmt: skip
 def test_get_task_accepts_aliases(alias, name):
     assert get_task(alias) is TASKS[name]
@@ -101,7 +128,7 @@ def test_get_task_accepts_aliases(alias, name):
 
 
 def test_get_task_unknown_lists_known_tasks():
-    with pytest.raises(ValueError, match="unknown GLUE task 'sst-5'") as info:
+    with pytest.raises(ValueError, match="unknown task 'sst-5'") as info:
         get_task("sst-5")
     assert all(name in str(info.value) for name in TASKS)
 
@@ -309,7 +336,7 @@ def test_fetch_raw_missing_mirror_file_is_one_line_and_copies_nothing(tmp_path):
 
 
 def test_fetch_raw_unknown_task_mentions_squad(tmp_path):
-    with pytest.raises(ValueError, match="'squad'"):
+    with pytest.raises(ValueError, match=r"unknown task 'imdb'; known tasks: .*\bsquad\b"):
         fetch_raw(["imdb"], tmp_path, mirror=str(FIXTURE_MIRROR))
 
 
@@ -332,7 +359,7 @@ def fake_glue(spec: TaskSpec) -> datasets.DatasetDict:
     return datasets.DatasetDict({"train": split("train"), spec.hub_dev_split: split("dev")})
 
 
-@pytest.mark.parametrize("name", list(TASKS))
+@pytest.mark.parametrize("name", list(GLUE))
 def test_fetch_raw_from_hub_writes_a_release_layout_read_split_reads_back(
     tmp_path, monkeypatch, no_mirror_env, name
 ):
@@ -387,8 +414,10 @@ def test_fetch_raw_from_hub_rebuilds_official_squad_json(tmp_path, monkeypatch, 
             for split, file in official.items()
         }
     )
-    monkeypatch.setattr(datasets, "load_dataset", lambda *args: hub)
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args: calls.append(args) or hub)
     fetch_raw(["squad"], tmp_path)
+    assert calls == [("rajpurkar/squad",)]
     for file in official.values():
         got = json.loads((tmp_path / "squad" / file).read_text())
         assert got == json.loads((FIXTURE_MIRROR / "squad" / file).read_text())
@@ -418,3 +447,148 @@ def test_prepare_task_end_to_end(tmp_path, tokenizer, task):
     assert {name: len(split) for name, split in saved.items()} == {"train": 20, "validation": 16}
     assert "labels" in saved["train"].column_names and "length" in saved["train"].column_names
     assert [p.name for p in (tmp_path / "out").iterdir()] == [TASKS[task].name]
+
+
+# --- SQuAD ----------------------------------------------------------------------------------
+
+
+def squad_frame(rows: list[tuple[str, str, list[str]]]) -> pd.DataFrame:
+    """(question, context, answer texts) rows as read_squad reads them."""
+    return pd.DataFrame(
+        [
+            {"id": f"q{i}", "title": "T", "context": context, "question": question,
+             "answers": {"text": texts, "answer_start": [context.find(t) for t in texts]}}
+            for i, (question, context, texts) in enumerate(rows)
+        ]
+    )  # fmt: skip
+
+
+def test_clean_squad_counts_each_step():
+    train = squad_frame([
+        ("Who ran?", "Anna ran.", ["Anna"]),
+        ("Who ran?", "Anna ran.", ["Anna"]),  # duplicate: same question, same context
+        ("Who ran?", "Bo ran.", ["Bo"]),  # same question on another context: kept
+        ("  ", "Anna ran.", ["Anna"]),  # missing question
+        ("Who ran?", " ", ["Anna"]),  # missing context
+        ("Who sat?", "Cy sat.", []),  # no answer
+        ("Who sat?", "Cy sat.", [""]),  # empty answer
+        ("Asked in dev?", "Di sat.", ["Di"]),  # leakage: the question text is a dev question
+    ])  # fmt: skip
+    dev = squad_frame([
+        ("Asked in dev?", "Ed sat.", ["Ed"]),
+        ("Unanswered?", "Fay sat.", []),
+    ])  # fmt: skip
+    train_out, dev_out, counts = clean_squad(train, dev)
+    assert counts == {
+        "train": {"read": 8, "dropped_missing": 4, "dropped_duplicate": 1, "dropped_leakage": 1,
+                  "kept": 2},
+        "dev": {"read": 2, "dropped_missing": 1, "kept": 1},
+    }  # fmt: skip
+    assert train_out["id"].tolist() == ["q0", "q2"] and list(train_out.index) == [0, 1]
+    assert dev_out["id"].tolist() == ["q0"]
+    json.dumps(counts)
+
+
+@pytest.mark.real_data
+def test_clean_squad_real_files():
+    train_path = REAL_DATA / "squad" / "train-v1.1.explorer-reconstruction.json.gz"
+    dev_path = REAL_DATA / "squad" / "dev-v1.1.json"
+    if not (train_path.is_file() and dev_path.is_file()):
+        pytest.skip(f"no real SQuAD files under {REAL_DATA}")
+    _, _, counts = clean_squad(read_squad(train_path), read_squad(dev_path))
+    # 166 repeated question + context pairs in train; 6 generic train questions are also asked
+    # in dev ("What does AC stand for?"), on other articles.
+    assert counts == {
+        "train": {"read": 87599, "dropped_missing": 0, "dropped_duplicate": 166,
+                  "dropped_leakage": 6, "kept": 87427},
+        "dev": {"read": 10570, "dropped_missing": 0, "kept": 10570},
+    }  # fmt: skip
+
+
+def squad_mirror(root: Path) -> Path:
+    """The fixture's SQuAD files with a duplicate, a leaked and an unanswered train question."""
+    train = json.loads((FIXTURE_MIRROR / "squad" / "train-v1.1.json").read_text())
+    dev = json.loads((FIXTURE_MIRROR / "squad" / "dev-v1.1.json").read_text())
+    paragraph = train["data"][0]["paragraphs"][0]
+    first = paragraph["qas"][0]
+    dev_question = dev["data"][0]["paragraphs"][0]["qas"][1]["question"]
+    paragraph["qas"] += [
+        {**first, "id": "duplicate"},
+        {**first, "id": "leaked", "question": dev_question},
+        {**first, "id": "unanswered", "question": "What is not said?", "answers": []},
+    ]
+    (root / "squad").mkdir(parents=True)
+    (root / "squad" / "train-v1.1.json").write_text(json.dumps(train))
+    (root / "squad" / "dev-v1.1.json").write_text(json.dumps(dev))
+    return root
+
+
+def test_prepare_task_squad(tmp_path, tokenizer):
+    raw = squad_mirror(tmp_path / "raw")
+    kwargs = {"max_length": 16, "qa_max_length": 32, "doc_stride": 8, "seed": 7}
+    report = prepare_task("squad", raw, tmp_path / "out", tokenizer, max_train_samples=20,
+                          max_eval_samples=None, **kwargs)
+    assert report["rows"] == {
+        "train": {"read": 28, "dropped_missing": 1, "dropped_duplicate": 1, "dropped_leakage": 1,
+                  "kept": 25, "subsampled": 20},
+        "validation": {"read": 10, "dropped_missing": 0, "kept": 10, "subsampled": 10},
+    }  # fmt: skip
+    assert (report["metric"], report["max_length"], report["doc_stride"]) == ("f1", 32, 8)
+    json.dumps(report)
+
+    saved = datasets.load_from_disk(str(tmp_path / "out" / "squad"))
+    assert set(saved) == {"train", "validation", "validation_examples"}
+    train, dev, examples = saved["train"], saved["validation"], saved["validation_examples"]
+    assert report["token_length"]["train"]["count"] == len(train) > 20  # windows, not questions
+    assert report["token_length"]["validation"]["count"] == len(dev) > 10
+    assert report["token_length"]["train"]["at_max_length"] > 0
+
+    # Train windows: start/end token of the first gold answer, or both at CLS.
+    assert set(train.column_names) == {"input_ids", "token_type_ids", "attention_mask",
+                                       "start_positions", "end_positions", "length"}
+    cleaned, _, _ = clean_squad(read_squad(raw / "squad" / "train-v1.1.json"),
+                                read_squad(raw / "squad" / "dev-v1.1.json"))
+    drawn = subsample(cleaned, 20, seed=7)
+    gold = {answers["text"][0].lower() for answers in drawn["answers"]}
+    labelled = 0
+    for row in train:
+        assert row["length"] == len(row["input_ids"]) <= 32
+        start, end = row["start_positions"], row["end_positions"]
+        if start == 0:
+            assert end == 0 and row["input_ids"][0] == tokenizer.cls_token_id
+            continue
+        labelled += 1
+        assert row["token_type_ids"][start] == row["token_type_ids"][end] == 1 and start <= end
+        assert tokenizer.decode(row["input_ids"][start : end + 1]) in gold
+    assert labelled >= 20 and labelled < len(train)  # some windows miss their answer
+
+    # Dev windows: question id and offsets of context tokens only; the questions beside them.
+    assert set(dev.column_names) == {"input_ids", "token_type_ids", "attention_mask",
+                                     "example_id", "offset_mapping", "length"}
+    for row in dev:
+        context = [i for i, kind in enumerate(row["token_type_ids"]) if kind == 1][:-1]  # no SEP
+        assert [i for i, o in enumerate(row["offset_mapping"]) if o is not None] == context
+    dev_frame = read_squad(raw / "squad" / "dev-v1.1.json")
+    assert examples.column_names == ["id", "context", "answers"]
+    assert examples.to_pandas().drop(columns="answers").equals(dev_frame[["id", "context"]])
+    assert list(examples["answers"]) == [
+        {"text": a["text"], "answer_start": a["answer_start"]} for a in dev_frame["answers"]
+    ]
+    assert set(dev["example_id"]) == set(examples["id"])
+
+
+def test_prepare_task_squad_subsamples_questions_not_windows(tmp_path, tokenizer):
+    kwargs = {"max_length": 16, "qa_max_length": 32, "doc_stride": 8}
+    first = prepare_task("squad", FIXTURE_MIRROR, tmp_path / "a", tokenizer,
+                         max_train_samples=5, max_eval_samples=4, seed=1, **kwargs)
+    again = prepare_task("squad", FIXTURE_MIRROR, tmp_path / "b", tokenizer,
+                         max_train_samples=5, max_eval_samples=4, seed=1, **kwargs)
+    assert first["rows"]["validation"]["subsampled"] == 4
+    a = datasets.load_from_disk(str(tmp_path / "a" / "squad"))
+    b = datasets.load_from_disk(str(tmp_path / "b" / "squad"))
+    expected = subsample(read_squad(FIXTURE_MIRROR / "squad" / "dev-v1.1.json"), 4, seed=1)
+    assert list(a["validation_examples"]["id"]) == expected["id"].tolist()
+    assert set(a["validation"]["example_id"]) == set(expected["id"])
+    assert len(a["validation"]) > 4
+    assert first["token_length"] == again["token_length"]
+    assert a["train"]["input_ids"] == b["train"]["input_ids"]

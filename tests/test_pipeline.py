@@ -121,18 +121,18 @@ def test_changing_one_learning_rate_outdates_only_that_optimizer(smoke_repo: Pat
     params_path = smoke_repo / "params.yaml"
     original = params_path.read_text()
     params = yaml.safe_load(original)
-    params["optimizers"]["adamw"]["lr"] *= 2
+    params["optimizers"]["lamb"]["lr"] *= 2
     try:
         params_path.write_text(yaml.safe_dump(params, sort_keys=False))
         stale = set(json.loads(dvc(smoke_repo, "status", "--json").stdout))
     finally:
         params_path.write_text(original)
     loaded = load_params(params_path)
-    adamw_stages = {
-        f"train@{task}-adamw-{seed}" for task in loaded.data.tasks for seed in loaded.sweep.seeds
+    lamb_stages = {
+        f"train@{task}-lamb-{seed}" for task in loaded.data.tasks for seed in loaded.sweep.seeds
     }
-    assert adamw_stages <= stale
-    assert stale - adamw_stages <= {"evaluate", "figures"}
+    assert lamb_stages <= stale
+    assert stale - lamb_stages <= {"evaluate", "figures"}
 
 
 @pytest.mark.real_data

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from adaopt import io
-from adaopt.experiment import _write_logs
+from adaopt.experiment import _write_run
 from adaopt.summary import (
     confidence_interval,
     load_logs,
@@ -78,7 +78,7 @@ def write_cell(runs: Path, optimizer: str, seed: int) -> None:
     efficiency: dict[str, Any] = {}
     for setting in ("traditional", "fair"):
         result = run_result(*CURVES[optimizer, setting, seed], seed)
-        _write_logs(out, setting, result)
+        _write_run(out, setting, result)
         metrics[setting] = result.outcome()
         efficiency[setting] = result.efficiency()
     io.write_json(out / "metrics.json", metrics)
@@ -170,7 +170,7 @@ def test_load_logs_reads_every_csv_in_long_form(tables, runs_dir: Path) -> None:
     train = load_logs(runs_dir, "train")
     assert set(train.columns) >= {"step", "loss", "lr", "elapsed_s"}
     empty = runs_dir / "sst2" / "sgd" / "seed0" / "traditional_train.csv"
-    assert empty.read_text() == "\n"  # a run that diverged on its first step: skipped, no crash
+    assert empty.read_text() == "step,loss,lr,elapsed_s\n"  # diverged at once: header only
     seed0 = train[(train.optimizer == "sgd") & (train.seed == 0)]
     assert set(seed0.setting) == {"fair"}
 
@@ -233,3 +233,51 @@ def test_markdown_reads_diverged_where_every_seed_diverged(tables) -> None:
     assert "0.8500 ± 0.0707 (1 diverged)" in rows["sst2", "traditional", "adamw"]
     assert "diverged" not in rows["sst2", "fair", "adamw"]
     assert "[0.2147, 1.4853]" in rows["sst2", "traditional", "adamw"]
+
+
+# ----------------------------------------------------------------------------- every metric
+
+
+def squad_runs() -> pd.DataFrame:
+    """load_runs rows of a SQuAD cell (selected on F1, exact match beside it) and an SST-2 one."""
+    rows = []
+    for task, metric, scores in [
+        ("squad", "f1", [{"f1": 50.0, "exact_match": 40.0}, {"f1": 60.0, "exact_match": 44.0}]),
+        ("sst2", "accuracy", [{"accuracy": 0.8}, {"accuracy": 0.9}]),
+    ]:
+        for seed, best in enumerate(scores):
+            rows.append({
+                "task": task, "optimizer": "adamw", "setting": "fair", "seed": seed,
+                "metric": metric, "status": "ok", "steps": 4, "best_step": 4,
+                "score": best[metric], "last_finite_loss": 1.0, "wall_time_s": 1.0,
+                "train_samples_per_s": 2.0, "peak_memory_mb": 3.0,
+                **{f"best.{k}": v for k, v in best.items()},
+            })
+    return pd.DataFrame(rows)
+
+
+def test_summary_carries_every_metric_of_a_task() -> None:
+    runs = squad_runs()
+    ttt = runs[["task", "optimizer", "setting", "seed"]].assign(time_to_target_s=1.0, target=0.5)
+    summary = summarize(runs, ttt).set_index("task")
+    assert summary.loc["squad", "mean"] == pytest.approx(55.0)
+    assert summary.loc["squad", "f1.mean"] == pytest.approx(55.0)
+    assert summary.loc["squad", "exact_match.mean"] == pytest.approx(42.0)
+    assert summary.loc["squad", "exact_match.std"] == pytest.approx(np.std([40, 44], ddof=1))
+    assert math.isnan(summary.loc["sst2", "exact_match.mean"])  # not an SST-2 metric
+    lines = {line.split("|")[1].strip(): line
+             for line in to_markdown(summary.reset_index()).splitlines()[2:]}
+    assert "| exact_match 42.0000 ± 2.8284 |" in lines["squad"]
+    assert "55.0000 ± 7.0711" in lines["squad"]
+    assert "exact_match" not in lines["sst2"] and "f1" not in lines["sst2"]
+
+
+def test_final_metric_figure_has_a_panel_per_task_metric(tmp_path: Path) -> None:
+    from adaopt.figures import best_metrics, final_metric
+
+    runs = squad_runs()
+    long = best_metrics(runs)
+    assert sorted(set(long.panel)) == ["squad · exact_match", "squad · f1", "sst2 · accuracy"]
+    assert long.loc[long.panel == "squad · exact_match", "value"].tolist() == [40.0, 44.0]
+    path = final_metric(runs, tmp_path / "final_metric.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

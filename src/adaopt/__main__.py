@@ -1,32 +1,60 @@
-"""Command line for the pipeline's non-notebook stage: ``python -m adaopt fetch``.
+"""Command line for the pipeline: ``python -m adaopt fetch`` and ``python -m adaopt check``.
 
-Errors that a user can fix (a bad ``params.yaml`` value, a missing mirror file) print one line
-and exit with status 2 before anything is written.
+Every stage starts with one of them, so that errors a user can fix (a bad ``params.yaml``
+value, a missing or malformed data file) print one line and exit with status 2 before any
+compute is spent or any output is touched.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from adaopt.config import ConfigError, load_params
-from adaopt.data import MIRROR_ENV, MirrorLayoutError, fetch_raw
+from adaopt.tasks import get_task
+
+# adaopt.data (datasets, pandas, transformers) is imported only where it is used: the check
+# runs at the start of every training stage, where each second counts a hundred times over.
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    from adaopt.data import fetch_raw
+
+    for path in fetch_raw(load_params(args.params).data.tasks, args.out):
+        print(path)
+
+
+def _check(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    if args.raw is not None:
+        from adaopt.data import read_release
+
+        for task in params.data.tasks:
+            spec = get_task(task)
+            for path in (spec.train_path, spec.dev_path):
+                if not (args.raw / path).is_file():
+                    raise FileNotFoundError(f"{args.raw / path}: missing; run the fetch stage")
+            read_release(spec, args.raw)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adaopt")
     commands = parser.add_subparsers(dest="command", required=True)
     fetch = commands.add_parser(
-        "fetch", help=f"fill the raw data folder from ${MIRROR_ENV} or the Hugging Face hub"
+        "fetch", help="fill the raw data folder from $ADAOPT_DATA_MIRROR or the Hugging Face hub"
     )
     fetch.add_argument("--params", default="params.yaml")
     fetch.add_argument("--out", default="data/raw")
+    fetch.set_defaults(run=_fetch)
+    check = commands.add_parser("check", help="validate params.yaml (and the raw data files)")
+    check.add_argument("--params", default="params.yaml")
+    check.add_argument("--raw", type=Path, default=None, help="also read every raw data file")
+    check.set_defaults(run=_check)
     args = parser.parse_args(argv)
     try:
-        params = load_params(args.params)
-        for path in fetch_raw(params.data.tasks, args.out):
-            print(path)
-    except (ConfigError, MirrorLayoutError, ValueError) as error:
+        args.run(args)
+    except (ConfigError, FileNotFoundError, ValueError) as error:  # MirrorLayoutError included
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

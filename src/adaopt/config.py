@@ -205,12 +205,12 @@ def optimizer_hparams(section: dict[str, Any]) -> dict[str, Any]:
 
 def _one_line(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "<root>"
+    where = "".join(f"{part}: " for part in [".".join(map(str, first["loc"]))] if part)
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     more = f" [+{error.error_count() - 1} more]" if error.error_count() > 1 else ""
-    return f"{source}: {where}: {message}{shown}{more}"
+    return f"{source}: {where}{message}{shown}{more}"
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:

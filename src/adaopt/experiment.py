@@ -52,14 +52,16 @@ def run_cell(
         torch.set_num_threads(cfg.threads)
     tokenizer = load_tokenizer(params.model)
     splits = load_from_disk(str(Path(prepared_dir) / task.name))
-    evaluator = Evaluator(splits, task, tokenizer, cfg.eval_batch_size, cfg.bf16)
+    evaluator = Evaluator(splits, task, tokenizer, cfg.eval_batch_size, cfg.bf16,
+                          n_best=params.data.n_best,
+                          max_answer_length=params.data.max_answer_length)
     metrics: dict[str, Any] = {
         "task": task.name,
         "optimizer": optimizer_name,
         "seed": seed,
         "metric": task.metric,
         "train_examples": len(splits["train"]),
-        "eval_examples": len(splits["validation"]),
+        "eval_examples": len(splits.get("validation_examples", splits["validation"])),
     }
     efficiency: dict[str, Any] = {}
     store = _CheckpointStore(checkpoint_dir, params, task.name, optimizer_name, seed)

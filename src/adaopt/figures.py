@@ -88,9 +88,7 @@ def final_metric(runs: pd.DataFrame, path: Path) -> Path:
                 grid.axes_dict[panel].text(order.index(optimizer), 0, f"diverged\n({setting})",
                                            ha="center", va="bottom", fontsize=7, rotation=90)
     grid.set_titles("{col_name}")
-    for ax in grid.axes.flat:
-        ax.tick_params(axis="x", labelrotation=45)
-        ax.set_xlabel("")
+    grid.set_xticklabels(rotation=45, ha="right")
     grid.set_ylabels("best dev metric")
     return _save(grid, path)
 

@@ -50,7 +50,7 @@ def load_logs(runs_dir: str | Path, kind: str) -> pd.DataFrame:
     for path in _metric_files(Path(runs_dir)):
         cell = json.loads(path.read_text())
         for log in sorted(path.parent.glob(f"*_{kind}.csv")):
-            frame = pd.read_csv(log) if log.stat().st_size > 1 else pd.DataFrame()
+            frame = pd.read_csv(log)
             if frame.empty:
                 continue
             frame = frame.assign(

@@ -265,6 +265,8 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
         return name
     spec = TASKS.get(_normalize(name))
     if spec is None:
-        known = ", ".join(f"{s.name} ({s.release_dir})" for s in _SPECS)
+        known = ", ".join(
+            s.name if s.release_dir == s.name else f"{s.name} ({s.release_dir})" for s in _SPECS
+        )
         raise ValueError(f"unknown task {name!r}; known tasks: {known}")
     return spec

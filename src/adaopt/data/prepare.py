@@ -96,12 +96,24 @@ class Built:
     token_settings: dict[str, int]
 
 
+# How a task's release files are read (and checked), by TaskSpec.kind.
+READERS: dict[str, Callable[[TaskSpec, Path], pd.DataFrame]] = {
+    "classification": read_split,
+    "regression": read_split,
+    "extractive_qa": lambda spec, path: qa.read_squad(path),
+}
+
+
+def read_release(spec: TaskSpec, raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and dev as read from the release files; a malformed file raises ``ValueError``."""
+    reader = READERS[spec.kind]
+    return reader(spec, raw_dir / spec.train_path), reader(spec, raw_dir / spec.dev_path)
+
+
 def build_glue(spec: TaskSpec, raw_dir: Path, tokenizer: PreTrainedTokenizerBase,
                limits: Limits) -> Built:
     """Release TSVs: clean, subsample, one tokenized row per example."""
-    train, dev, counts = clean(
-        read_split(spec, raw_dir / spec.train_path), read_split(spec, raw_dir / spec.dev_path), spec
-    )
+    train, dev, counts = clean(*read_release(spec, raw_dir), spec)
     frames = {
         "train": subsample(train, limits.max_train_samples, limits.seed),
         "validation": subsample(dev, limits.max_eval_samples, limits.seed),
@@ -166,9 +178,7 @@ def build_squad(spec: TaskSpec, raw_dir: Path, tokenizer: PreTrainedTokenizerBas
     their context tokens; ``validation_examples`` holds those questions (id, context, gold
     answers), which decoding and scoring need.
     """
-    train, dev, counts = clean_squad(
-        qa.read_squad(raw_dir / spec.train_path), qa.read_squad(raw_dir / spec.dev_path)
-    )
+    train, dev, counts = clean_squad(*read_release(spec, raw_dir))
     train = subsample(train, limits.max_train_samples, limits.seed)
     dev = subsample(dev, limits.max_eval_samples, limits.seed)
     window = (tokenizer, limits.qa_max_length, limits.doc_stride)
