@@ -23,13 +23,18 @@ from adaopt.checkpoint import (
     save_checkpoint,
 )
 from adaopt.optim import OPTIMIZERS, build_optimizer
-from adaopt.training import endless
 
 BATCH = 4
 EXAMPLES = 22  # 6 batches per epoch, the last one short
 PER_EPOCH = 6
 STEPS = 20  # a bit over three epochs
 SAMPLERS = ("shuffle", "length_grouped")
+
+
+def endless(loader: DataLoader) -> Iterator[Any]:
+    """The plain stream the training loop used before it could resume: epoch after epoch."""
+    while True:
+        yield from loader
 
 
 @pytest.fixture(autouse=True)

@@ -530,8 +530,9 @@ def test_prepare_task_squad(tmp_path, tokenizer):
                           max_eval_samples=None, **kwargs)
     assert report["rows"] == {
         "train": {"read": 28, "dropped_missing": 1, "dropped_duplicate": 1, "dropped_leakage": 1,
-                  "kept": 25, "subsampled": 20},
-        "validation": {"read": 10, "dropped_missing": 0, "kept": 10, "subsampled": 10},
+                  "kept": 25, "subsampled": 20, "dropped_long_question": 0},
+        "validation": {"read": 10, "dropped_missing": 0, "kept": 10, "subsampled": 10,
+                       "dropped_long_question": 0},
     }  # fmt: skip
     assert (report["metric"], report["max_length"], report["doc_stride"]) == ("f1", 32, 8)
     json.dumps(report)
@@ -592,3 +593,12 @@ def test_prepare_task_squad_subsamples_questions_not_windows(tmp_path, tokenizer
     assert len(a["validation"]) > 4
     assert first["token_length"] == again["token_length"]
     assert a["train"]["input_ids"] == b["train"]["input_ids"]
+
+
+def test_prepare_task_squad_drops_questions_too_long_for_the_window(tokenizer, tmp_path) -> None:
+    """A window must hold the question and more context than the stride, or tokenizing fails."""
+    report = prepare_task("squad", FIXTURE_MIRROR, tmp_path / "out", tokenizer,
+                          max_train_samples=None, max_eval_samples=None, max_length=32, seed=0,
+                          qa_max_length=16, doc_stride=4)
+    dropped = report["rows"]["train"]["dropped_long_question"]
+    assert 0 < dropped < report["rows"]["train"]["subsampled"]
