@@ -21,7 +21,7 @@ def _expected(spec: TaskSpec) -> str:
     return f"tab-separated {spec.release_dir} file {header}, columns {list(spec.release_columns)}"
 
 
-def _blank(values: pd.Series) -> pd.Series:
+def blank(values: pd.Series) -> pd.Series:
     """Missing or whitespace-only: the release files write missing text as an empty field."""
     return values.isna() | values.astype("str").str.strip().eq("")
 
@@ -71,7 +71,7 @@ def read_split(task: str | TaskSpec, path: str | os.PathLike[str]) -> pd.DataFra
         )
 
     values = raw[spec.release_label_column].str.strip()
-    present = ~_blank(values)
+    present = ~blank(values)
     if spec.release_labels is None:
         labels = pd.to_numeric(values.where(present), errors="coerce").astype("float64")
         allowed = "a number"
@@ -88,10 +88,32 @@ def read_split(task: str | TaskSpec, path: str | os.PathLike[str]) -> pd.DataFra
         )
 
     frame = {
-        name: raw[column].mask(_blank(raw[column]))
+        name: raw[column].mask(blank(raw[column]))
         for name, column in zip(spec.text_columns, spec.release_text_columns, strict=True)
     }
     return pd.DataFrame({**frame, "label": labels})
+
+
+def cleaning_counts(
+    train: pd.DataFrame, train_ok: pd.DataFrame, unique: pd.DataFrame, kept: pd.DataFrame,
+    dev: pd.DataFrame, dev_ok: pd.DataFrame,
+) -> dict[str, dict[str, int]]:
+    """Rows after each cleaning step (read, without missing, without duplicates, without
+    leakage), as the drops the prepare report shows; shared by GLUE and SQuAD."""
+    return {
+        "train": {
+            "read": len(train),
+            "dropped_missing": len(train) - len(train_ok),
+            "dropped_duplicate": len(train_ok) - len(unique),
+            "dropped_leakage": len(unique) - len(kept),
+            "kept": len(kept),
+        },
+        "dev": {
+            "read": len(dev),
+            "dropped_missing": len(dev) - len(dev_ok),
+            "kept": len(dev_ok),
+        },
+    }
 
 
 def clean(
@@ -113,7 +135,7 @@ def clean(
     def drop_missing(df: pd.DataFrame) -> pd.DataFrame:
         missing = df["label"].isna()
         for column in text:
-            missing |= _blank(df[column])
+            missing |= blank(df[column])
         return df[~missing]
 
     train_ok, dev_ok = drop_missing(train), drop_missing(dev)
@@ -121,20 +143,7 @@ def clean(
     in_dev = pd.MultiIndex.from_frame(unique[text]).isin(pd.MultiIndex.from_frame(dev_ok[text]))
     kept = unique[~in_dev]
 
-    counts = {
-        "train": {
-            "read": len(train),
-            "dropped_missing": len(train) - len(train_ok),
-            "dropped_duplicate": len(train_ok) - len(unique),
-            "dropped_leakage": int(in_dev.sum()),
-            "kept": len(kept),
-        },
-        "dev": {
-            "read": len(dev),
-            "dropped_missing": len(dev) - len(dev_ok),
-            "kept": len(dev_ok),
-        },
-    }
+    counts = cleaning_counts(train, train_ok, unique, kept, dev, dev_ok)
 
     def finish(df: pd.DataFrame) -> pd.DataFrame:
         return df.astype({"label": dtype}).reset_index(drop=True)

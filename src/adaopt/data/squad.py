@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-
-def _blank(values: pd.Series) -> pd.Series:
-    return values.isna() | values.astype("str").str.strip().eq("")
+from adaopt.data.glue import blank, cleaning_counts
 
 
 def _no_answer(answers: pd.Series) -> pd.Series:
@@ -38,25 +36,12 @@ def clean_squad(
     """
 
     def drop_missing(df: pd.DataFrame) -> pd.DataFrame:
-        missing = _blank(df["question"]) | _blank(df["context"]) | _no_answer(df["answers"])
+        missing = blank(df["question"]) | blank(df["context"]) | _no_answer(df["answers"])
         return df[~missing]
 
     train_ok, dev_ok = drop_missing(train), drop_missing(dev)
     unique = train_ok[~train_ok.duplicated(subset=["question", "context"])]
     in_dev = unique["question"].isin(set(dev_ok["question"]))
     kept = unique[~in_dev]
-    counts = {
-        "train": {
-            "read": len(train),
-            "dropped_missing": len(train) - len(train_ok),
-            "dropped_duplicate": len(train_ok) - len(unique),
-            "dropped_leakage": int(in_dev.sum()),
-            "kept": len(kept),
-        },
-        "dev": {
-            "read": len(dev),
-            "dropped_missing": len(dev) - len(dev_ok),
-            "kept": len(dev_ok),
-        },
-    }
+    counts = cleaning_counts(train, train_ok, unique, kept, dev, dev_ok)
     return kept.reset_index(drop=True), dev_ok.reset_index(drop=True), counts
