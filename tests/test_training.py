@@ -37,14 +37,11 @@ AA_SECTION = {"lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.1, "decay_star
 
 
 @pytest.fixture(autouse=True)
-def one_thread_and_restored_determinism() -> Iterator[None]:
-    """One thread (the machine is shared); seed_everything switches on deterministic ops
-    process-wide, so put that flag back for the other test files."""
-    threads = torch.get_num_threads()
+def one_thread_and_restored_determinism(one_thread: None) -> Iterator[None]:
+    """seed_everything switches on deterministic ops process-wide: put the flag back for the
+    other test files."""
     deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -175,8 +176,6 @@ _STEP_KEYS = ("warmup_steps", "decay_start", "decay_steps")
 
 def _check_optimizer(name: str, section: dict[str, Any]) -> None:
     """Build the optimizer on a throwaway tensor so bad hyperparameters fail before training."""
-    import torch
-
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizers.{name}: unknown optimizer; allowed: {', '.join(OPTIMIZERS)}")
     for key in _STEP_KEYS:

@@ -6,6 +6,7 @@ target (``os.replace`` is atomic on POSIX), so readers see the old file or the n
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -16,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 
-def _current_umask() -> int:
+@functools.cache
+def _umask() -> int:
+    """The process's umask; reading it means setting it, so once, on the first write."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-_UMASK = _current_umask()
 
 
 @contextmanager
@@ -32,7 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; outputs are ordinary files
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; outputs are ordinary files
     try:
         yield Path(tmp)
         os.replace(tmp, path)
