@@ -9,20 +9,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
 from adaopt import io
+from adaopt.config import parse_params
 from adaopt.experiment import _write_run
 from adaopt.summary import (
     confidence_interval,
+    headline_markdown,
     load_logs,
     load_runs,
     summarize,
+    sweep_cells,
     time_to_target,
     to_markdown,
 )
 from adaopt.training import RunResult
 
+ROOT = Path(__file__).resolve().parents[1]
 FRACTION = 0.9
 
 # (optimizer, setting, seed) -> eval curve [(elapsed_s, accuracy), ...] and whether it diverged
@@ -162,6 +167,32 @@ def test_load_runs_on_an_empty_folder_says_what_it_looked_for(tmp_path: Path) ->
         load_runs(tmp_path)
 
 
+def test_load_runs_of_a_sweep_leaves_out_runs_of_other_sweeps(runs_dir: Path) -> None:
+    """A narrower sweep (one optimizer, two seeds) over a folder that also holds a wider one."""
+    cells = [("sst2", "adamw", 0), ("sst2", "adamw", 2)]
+    runs = load_runs(runs_dir, cells)
+    assert set(zip(runs.task, runs.optimizer, runs.seed, strict=True)) == set(cells)
+    assert len(runs) == 4  # two settings each
+    evals = load_logs(runs_dir, "eval", cells)
+    assert set(evals.seed) == {0, 2} and set(evals.optimizer) == {"adamw"}
+
+
+def test_load_runs_names_a_missing_run_of_the_sweep(runs_dir: Path) -> None:
+    cells = [("sst2", "adamw", 0), ("sst2", "lamb", 0), ("rte", "adamw", 0)]
+    with pytest.raises(FileNotFoundError, match=r"sst2/lamb/seed0/metrics\.json: missing "
+                                                r"\(2 of the sweep's 3 runs\)"):
+        load_runs(runs_dir, cells)
+
+
+def test_sweep_cells_follow_the_dvc_matrix_order() -> None:
+    params = parse_params(yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text()))
+    cells = sweep_cells(params)
+    assert len(cells) == (len(params.data.tasks) * len(params.sweep.optimizers)
+                          * len(params.sweep.seeds))
+    assert cells[:2] == [(params.data.tasks[0], params.sweep.optimizers[0], params.sweep.seeds[0]),
+                         (params.data.tasks[0], params.sweep.optimizers[0], params.sweep.seeds[1])]
+
+
 def test_load_logs_reads_every_csv_in_long_form(tables, runs_dir: Path) -> None:
     evals = tables["evals"]
     assert len(evals) == sum(len(curve) for curve, _ in CURVES.values())
@@ -281,3 +312,18 @@ def test_final_metric_figure_has_a_panel_per_task_metric(tmp_path: Path) -> None
     assert long.loc[long.panel == "squad · exact_match", "value"].tolist() == [40.0, 44.0]
     path = final_metric(runs, tmp_path / "final_metric.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_headline_is_optimizer_by_task_per_setting(tables) -> None:
+    text = headline_markdown(tables["summary"].reset_index())
+    traditional, fair = text.split("### fair")
+    assert traditional.startswith("### traditional")
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in fair.splitlines() if line.startswith("|")}
+    assert next(iter(rows)) == "optimizer" and rows["optimizer"] == "sst2 (accuracy)"
+    assert list(rows)[2:] == ["sgd", "adamw"]  # the registry's order, not the alphabet
+    low, high = hand_interval([0.70, 0.72, 0.74], 0.95)
+    assert rows["adamw"] == f"0.720 ± {(high - low) / 2:.3f}"
+    sgd = {line.split("|")[1].strip(): line.split("|")[2].strip()
+           for line in traditional.splitlines() if line.startswith("|")}["sgd"]
+    assert sgd == "diverged"

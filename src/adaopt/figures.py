@@ -13,8 +13,20 @@ import pandas as pd
 import seaborn as sns
 
 from adaopt import io
+from adaopt.config import SETTINGS
+from adaopt.optim import OPTIMIZERS
+from adaopt.summary import confidence_interval
 
 FACETS = {"col": "task", "row": "setting", "hue": "optimizer"}
+# Bands and error bars are the summary table's Student-t 95% interval over seeds: the same
+# numbers as results/summary.*, and no bootstrap (which would redraw differently each run).
+INTERVAL = confidence_interval
+
+
+def _orders(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Optimizers in the registry's order and settings in the pipeline's, not the alphabet's."""
+    return {"hue_order": [name for name in OPTIMIZERS if name in set(frame.optimizer)],
+            "row_order": [name for name in SETTINGS if name in set(frame.setting)]}
 
 
 def _save(grid: sns.FacetGrid, path: Path) -> Path:
@@ -30,17 +42,19 @@ def with_score(evals: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def training_loss(train_log: pd.DataFrame, path: Path) -> Path:
-    """Training loss per step: a line per optimizer, the band spans the seeds (95% CI)."""
-    grid = sns.relplot(data=train_log, x="step", y="loss", kind="line", errorbar=("ci", 95),
-                       facet_kws={"sharey": False}, height=2.6, aspect=1.2, **FACETS)
+    """Training loss per step: a line per optimizer, the seeds' 95% t-interval as a band."""
+    grid = sns.relplot(data=train_log, x="step", y="loss", kind="line", errorbar=INTERVAL,
+                       facet_kws={"sharey": False}, height=2.6, aspect=1.2, **FACETS,
+                       **_orders(train_log))
     grid.set(yscale="log")
     return _save(grid, path)
 
 
 def dev_metric(evals: pd.DataFrame, path: Path) -> Path:
     """The dev metric against the step, seeds as a band."""
-    grid = sns.relplot(data=evals, x="step", y="score", kind="line", errorbar=("ci", 95),
-                       marker="o", facet_kws={"sharey": False}, height=2.6, aspect=1.2, **FACETS)
+    grid = sns.relplot(data=evals, x="step", y="score", kind="line", errorbar=INTERVAL,
+                       marker="o", facet_kws={"sharey": False}, height=2.6, aspect=1.2, **FACETS,
+                       **_orders(evals))
     grid.set_ylabels("dev metric")
     return _save(grid, path)
 
@@ -68,7 +82,7 @@ def _panels(runs: pd.DataFrame, long: pd.DataFrame) -> dict[str, list[str]]:
 
 def final_metric(runs: pd.DataFrame, path: Path) -> Path:
     """The paper's table as a figure: each task's dev metrics (the model-selection one first,
-    then the others, e.g. SQuAD F1 and exact match) per optimizer, 95% CI over seeds.
+    then the others, e.g. SQuAD F1 and exact match) per optimizer, 95% t-interval over seeds.
 
     Runs that diverged have no score; a cell where every seed diverged is labelled so.
     """
@@ -76,10 +90,12 @@ def final_metric(runs: pd.DataFrame, path: Path) -> Path:
     long = best_metrics(finished)
     panels = _panels(runs, long)
     col_order = [panel for task_panels in panels.values() for panel in task_panels]
-    order = sorted(runs.optimizer.unique())
+    orders = _orders(runs)
+    order = orders["hue_order"]
     grid = sns.catplot(data=long, x="optimizer", y="value", hue="setting", col="panel",
-                       col_wrap=min(len(col_order), 5), kind="bar", errorbar=("ci", 95),
-                       sharey=False, height=3, aspect=1.3, order=order, col_order=col_order)
+                       col_wrap=min(len(col_order), 5), kind="bar", errorbar=INTERVAL,
+                       sharey=False, height=3, aspect=1.3, order=order, col_order=col_order,
+                       hue_order=orders["row_order"])
     diverged = runs.groupby(["task", "optimizer", "setting"]).status.apply(
         lambda s: (s == "diverged").all())
     for (task, optimizer, setting), all_diverged in diverged.items():
@@ -97,7 +113,7 @@ def learning_rate(train_log: pd.DataFrame, path: Path) -> Path:
     """Each optimizer's learning rate over training (the first seed), per task and setting."""
     first_seed = train_log[train_log.seed == train_log.seed.min()]
     grid = sns.relplot(data=first_seed, x="step", y="lr", kind="line", height=2.6, aspect=1.2,
-                       facet_kws={"sharey": False}, **FACETS)
+                       facet_kws={"sharey": False}, **FACETS, **_orders(first_seed))
     grid.set(yscale="log")
     return _save(grid, path)
 

@@ -5,27 +5,54 @@ Every number here is read from the runs' own ``metrics.json`` and CSV logs; noth
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from adaopt.config import SETTINGS, Params
+from adaopt.optim import OPTIMIZERS
+
+#: A training cell: (task, optimizer, seed), the coordinates of one train stage.
+Cell = tuple[str, str, int]
+
 RUN_KEYS = ["task", "optimizer", "setting", "seed"]
 GROUP_KEYS = ["task", "optimizer", "setting"]
 EFFICIENCY = ["wall_time_s", "train_samples_per_s", "peak_memory_mb"]
 
 
-def _metric_files(runs_dir: Path) -> list[Path]:
-    return sorted(Path(runs_dir).glob("*/*/seed*/metrics.json"))
+def sweep_cells(params: Params) -> list[Cell]:
+    """The cells of ``params``' sweep, in ``dvc.yaml``'s matrix order: one train stage each."""
+    return list(itertools.product(params.data.tasks, params.sweep.optimizers, params.sweep.seeds))
 
 
-def load_runs(runs_dir: str | Path) -> pd.DataFrame:
+def _metric_files(runs_dir: Path, cells: Iterable[Cell] | None) -> list[Path]:
+    """Every run under ``runs_dir``, or exactly the runs of ``cells``.
+
+    The pipeline passes the sweep of ``params.yaml``: runs left in the folder by an earlier,
+    wider sweep (``dvc exp run -S sweep.seeds=[0]`` keeps the committed seed 1 and 2 runs) must
+    not enter the summary, and a run of the sweep that is missing is an error, not a gap.
+    """
+    if cells is None:
+        return sorted(runs_dir.glob("*/*/seed*/metrics.json"))
+    paths = [runs_dir / task / optimizer / f"seed{seed}" / "metrics.json"
+             for task, optimizer, seed in cells]
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: missing ({len(missing)} of the sweep's "
+                                f"{len(paths)} runs); run their train stages first")
+    return paths
+
+
+def load_runs(runs_dir: str | Path, cells: Iterable[Cell] | None = None) -> pd.DataFrame:
     """One row per (task, optimizer, setting, seed) with the run's best dev scores."""
     rows = []
-    for path in _metric_files(Path(runs_dir)):
+    for path in _metric_files(Path(runs_dir), cells):
         cell = json.loads(path.read_text())
         costs = json.loads((path.parent / "efficiency.json").read_text())
         for setting, cost in costs.items():
@@ -44,10 +71,11 @@ def load_runs(runs_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(RUN_KEYS, ignore_index=True)
 
 
-def load_logs(runs_dir: str | Path, kind: str) -> pd.DataFrame:
+def load_logs(runs_dir: str | Path, kind: str, cells: Iterable[Cell] | None = None
+              ) -> pd.DataFrame:
     """All ``<setting>_<kind>.csv`` logs (``kind`` is ``train`` or ``eval``) in long form."""
     frames = []
-    for path in _metric_files(Path(runs_dir)):
+    for path in _metric_files(Path(runs_dir), cells):
         cell = json.loads(path.read_text())
         for log in sorted(path.parent.glob(f"*_{kind}.csv")):
             frame = pd.read_csv(log)
@@ -177,3 +205,32 @@ def to_markdown(summary: pd.DataFrame) -> str:
     table = shown.sort_values(["task", "setting", "optimizer"])[list(columns)]
     table = table.rename(columns=columns)
     return table.to_markdown(index=False, floatfmt=".1f") + "\n"
+
+
+def headline_markdown(summary: pd.DataFrame) -> str:
+    """The paper's table: per setting, optimizer x task, the model-selection metric's mean.
+
+    Each cell reads ``mean ± h`` with ``h`` the half-width of the 95% CI over seeds (just
+    ``mean`` where fewer than two seeds finished, ``diverged`` where none did). Tasks keep the
+    summary's order; settings and optimizers the order they are defined in.
+    """
+    order = {name: rank for rank, name in enumerate(OPTIMIZERS)}
+    tasks = list(dict.fromkeys(summary.task))
+    sections = []
+    for setting in [name for name in SETTINGS if name in set(summary.setting)]:
+        rows = summary[summary.setting == setting]
+        table = {}
+        for _, row in rows.iterrows():
+            digits = 1 if rows[rows.task == row.task]["mean"].abs().max() > 1 else 3
+            if row.diverged == row.seeds:
+                cell = "diverged"
+            elif math.isnan(row.ci95_low):
+                cell = f"{row['mean']:.{digits}f}"
+            else:
+                cell = f"{row['mean']:.{digits}f} ± {(row.ci95_high - row.ci95_low) / 2:.{digits}f}"
+            table.setdefault(row.optimizer, {})[f"{row.task} ({row.metric})"] = cell
+        frame = pd.DataFrame.from_dict(table, orient="index")
+        frame = frame.loc[sorted(frame.index, key=order.__getitem__)]
+        frame = frame[[c for t in tasks for c in frame.columns if c.startswith(f"{t} (")]]
+        sections.append(f"### {setting}\n\n" + frame.rename_axis("optimizer").to_markdown())
+    return "\n\n".join(sections) + "\n"
