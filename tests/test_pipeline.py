@@ -93,7 +93,9 @@ def assert_complete(repo: Path) -> None:
     assert summary["mean"].map(math.isfinite).all()
     assert summary["ci95_low"].map(math.isfinite).all()
     assert _finite(json.loads((repo / "results" / "summary.json").read_text()))
-    assert (repo / "results" / "summary.md").read_text().startswith("| task")
+    report = (repo / "results" / "summary.md").read_text()
+    assert report.startswith("## The paper's table")
+    assert "### traditional" in report and "### fair" in report and "\n| task" in report
     for name in FIGURES:
         assert (repo / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
