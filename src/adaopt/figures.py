@@ -104,7 +104,7 @@ def final_metric(runs: pd.DataFrame, path: Path) -> Path:
                 grid.axes_dict[panel].text(order.index(optimizer), 0, f"diverged\n({setting})",
                                            ha="center", va="bottom", fontsize=7, rotation=90)
     grid.set_titles("{col_name}")
-    grid.set_xticklabels(rotation=45, ha="right")
+    grid.set_xticklabels(order, rotation=45, ha="right")  # every panel: names are not drawn yet
     grid.set_ylabels("best dev metric")
     return _save(grid, path)
 
