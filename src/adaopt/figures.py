@@ -18,9 +18,9 @@ from adaopt.optim import OPTIMIZERS
 from adaopt.summary import confidence_interval
 
 FACETS = {"col": "task", "row": "setting", "hue": "optimizer"}
-# Bands and error bars are the summary table's Student-t 95% interval over seeds: the same
-# numbers as results/summary.*, and no bootstrap (which would redraw differently each run).
-INTERVAL = confidence_interval
+# Bands and error bars (errorbar=confidence_interval) are the summary table's Student-t 95%
+# interval over seeds: the same numbers as results/summary.*, and no bootstrap (which would
+# redraw differently each run).
 
 
 def _orders(frame: pd.DataFrame) -> dict[str, list[str]]:
@@ -43,8 +43,9 @@ def with_score(evals: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 def training_loss(train_log: pd.DataFrame, path: Path) -> Path:
     """Training loss per step: a line per optimizer, the seeds' 95% t-interval as a band."""
-    grid = sns.relplot(data=train_log, x="step", y="loss", kind="line", errorbar=INTERVAL,
-                       facet_kws={"sharey": False}, height=2.6, aspect=1.2, **FACETS,
+    grid = sns.relplot(data=train_log, x="step", y="loss", kind="line",
+                       errorbar=confidence_interval, facet_kws={"sharey": False}, height=2.6,
+                       aspect=1.2, **FACETS,
                        **_orders(train_log))
     grid.set(yscale="log")
     return _save(grid, path)
@@ -52,7 +53,7 @@ def training_loss(train_log: pd.DataFrame, path: Path) -> Path:
 
 def dev_metric(evals: pd.DataFrame, path: Path) -> Path:
     """The dev metric against the step, seeds as a band."""
-    grid = sns.relplot(data=evals, x="step", y="score", kind="line", errorbar=INTERVAL,
+    grid = sns.relplot(data=evals, x="step", y="score", kind="line", errorbar=confidence_interval,
                        marker="o", facet_kws={"sharey": False}, height=2.6, aspect=1.2, **FACETS,
                        **_orders(evals))
     grid.set_ylabels("dev metric")
@@ -93,7 +94,7 @@ def final_metric(runs: pd.DataFrame, path: Path) -> Path:
     orders = _orders(runs)
     order = orders["hue_order"]
     grid = sns.catplot(data=long, x="optimizer", y="value", hue="setting", col="panel",
-                       col_wrap=min(len(col_order), 5), kind="bar", errorbar=INTERVAL,
+                       col_wrap=min(len(col_order), 5), kind="bar", errorbar=confidence_interval,
                        sharey=False, height=3, aspect=1.3, order=order, col_order=col_order,
                        hue_order=orders["row_order"])
     diverged = runs.groupby(["task", "optimizer", "setting"]).status.apply(

@@ -214,23 +214,24 @@ def headline_markdown(summary: pd.DataFrame) -> str:
     ``mean`` where fewer than two seeds finished, ``diverged`` where none did). Tasks keep the
     summary's order; settings and optimizers the order they are defined in.
     """
-    order = {name: rank for rank, name in enumerate(OPTIMIZERS)}
-    tasks = list(dict.fromkeys(summary.task))
     sections = []
     for setting in [name for name in SETTINGS if name in set(summary.setting)]:
         rows = summary[summary.setting == setting]
-        table = {}
+        digits = {task: 1 if group["mean"].abs().max() > 1 else 3  # SQuAD's 0-100 scale
+                  for task, group in rows.groupby("task")}
+        table = rows.pivot(index="optimizer", columns="task", values="mean").astype(object)
         for _, row in rows.iterrows():
-            digits = 1 if rows[rows.task == row.task]["mean"].abs().max() > 1 else 3
+            d = digits[row.task]
             if row.diverged == row.seeds:
                 cell = "diverged"
             elif math.isnan(row.ci95_low):
-                cell = f"{row['mean']:.{digits}f}"
+                cell = f"{row['mean']:.{d}f}"
             else:
-                cell = f"{row['mean']:.{digits}f} ± {(row.ci95_high - row.ci95_low) / 2:.{digits}f}"
-            table.setdefault(row.optimizer, {})[f"{row.task} ({row.metric})"] = cell
-        frame = pd.DataFrame.from_dict(table, orient="index")
-        frame = frame.loc[sorted(frame.index, key=order.__getitem__)]
-        frame = frame[[c for t in tasks for c in frame.columns if c.startswith(f"{t} (")]]
-        sections.append(f"### {setting}\n\n" + frame.rename_axis("optimizer").to_markdown())
+                cell = f"{row['mean']:.{d}f} ± {(row.ci95_high - row.ci95_low) / 2:.{d}f}"
+            table.loc[row.optimizer, row.task] = cell
+        metrics = rows.drop_duplicates("task").set_index("task").metric
+        table = table.loc[[name for name in OPTIMIZERS if name in table.index],
+                          list(dict.fromkeys(rows.task))]
+        table.columns = [f"{task} ({metrics[task]})" for task in table.columns]
+        sections.append(f"### {setting}\n\n" + table.rename_axis("optimizer").to_markdown())
     return "\n\n".join(sections) + "\n"
