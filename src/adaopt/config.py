@@ -6,6 +6,7 @@ allowed (``ConfigError``), instead of a traceback an hour into a run.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,6 +37,9 @@ class DataConfig(_Section):
     question + context into windows of ``qa_max_length`` tokens that overlap by
     ``doc_stride`` context tokens; its dev predictions are decoded from the ``n_best`` best
     start and end tokens per window, spans of at most ``max_answer_length`` tokens.
+    ``selection_samples`` examples (SQuAD: whole articles, until that many questions) are
+    carved out of the cleaned training data with ``seed`` before it is subsampled: the
+    selection split, which tuning, early stopping and checkpoint choice read instead of dev.
     """
 
     tasks: list[str] = Field(min_length=1)
@@ -46,6 +50,7 @@ class DataConfig(_Section):
     doc_stride: PositiveInt = 128
     n_best: PositiveInt = 20
     max_answer_length: PositiveInt = 30
+    selection_samples: PositiveInt = 200
     seed: Annotated[int, Field(ge=0)] = 0
 
     @field_validator("tasks")
@@ -134,10 +139,60 @@ class SweepConfig(_Section):
         return seeds
 
 
-class EvaluateConfig(_Section):
-    """How the summary defines time-to-target: a fraction of the task's best mean score."""
+class LogGrid(_Section):
+    """``num`` values spaced evenly on a log scale from ``min`` to ``max`` (both included),
+    rounded to three significant digits so that trial tables read cleanly."""
 
-    target_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    min: Annotated[float, Field(gt=0.0)]
+    max: Annotated[float, Field(gt=0.0)]
+    num: Annotated[int, Field(ge=2)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogGrid:
+        if self.min >= self.max:
+            raise ValueError(f"min={self.min} must be less than max={self.max}")
+        return self
+
+    def values(self) -> list[float]:
+        ratio = (self.max / self.min) ** (1.0 / (self.num - 1))
+        return [float(f"{self.min * ratio**i:.3g}") for i in range(self.num)]
+
+
+#: One hyperparameter's grid: explicit values, or a log-spaced grid.
+Grid = Annotated[list[float | int | bool], Field(min_length=1)] | LogGrid
+
+
+class TuningConfig(_Section):
+    """The tuning ruleset's knobs: the same number of trials for every optimizer.
+
+    Each optimizer's search space (``spaces.<optimizer>``) is a grid per hyperparameter; the
+    product of its grids must hold exactly ``trials`` points. Trials run ``max_steps`` steps
+    (``None``: ``train.max_steps``) with ``seed``, which is not an evaluation seed.
+    """
+
+    seed: Annotated[int, Field(ge=0)]
+    trials: PositiveInt
+    max_steps: PositiveInt | None = None
+    spaces: dict[str, dict[str, Grid]]
+
+
+class EvaluateConfig(_Section):
+    """How the summary scores the runs.
+
+    ``targets`` holds a fixed time-to-target line per task, on the task's model-selection
+    metric (checked against the task's trivial baseline when the data is prepared). Intervals
+    are ``confidence`` intervals; the bootstrap over seeds and dev examples draws
+    ``bootstrap_samples`` resamples.
+    """
+
+    targets: dict[str, float]
+    confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
+    bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
+
+    @field_validator("targets")
+    @classmethod
+    def _known_tasks(cls, targets: dict[str, float]) -> dict[str, float]:
+        return {get_task(name).name: value for name, value in targets.items()}
 
 
 SETTINGS = ("traditional", "fair")
@@ -153,7 +208,8 @@ class Params(_Section):
     sweep: SweepConfig
     settings: dict[Literal["traditional", "fair"], SettingConfig]
     optimizers: dict[str, dict[str, Any]]
-    evaluate: EvaluateConfig = EvaluateConfig()
+    tuning: TuningConfig
+    evaluate: EvaluateConfig
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -165,7 +221,35 @@ class Params(_Section):
                 raise ValueError(f"optimizers.{name} is missing; sweep.optimizers lists it")
         for name, hparams in self.optimizers.items():
             _check_optimizer(name, hparams)
+        self._check_tuning()
+        missing = [task for task in self.data.tasks if task not in self.evaluate.targets]
+        if missing:
+            raise ValueError(f"evaluate.targets.{missing[0]} is missing; every task in "
+                             "data.tasks needs a time-to-target line")
         return self
+
+    def _check_tuning(self) -> None:
+        tuning = self.tuning
+        if tuning.seed in self.sweep.seeds:
+            raise ValueError(f"tuning.seed={tuning.seed} is also in sweep.seeds; tuning must "
+                             "not see the evaluation seeds")
+        for name in self.sweep.optimizers:
+            space = tuning.spaces.get(name)
+            if not space:
+                raise ValueError(f"tuning.spaces.{name} is missing; every optimizer in "
+                                 "sweep.optimizers is tuned")
+            fixed = [key for key in space if key in self.optimizers[name]]
+            if fixed:
+                raise ValueError(f"tuning.spaces.{name}.{fixed[0]} is also set in "
+                                 f"optimizers.{name}; a hyperparameter is searched or fixed")
+            points = math.prod(len(grid_values(grid)) for grid in space.values())
+            if points != tuning.trials:
+                raise ValueError(f"tuning.spaces.{name} has {points} points; every optimizer "
+                                 f"gets tuning.trials={tuning.trials}")
+            for key, grid in space.items():
+                for value in grid_values(grid):
+                    _check_optimizer(name, {**self.optimizers[name], key: value},
+                                     where=f"tuning.spaces.{name}")
 
 
 # Keys of the adaptive_adam section that the pipeline turns into controller steps (as fractions
@@ -174,27 +258,36 @@ _RATIO_KEYS = ("warmup_ratio", "decay_start_ratio")
 _STEP_KEYS = ("warmup_steps", "decay_start", "decay_steps")
 
 
-def _check_optimizer(name: str, section: dict[str, Any]) -> None:
-    """Build the optimizer on a throwaway tensor so bad hyperparameters fail before training."""
+def grid_values(grid: Grid) -> list[Any]:
+    """The values a grid spans, in order."""
+    return grid.values() if isinstance(grid, LogGrid) else list(grid)
+
+
+def _check_optimizer(name: str, section: dict[str, Any], where: str | None = None) -> None:
+    """Run the registry's own checks on a section, so bad hyperparameters fail before training.
+
+    Nothing is built: building an optimizer makes torch import its compiler (seconds).
+    """
+    where = where or f"optimizers.{name}"
     if name not in OPTIMIZERS:
-        raise ValueError(f"optimizers.{name}: unknown optimizer; allowed: {', '.join(OPTIMIZERS)}")
+        raise ValueError(f"{where}: unknown optimizer; allowed: {', '.join(OPTIMIZERS)}")
     for key in _STEP_KEYS:
         if key in section:
-            raise ValueError(f"optimizers.{name}: {key} is derived from max_steps; "
+            raise ValueError(f"{where}: {key} is derived from max_steps; "
                              f"set {', '.join(_RATIO_KEYS)} instead")
     for key in _RATIO_KEYS:
         if key not in section:
             continue
         value = section[key]
         if name != "adaptive_adam":
-            raise ValueError(f"optimizers.{name}: {key} applies to adaptive_adam only; "
+            raise ValueError(f"{where}: {key} applies to adaptive_adam only; "
                              "the other optimizers take their schedule from settings")
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise ValueError(f"optimizers.{name}: {key}={value!r} is invalid: must be in [0, 1]")
-    try:  # the registry's own checks, without building (torch imports its compiler on build)
+            raise ValueError(f"{where}: {key}={value!r} is invalid: must be in [0, 1]")
+    try:
         resolve_hparams(name, optimizer_hparams(section))
     except (TypeError, ValueError) as error:
-        raise ValueError(f"optimizers.{name}: {error}") from None
+        raise ValueError(f"{where}: {error}") from None
 
 
 def optimizer_hparams(section: dict[str, Any]) -> dict[str, Any]:
@@ -204,7 +297,8 @@ def optimizer_hparams(section: dict[str, Any]) -> dict[str, Any]:
 
 def _one_line(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
-    where = "".join(f"{part}: " for part in [".".join(map(str, first["loc"]))] if part)
+    location = ".".join(map(str, first["loc"]))
+    where = f"{location}: " if location else ""
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
@@ -240,11 +334,15 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvaluateConfig",
+    "Grid",
+    "LogGrid",
     "ModelConfig",
     "Params",
     "SettingConfig",
     "SweepConfig",
     "TrainConfig",
+    "TuningConfig",
+    "grid_values",
     "load_params",
     "optimizer_hparams",
     "parse_params",
