@@ -30,7 +30,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from adaopt.optim import OPTIMIZERS, AdaptiveAdam, build_optimizer, param_groups
+from adaopt.optim import OPTIMIZERS, AdaptiveLR, build_method, param_groups
 
 FUSED_REF = "AdamW(fused=True)"
 FOREACH_REF = "AdamW(foreach=True)"
@@ -53,20 +53,25 @@ def minilm() -> nn.Module:
     )
 
 
+def with_controller(optimizer: torch.optim.Optimizer, controller: AdaptiveLR) -> Callable[[], None]:
+    """One step of a controlled method: the optimizer's update, then its learning rate."""
+
+    def step() -> None:
+        optimizer.step()
+        controller.step()
+
+    return step
+
+
 def step_functions(model: nn.Module) -> dict[str, Callable[[], None]]:
     """One callable per optimizer that performs one step; all share the model's parameters."""
     steps: dict[str, Callable[[], None]] = {}
     for name in OPTIMIZERS:
-        opt = build_optimizer(name, model)
-        if isinstance(opt, AdaptiveAdam):
-
-            def step(opt: AdaptiveAdam = opt) -> None:
-                opt.step()
-                opt.controller.step()
-
-            steps[name] = step
+        optimizer, controller = build_method(name, model)
+        if controller is None:
+            steps[name] = optimizer.step
         else:
-            steps[name] = opt.step
+            steps[name] = with_controller(optimizer, controller)
     for label, impl in ((FUSED_REF, {"fused": True}), (FOREACH_REF, {"foreach": True})):
         ref = torch.optim.AdamW(param_groups(model, 0.01), lr=2e-5, weight_decay=0.01, **impl)
         steps[label] = ref.step

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from transformers import get_scheduler
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from adaopt.checkpoint import (
     CheckpointError,
@@ -22,7 +21,8 @@ from adaopt.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from adaopt.optim import OPTIMIZERS, build_optimizer
+from adaopt.optim import OPTIMIZERS, build_method
+from adaopt.training import LengthGroupedBatches
 
 BATCH = 4
 EXAMPLES = 22  # 6 batches per epoch, the last one short
@@ -64,7 +64,7 @@ def make_loader(sampler: str, size: int = EXAMPLES, batch_size: int = BATCH) -> 
     generator = torch.Generator().manual_seed(7)
     if sampler == "shuffle":
         return DataLoader(data, batch_size=batch_size, shuffle=True, generator=generator)
-    grouped = LengthGroupedSampler(batch_size, lengths=data.lengths, generator=generator)
+    grouped = LengthGroupedBatches(data.lengths, batch_size, generator, mega_batches=2)
     return DataLoader(data, batch_size=batch_size, sampler=grouped, generator=generator)
 
 
@@ -125,8 +125,7 @@ def test_restore_leaves_the_global_rngs_alone() -> None:
     at every epoch start; the replay repeats that draw, which the checkpoint already holds."""
     def loader() -> DataLoader:
         data = Counted(EXAMPLES)
-        sampler = LengthGroupedSampler(BATCH, lengths=data.lengths,
-                                       generator=torch.Generator().manual_seed(7))
+        sampler = LengthGroupedBatches(data.lengths, BATCH, torch.Generator().manual_seed(7))
         return DataLoader(data, batch_size=BATCH, sampler=sampler)
 
     original = ResumableBatches(loader())
@@ -145,7 +144,7 @@ def test_restore_leaves_the_global_rngs_alone() -> None:
 def test_loaders_whose_order_cannot_be_replayed_are_refused() -> None:
     with pytest.raises(ValueError, match="global RNG"):
         ResumableBatches(DataLoader(Counted(8), batch_size=BATCH, shuffle=True))
-    two = LengthGroupedSampler(BATCH, lengths=[1] * 8, generator=torch.Generator())
+    two = LengthGroupedBatches([1] * 8, BATCH, torch.Generator())
     with pytest.raises(ValueError, match="two generators"):
         ResumableBatches(DataLoader(Counted(8), BATCH, sampler=two, generator=torch.Generator()))
 
@@ -245,10 +244,9 @@ def test_every_optimizer_state_loads_as_weights_only(name: str, tmp_path: Path) 
     """Every registered optimizer's state is plain data (AdaptiveAdam's controller included)."""
     def build() -> Run:
         run = Run("shuffle")
-        run.optimizer = build_optimizer(name, run.model, lr=1e-3)
-        run.scheduler = (run.optimizer.controller if name == "adaptive_adam" else
-                         get_scheduler("cosine", run.optimizer, num_warmup_steps=2,
-                                       num_training_steps=STEPS))
+        run.optimizer, controller = build_method(name, run.model, lr=1e-3)
+        run.scheduler = controller or get_scheduler("cosine", run.optimizer, num_warmup_steps=2,
+                                                    num_training_steps=STEPS)
         return run
 
     original = build()

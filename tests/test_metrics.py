@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
 import sklearn.metrics
 
+import adaopt.tasks
 from adaopt.metrics import (
     GLUE_TASKS,
     accuracy,
@@ -20,6 +23,7 @@ from adaopt.metrics import (
     pearson,
     spearman,
 )
+from adaopt.tasks import TASKS, TaskSpec, normalize_task_name
 
 SEEDS = range(8)
 TOL = 1e-12
@@ -204,3 +208,28 @@ def test_unknown_task_lists_known_tasks(task: str) -> None:
         glue_metrics(task, [0, 1], [0, 1])
     for known in GLUE_TASKS:
         assert known in str(info.value)
+
+
+@pytest.mark.parametrize("spec", [s for s in TASKS.values() if s.kind != "extractive_qa"])
+def test_glue_metrics_know_every_glue_task_of_the_task_table(spec: TaskSpec) -> None:
+    """Both tables share one spelling rule, so each task's names resolve to the same task."""
+    assert normalize_task_name(spec.release_dir) == spec.name
+    assert canonical_glue_task(spec.release_dir) == spec.name
+    assert canonical_glue_task(spec.name) == spec.name
+
+
+def _imported_modules(path: Path) -> list[str]:
+    """Every module ``path`` imports, anywhere in it; relative ones keep their leading dots."""
+    modules: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            modules.append("." * node.level + (node.module or ""))
+    return modules
+
+
+def test_task_table_imports_nothing_from_adaopt() -> None:
+    """adaopt.metrics imports adaopt.tasks; tasks being a leaf rules out an import cycle."""
+    imported = _imported_modules(Path(adaopt.tasks.__file__))
+    assert [m for m in imported if m.startswith((".", "adaopt"))] == []

@@ -1,23 +1,28 @@
-"""Tests of adaopt.optim: registry, LAMB, AdaptiveAdam and its controller (CPU, seeded, fast)."""
+"""Tests of adaopt.optim: registry, LAMB, adaptive_adam and its controller (CPU, seeded, fast)."""
 
 from __future__ import annotations
 
+import ast
 import copy
+import gc
 import io
 import math
-import pickle
+import weakref
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+import adaopt.optim
 from adaopt.optim import (
+    CONTROLLED,
     DEFAULTS,
     OPTIMIZERS,
-    AdaptiveAdam,
     AdaptiveLR,
     Lamb,
     build_adaptive_adam,
+    build_method,
     build_optimizer,
     fastest_impl_kwargs,
     param_groups,
@@ -132,7 +137,7 @@ def test_lamb_foreach_handles_mixed_dtypes() -> None:
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
 
 
-# ----------------------------------------------------------------------------- AdaptiveAdam
+# ----------------------------------------------------------------------------- adaptive_adam
 
 
 def test_adaptive_adam_without_schedule_follows_adamw() -> None:
@@ -142,7 +147,8 @@ def test_adaptive_adam_without_schedule_follows_adamw() -> None:
     ours, controller = build_adaptive_adam(
         ours_model.parameters(), warmup_steps=0, decay_start=None, adapt=False, **hp
     )
-    assert ours.defaults["fused"] is True
+    assert type(ours) is torch.optim.AdamW and ours.defaults["fused"] is True
+    assert controller.optimizer is ours
     ref = torch.optim.AdamW(ref_model.parameters(), **hp)  # torch's default (foreach) AdamW
     metrics = {t: 1.0 - t / 100 for t in range(0, 100, 5)}  # worsening: adapt=False ignores it
     train_steps(ours_model, ours, data, 100, controller, metrics=metrics)
@@ -174,7 +180,6 @@ def test_controller_lr_follows_formula_with_plateau_reduction() -> None:
         factor=0.5,
         mode="max",
     )
-    assert opt.controller is controller
     data = regression_data()
     # metric reported after step n: sets the best, ties it (a tie is no improvement), drops
     # (2nd bad evaluation -> reduction after step 7; the counter restarts), drops again (1st bad
@@ -215,20 +220,94 @@ def test_controller_mode_min_and_min_delta() -> None:
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
 
 
-def test_adaptive_adam_rejects_unknown_controller_argument() -> None:
-    with pytest.raises(ValueError, match="bogus"):
-        AdaptiveAdam([nn.Parameter(torch.zeros(2))], bogus=1)
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_build_method_returns_a_controller_only_where_registered(name: str) -> None:
+    optimizer, controller = build_method(name, tiny_net())
+    assert isinstance(optimizer, torch.optim.Optimizer)
+    if name in CONTROLLED:
+        assert isinstance(controller, AdaptiveLR) and controller.optimizer is optimizer
+    else:
+        assert controller is None
 
 
-def test_adaptive_adam_deepcopy_and_pickle_keep_the_controller() -> None:
+def test_build_optimizer_gives_the_adamw_of_adaptive_adam_and_refuses_controller_keys() -> None:
+    optimizer = build_optimizer("adaptive_adam", tiny_net(), lr=1e-3)
+    assert type(optimizer) is torch.optim.AdamW
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-3, 1e-3]
+    with pytest.raises(ValueError, match=r"patience, gamma would be ignored; use build_method"):
+        build_optimizer("adaptive_adam", tiny_net(), patience=3, gamma=0.9)
+    with pytest.raises(ValueError, match=r"unknown hyperparameter.*'bogus'"):
+        build_method("adaptive_adam", tiny_net(), bogus=1)
+
+
+def _module_imports(path: Path) -> set[str]:
+    """Sibling modules ``path`` imports, at module level or inside functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level == 1:
+                found.update([module] if module else [a.name for a in node.names])
+            elif module.startswith("adaopt.optim."):
+                found.add(module.removeprefix("adaopt.optim."))
+        elif isinstance(node, ast.Import):
+            found.update(
+                a.name.removeprefix("adaopt.optim.")
+                for a in node.names
+                if a.name.startswith("adaopt.optim.")
+            )
+    return found
+
+
+def test_optim_modules_import_each_other_without_a_cycle() -> None:
+    """adaptive must not import registry (registry imports adaptive), not even in a function."""
+    package = Path(adaopt.optim.__file__).parent
+    graph = {p.stem: _module_imports(p) for p in package.glob("*.py") if p.stem != "__init__"}
+    assert "adaptive" in graph["registry"] and "registry" not in graph["adaptive"]
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join((*path, module))}"
+        if module not in done:
+            for dependency in graph.get(module, ()):
+                visit(dependency, (*path, module))
+            done.add(module)
+
+    for module in graph:
+        visit(module, ())
+
+
+def _train_and_drop_adaptive_adam() -> list[weakref.ref]:
+    """Run adaptive_adam for a step, drop every strong reference, return weak ones to it all."""
     model = tiny_net()
-    opt, controller = build_adaptive_adam(model, lr=0.1, warmup_steps=10, patience=1)
-    train_steps(model, opt, regression_data(), 3, controller, metrics={0: 1.0, 1: 0.5})
-    for clone in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
-        assert clone.controller is not controller and clone.controller.optimizer is clone
-        assert clone.controller.state_dict()["last_epoch"] == 3
-        assert clone.controller.scale == 0.5
-        assert [g["lr"] for g in clone.param_groups] == [g["lr"] for g in opt.param_groups]
+    optimizer, controller = build_method("adaptive_adam", model, warmup_steps=2, patience=1)
+    assert controller is not None
+    assert all(value is not controller for value in vars(optimizer).values())  # one way only
+    train_steps(model, optimizer, regression_data(), 2, controller, metrics={0: 1.0, 1: 0.5})
+    assert optimizer.state  # the moments exist, so there is state to free
+    state = [t for s in optimizer.state.values() for t in s.values()]
+    objects = [model, optimizer, controller, *model.parameters(), *state]
+    refs = [weakref.ref(obj) for obj in objects]
+    del model, optimizer, controller, state, objects
+    return refs
+
+
+def test_finished_run_is_freed_without_the_cyclic_gc() -> None:
+    """The old AdamW subclass owned its controller, which pointed back at it: a cycle that kept a
+    finished run's model and optimizer state alive until the cyclic GC ran. Reference counting
+    alone must free them now (torch's LRScheduler keeps only a weakref from optimizer.step).
+    """
+    # The first fused step in a process lazily imports torch internals whose frames hold the
+    # optimizer in a cycle once; warm up so that the measured run sees the steady state.
+    _train_and_drop_adaptive_adam()
+    gc.collect()
+    gc.disable()
+    try:
+        refs = _train_and_drop_adaptive_adam()
+        alive = [type(ref()).__name__ for ref in refs if ref() is not None]
+    finally:
+        gc.enable()
+    assert alive == []
 
 
 # ----------------------------------------------------------------------------- state_dict
@@ -245,30 +324,39 @@ def test_state_dict_round_trip(name: str) -> None:
     data = regression_data()
     hp = _round_trip_hparams(name)
     metrics = {t: 1.0 / (1 + (t % 7)) for t in range(0, 40, 3)}  # sometimes worse
-    controller = (lambda opt: opt.controller) if name == "adaptive_adam" else (lambda opt: None)
 
     model = tiny_net()
-    opt = build_optimizer(name, model, **hp)
-    train_steps(model, opt, data, 40, controller(opt), metrics=metrics)
+    opt, ctrl = build_method(name, model, **hp)
+    train_steps(model, opt, data, 40, ctrl, metrics=metrics)
 
     first = tiny_net()
-    opt1 = build_optimizer(name, first, **hp)
-    train_steps(first, opt1, data, 20, controller(opt1), metrics=metrics)
-    saved = roundtrip({"model": first.state_dict(), "optim": opt1.state_dict()})
-    del first, opt1
+    opt1, ctrl1 = build_method(name, first, **hp)
+    train_steps(first, opt1, data, 20, ctrl1, metrics=metrics)
+    saved = roundtrip(
+        {
+            "model": first.state_dict(),
+            "optim": opt1.state_dict(),
+            "controller": None if ctrl1 is None else ctrl1.state_dict(),
+        }
+    )
+    del first, opt1, ctrl1
     second = tiny_net(seed=1)  # fresh objects, different weights until loaded
     second.load_state_dict(saved["model"])
-    opt2 = build_optimizer(name, second, **hp)
-    opt2.load_state_dict(saved["optim"])  # adaptive_adam: also restores its controller
-    train_steps(second, opt2, data, 20, controller(opt2), start=20, metrics=metrics)
+    opt2, ctrl2 = build_method(name, second, **hp)
+    opt2.load_state_dict(saved["optim"])
+    if ctrl2 is not None:
+        ctrl2.load_state_dict(saved["controller"])  # after the optimizer: it writes the lr
+    train_steps(second, opt2, data, 20, ctrl2, start=20, metrics=metrics)
 
     for a, b in zip(model.parameters(), second.parameters(), strict=True):
         assert torch.equal(a, b)
     assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in opt2.param_groups]
-    if name == "adaptive_adam":
-        assert opt2.controller.state_dict()["last_epoch"] == 40
-        assert opt.controller.num_reductions > 0
-        assert opt2.controller.scale == opt.controller.scale
+    if name in CONTROLLED:
+        assert ctrl is not None and ctrl2 is not None
+        assert "controller" not in opt2.state_dict()  # each half saves its own state
+        assert ctrl2.state_dict()["last_epoch"] == 40
+        assert ctrl.num_reductions > 0
+        assert ctrl2.scale == ctrl.scale
 
 
 def test_scheduler_round_trip_on_sgd_momentum() -> None:
@@ -331,7 +419,7 @@ def test_scheduler_round_trip_on_sgd_momentum() -> None:
 )
 def test_invalid_hyperparameters(name: str, hparams: dict, arg: str, shown: str) -> None:
     with pytest.raises(ValueError, match="is invalid") as info:
-        build_optimizer(name, tiny_net(), **hparams)
+        build_method(name, tiny_net(), **hparams)
     assert f"{arg}={shown}" in str(info.value)
 
 
@@ -344,9 +432,9 @@ def test_invalid_hyperparameters_in_direct_constructors() -> None:
     with pytest.raises(ValueError, match=r"gamma=2\.0 is invalid"):
         AdaptiveLR(torch.optim.SGD(params, lr=0.1), gamma=2.0)
     with pytest.raises(ValueError, match=r"patience=0 is invalid"):
-        AdaptiveAdam(params, patience=0)
+        build_adaptive_adam(params, patience=0)
     with pytest.raises(ValueError, match=r"betas=\(0\.9, 1\.0\) is invalid"):
-        AdaptiveAdam(params, betas=(0.9, 1.0))
+        build_adaptive_adam(params, betas=(0.9, 1.0))
 
 
 def test_unknown_name_lists_known_names() -> None:
@@ -414,12 +502,11 @@ def finetune_problem(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tens
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_default_learning_rate_lowers_the_loss(name: str) -> None:
     model, x, y = finetune_problem()
-    opt = build_optimizer(name, model)  # defaults only
+    opt, controller = build_method(name, model)  # defaults only
     assert opt.param_groups[0]["lr"] == DEFAULTS[name]["lr"]
     with torch.no_grad():
         initial = nn.functional.mse_loss(model(x), y).item()
-    scheduler = opt.controller if isinstance(opt, AdaptiveAdam) else None
-    train_steps(model, opt, (x, y), 200, scheduler)
+    train_steps(model, opt, (x, y), 200, controller)
     with torch.no_grad():
         final = nn.functional.mse_loss(model(x), y).item()
     assert final < 0.5 * initial, (name, initial, final)

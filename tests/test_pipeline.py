@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -21,12 +22,13 @@ import pytest
 import yaml
 
 from adaopt.config import SETTINGS, load_params
-from adaopt.experiment import run_cell
+from adaopt.experiment import run_setting
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
-OUTPUTS = ("runs", "results", "data", "figures", ".dvc/cache", ".dvc/tmp")
-FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png")
+OUTPUTS = ("runs", "tuning", "results", "data", "figures", ".dvc/cache", ".dvc/tmp")
+FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
+           "paired_difference.png")
 
 pytestmark = pytest.mark.slow
 
@@ -74,19 +76,25 @@ def _finite(value: object) -> bool:
 
 
 def assert_complete(repo: Path) -> None:
-    """Every metrics file, the summary and every figure exist and hold finite numbers."""
+    """Every choice, metrics file, the summary and every figure exist and hold finite numbers."""
     params = load_params(repo / "params.yaml")
     for task in params.data.tasks:
         for optimizer in params.sweep.optimizers:
-            for seed in params.sweep.seeds:
-                run = repo / "runs" / task / optimizer / f"seed{seed}"
-                metrics = json.loads((run / "metrics.json").read_text())
-                assert _finite(metrics), run
-                for setting in SETTINGS:
-                    assert metrics[setting]["status"] in {"ok", "early_stopped"}, (run, setting)
-                    assert metrics[setting]["best"], (run, setting)
-                    assert (run / f"{setting}_train.csv").stat().st_size > 0
-                assert (run / "train.ipynb").is_file()
+            for setting in SETTINGS:
+                tuned = repo / "tuning" / task / optimizer / setting
+                choice = json.loads((tuned / "choice.json").read_text())
+                assert choice["trials"] == params.tuning.trials, tuned
+                assert (tuned / "tune.ipynb").is_file()
+                cell = repo / "runs" / task / optimizer / setting
+                assert (cell / "train.ipynb").is_file()
+                for seed in params.sweep.seeds:
+                    run = cell / f"seed{seed}"
+                    metrics = json.loads((run / "metrics.json").read_text())
+                    assert _finite(metrics), run
+                    assert metrics["status"] in {"ok", "early_stopped"}, run
+                    assert metrics["selection"] and metrics["dev"], run
+                    assert metrics["hparams"]["lr"] == choice["hparams"]["lr"], run
+                    assert (run / "train.csv").stat().st_size > 0
     summary = pd.read_csv(repo / "results" / "summary.csv")
     expected = len(params.data.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
     assert len(summary) == expected
@@ -119,22 +127,38 @@ def test_second_repro_does_nothing_quickly(smoke_repo: Path) -> None:
     assert seconds <= 5.0, f"a no-op dvc repro took {seconds:.1f} s"
 
 
-def test_changing_one_learning_rate_outdates_only_that_optimizer(smoke_repo: Path) -> None:
-    params_path = smoke_repo / "params.yaml"
+def _stale_after(repo: Path, change: Callable[[dict], None]) -> set[str]:
+    params_path = repo / "params.yaml"
     original = params_path.read_text()
     params = yaml.safe_load(original)
-    params["optimizers"]["lamb"]["lr"] *= 2
+    change(params)
     try:
         params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-        stale = set(json.loads(dvc(smoke_repo, "status", "--json").stdout))
+        return set(json.loads(dvc(repo, "status", "--json").stdout))
     finally:
         params_path.write_text(original)
-    loaded = load_params(params_path)
-    lamb_stages = {
-        f"train@{task}-lamb-{seed}" for task in loaded.data.tasks for seed in loaded.sweep.seeds
-    }
-    assert lamb_stages <= stale
-    assert stale - lamb_stages <= {"evaluate", "figures"}
+
+
+def test_changing_one_search_space_outdates_only_that_optimizer(smoke_repo: Path) -> None:
+    def double(params: dict) -> None:
+        space = params["tuning"]["spaces"]["adamw"]
+        space["lr"] = [2 * lr for lr in space["lr"]]
+
+    stale = _stale_after(smoke_repo, double)
+    tasks = load_params(smoke_repo / "params.yaml").data.tasks
+    adamw = {f"{stage}@{task}-adamw-{setting}" for stage in ("tune", "train")
+             for task in tasks for setting in SETTINGS}
+    assert adamw <= stale
+    assert stale - adamw <= {"evaluate", "figures"}
+
+
+def test_changing_the_fair_setting_outdates_only_fair_runs(smoke_repo: Path) -> None:
+    stale = _stale_after(smoke_repo, lambda p: p["settings"]["fair"].update(gamma=0.5))
+    params = load_params(smoke_repo / "params.yaml")
+    fair = {f"{stage}@{task}-{optimizer}-fair" for stage in ("tune", "train")
+            for task in params.data.tasks for optimizer in params.sweep.optimizers}
+    assert fair <= stale
+    assert stale - fair <= {"evaluate", "figures"}
 
 
 @pytest.mark.real_data
@@ -153,29 +177,30 @@ def test_smoke_profile_on_real_data(tmp_path: Path) -> None:
 
 
 def test_a_diverging_optimizer_is_recorded_not_fatal(smoke_repo: Path) -> None:
-    """SGD with an absurd learning rate: its runs stop as ``diverged``; summaries still build.
+    """SGD searched over absurd learning rates: every trial diverges, the choice says so, the
+    final runs stop as ``diverged``; summaries still build.
 
     (The tiny smoke model survives SGD at lr 10 for a few steps; 1e12 overflows at once.)
     """
     params_path = smoke_repo / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
-    params["optimizers"]["sgd"]["lr"] = 1e12
+    params["tuning"]["spaces"]["sgd"]["lr"] = [1e12, 2e12]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(smoke_repo, "repro")
     loaded = load_params(params_path)
     for task in loaded.data.tasks:
-        for seed in loaded.sweep.seeds:
-            metrics = json.loads((smoke_repo / "runs" / task / "sgd" / f"seed{seed}" /
+        for setting in SETTINGS:
+            choice = json.loads((smoke_repo / "tuning" / task / "sgd" / setting /
+                                 "choice.json").read_text())
+            assert choice["no_finished_trial"], (task, setting)
+            for seed in loaded.sweep.seeds:
+                run = json.loads((smoke_repo / "runs" / task / "sgd" / setting / f"seed{seed}" /
                                   "metrics.json").read_text())
-            for setting in SETTINGS:
-                run = metrics[setting]
                 assert run["status"] == "diverged", (task, seed, setting)
-                assert run["steps"] < loaded.train.max_steps
+                assert run["steps"] < loaded.train.max_steps and run["dev"] == {}
                 assert math.isfinite(run["last_finite_loss"])
-    summary = pd.read_csv(smoke_repo / "results" / "summary.csv")
-    sgd = summary[summary.optimizer == "sgd"]
-    assert (sgd.diverged == sgd.seeds).all()
-    assert "diverged" in (smoke_repo / "results" / "summary.md").read_text()
+    report = (smoke_repo / "results" / "summary.md").read_text()
+    assert "diverged" in report and "0/2" in report
     for name in FIGURES:
         assert (smoke_repo / "figures" / name).stat().st_size > 0
 
@@ -187,27 +212,35 @@ def test_killed_training_stage_resumes_from_its_checkpoint(tmp_path: Path) -> No
     params["data"]["tasks"] = ["sst2"]
     params["train"].update(max_steps=300, eval_every=50, checkpoint_every=10, threads=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    dvc(repo, "repro", "prepare")
-    stage, cell = "train@sst2-adaptive_adam-0", Path("runs/sst2/adaptive_adam/seed0")
-    checkpoints = repo / "checkpoints" / "sst2" / "adaptive_adam" / "seed0"
+    params["sweep"]["seeds"] = [0]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    tune = "tune@sst2-adaptive_adam-traditional"
+    dvc(repo, "repro", "-s", "prepare")
+    dvc(repo, "repro", "-s", tune)
+    stage = "train@sst2-adaptive_adam-traditional"
+    cell = Path("runs/sst2/adaptive_adam/traditional")
+    checkpoints = repo / "checkpoints" / "train" / "sst2" / "adaptive_adam" / "traditional"
 
     child = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro", "-s", stage],
                              cwd=repo, env=_env(FIXTURE_MIRROR), start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not any(checkpoints.glob("traditional-*.pt")) and child.poll() is None:
+    while not any(checkpoints.glob("seed0-*.pt")) and child.poll() is None:
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL, "the stage finished before it could be killed"
-    assert not (repo / cell / "metrics.json").exists()
-    assert any(checkpoints.glob("traditional-*.pt"))
+    assert not (repo / cell / "seed0" / "metrics.json").exists()
+    assert any(checkpoints.glob("seed0-*.pt"))
 
     dvc(repo, "repro", "-s", stage)
     assert "resumed from" in (repo / cell / "train.ipynb").read_text()
-    assert not checkpoints.exists(), "a finished cell removes its checkpoints"
+    assert not checkpoints.exists(), "a finished stage removes its checkpoints"
     reference = tmp_path / "reference"
-    run_cell(load_params(repo / "params.yaml"), "sst2", "adaptive_adam", 0,
-             repo / "data" / "prepared", reference, progress=False)
-    assert (repo / cell / "metrics.json").read_bytes() == (reference / "metrics.json").read_bytes()
+    run_setting(load_params(repo / "params.yaml"), "sst2", "adaptive_adam", "traditional",
+                repo / "data" / "prepared", reference,
+                repo / "tuning" / "sst2" / "adaptive_adam" / "traditional" / "choice.json",
+                progress=False)
+    assert (repo / cell / "seed0" / "metrics.json").read_bytes() == \
+        (reference / "seed0" / "metrics.json").read_bytes()

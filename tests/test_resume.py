@@ -1,11 +1,12 @@
-"""A training cell is deterministic, and one killed mid-run resumes to the same numbers.
+"""A stage's runs are deterministic, and a stage killed mid-run resumes to the same numbers.
 
-Runs the pipeline's own cell function (``adaopt.experiment.run_cell``) on the smoke profile's
-tiny BERT and the fixture mirror: seconds, not minutes.
+Runs the pipeline's own stage function (``adaopt.experiment.run_setting``) on the smoke
+profile's tiny BERT and the fixture mirror: seconds, not minutes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,20 +20,20 @@ from transformers import AutoTokenizer
 
 from adaopt.config import load_params, parse_params
 from adaopt.data import prepare_task
-from adaopt.experiment import run_cell
+from adaopt.experiment import run_setting
 from adaopt.modeling import resolve_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT / "tests" / "fixtures" / "mirror"
-TASK, OPTIMIZER, SEED = "sst2", "adaptive_adam", 0
+TASK, OPTIMIZER, SETTING = "sst2", "adaptive_adam", "traditional"
 
 CHILD = f"""
 import sys
 from adaopt.config import load_params
-from adaopt.experiment import run_cell
-params_path, prepared, out, checkpoints = sys.argv[1:5]
-run_cell(load_params(params_path), "{TASK}", "{OPTIMIZER}", {SEED}, prepared, out,
-         checkpoint_dir=checkpoints, progress=False)
+from adaopt.experiment import run_setting
+params_path, prepared, out, choice, checkpoints = sys.argv[1:6]
+run_setting(load_params(params_path), "{TASK}", "{OPTIMIZER}", "{SETTING}", prepared, out, choice,
+            checkpoint_dir=checkpoints, progress=False)
 """
 
 
@@ -42,8 +43,16 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("prepared")
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(params.model.name_or_path))
     prepare_task(TASK, MIRROR, out, tokenizer, max_train_samples=None, max_eval_samples=None,
-                 max_length=params.data.max_length, seed=params.data.seed)
+                 max_length=params.data.max_length, seed=params.data.seed,
+                 selection_samples=params.data.selection_samples)
     return out
+
+
+def write_choice(path: Path, lr: float = 1e-3) -> Path:
+    """What the tune stage would have chosen, written by hand: these tests are about training."""
+    path.write_text(json.dumps({"task": TASK, "optimizer": OPTIMIZER, "setting": SETTING,
+                                "hparams": {"lr": lr}}))
+    return path
 
 
 def long_smoke_params(tmp_path: Path) -> Path:
@@ -58,43 +67,50 @@ def long_smoke_params(tmp_path: Path) -> Path:
 
 def test_same_seed_gives_byte_identical_metrics(prepared: Path, tmp_path: Path) -> None:
     params = load_params(ROOT / "profiles" / "smoke.yaml")
+    choice = write_choice(tmp_path / "choice.json")
     for name in ("a", "b"):
-        run_cell(params, TASK, OPTIMIZER, SEED, prepared, tmp_path / name, progress=False)
-    first = (tmp_path / "a" / "metrics.json").read_bytes()
-    assert first == (tmp_path / "b" / "metrics.json").read_bytes()
-    for setting in ("traditional", "fair"):
-        name = f"{setting}_predictions.json"
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+        run_setting(params, TASK, OPTIMIZER, SETTING, prepared, tmp_path / name, choice,
+                    progress=False)
+    for seed in params.sweep.seeds:
+        for name in ("metrics.json", "predictions.json"):
+            first = (tmp_path / "a" / f"seed{seed}" / name).read_bytes()
+            assert first == (tmp_path / "b" / f"seed{seed}" / name).read_bytes(), (seed, name)
+    seeds = [json.loads((tmp_path / "a" / f"seed{s}" / "metrics.json").read_text())
+             for s in params.sweep.seeds]
+    assert seeds[0]["dev"] != seeds[1]["dev"] or seeds[0]["selection"] != seeds[1]["selection"]
 
 
-def test_killed_cell_resumes_to_the_uninterrupted_numbers(prepared: Path, tmp_path: Path) -> None:
+def test_killed_stage_resumes_to_the_uninterrupted_numbers(prepared: Path, tmp_path: Path) -> None:
     params_path = long_smoke_params(tmp_path)
+    choice = write_choice(tmp_path / "choice.json")
     reference = tmp_path / "reference"
-    run_cell(load_params(params_path), TASK, OPTIMIZER, SEED, prepared, reference,
-             progress=False)
+    run_setting(load_params(params_path), TASK, OPTIMIZER, SETTING, prepared, reference, choice,
+                progress=False)
 
     checkpoints, out = tmp_path / "checkpoints", tmp_path / "resumed"
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    args = [str(params_path), str(prepared), str(out), str(checkpoints)]
+    args = [str(params_path), str(prepared), str(out), str(choice), str(checkpoints)]
     child = subprocess.Popen([sys.executable, "-c", CHILD, *args], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not any(checkpoints.glob("traditional-*.pt")) and child.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint appeared"
+    while not any(checkpoints.glob("seed1-*.pt")) and child.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint of the second seed appeared"
         time.sleep(0.01)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL, "the child finished before it could be killed"
-    assert not (out / "metrics.json").exists()
+    assert (out / "seed0" / "metrics.json").exists() and not (out / "seed1").exists()
     left = sorted(path.name for path in checkpoints.iterdir())
-    assert any(name.startswith("traditional-") for name in left), left
+    assert any(name.startswith("seed0-") and name.endswith(".result.pt") for name in left), left
 
-    run_cell(load_params(params_path), TASK, OPTIMIZER, SEED, prepared, out,
-             checkpoint_dir=checkpoints, progress=False)
-    assert (out / "metrics.json").read_bytes() == (reference / "metrics.json").read_bytes()
-    assert not checkpoints.exists(), "a finished cell removes its checkpoints"
-    for setting in ("traditional", "fair"):
-        resumed = (out / f"{setting}_train.csv").read_text().splitlines()
-        uninterrupted = (reference / f"{setting}_train.csv").read_text().splitlines()
+    run_setting(load_params(params_path), TASK, OPTIMIZER, SETTING, prepared, out, choice,
+                checkpoint_dir=checkpoints, progress=False)
+    assert not checkpoints.exists(), "a finished stage removes its checkpoints"
+    for seed in (0, 1):
+        folder, uninterrupted = out / f"seed{seed}", reference / f"seed{seed}"
+        assert (folder / "metrics.json").read_bytes() == \
+            (uninterrupted / "metrics.json").read_bytes()
+        resumed = (folder / "train.csv").read_text().splitlines()
+        clean = (uninterrupted / "train.csv").read_text().splitlines()
         strip = [line.rsplit(",", 1)[0] for line in resumed]  # elapsed_s is a timing
-        assert strip == [line.rsplit(",", 1)[0] for line in uninterrupted]
+        assert strip == [line.rsplit(",", 1)[0] for line in clean]

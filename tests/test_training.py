@@ -4,36 +4,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
+from scipy.stats import spearmanr
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from adaopt.config import SettingConfig, TrainConfig, load_params
+from adaopt.config import SettingConfig, TrainConfig
 from adaopt.evaluation import Evaluator
-from adaopt.optim import OPTIMIZERS, AdaptiveAdam, AdaptiveLR
+from adaopt.protocol.settings import build_optimization
 from adaopt.tasks import get_task
-from adaopt.training import (
-    RunResult,
-    build_optimization,
-    controller_kwargs,
-    lr_plan,
-    make_loader,
-    seed_everything,
-    train,
-)
+from adaopt.training import LengthGroupedBatches, RunResult, make_loader, seed_everything, train
 
-ROOT = Path(__file__).resolve().parents[1]
 SST2 = get_task("sst2")
 CONSTANT = SettingConfig(schedule="constant")
-FAIR = SettingConfig(schedule="exponential", warmup_ratio=0.2, decay_start_ratio=0.6,
-                     gamma=0.3, max_grad_norm=0.5)
-AA_SECTION = {"lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.1, "decay_start_ratio": 0.5,
-              "gamma": 0.1, "patience": 2, "factor": 0.5}
 
 
 @pytest.fixture(autouse=True)
@@ -113,13 +100,12 @@ def run(
 ) -> RunResult:
     seed_everything(seed)
     model = tiny_bert(seed)
-    optimizer, scheduler, clip = build_optimization(model, name, section, setting,
-                                                    setting_config, cfg.max_steps)
+    opt = build_optimization(model, name, section, setting, setting_config, cfg.max_steps)
     loader = make_loader(dataset, tokenizer, cfg.batch_size, train=True,
                          group_by_length=cfg.group_by_length, seed=seed)
-    return train(model, optimizer, scheduler, loader,
+    return train(model, opt.optimizer, opt.scheduler, loader,
                  eval_fn or accuracy_fn(dataset, tokenizer), cfg,
-                 metric="accuracy", max_grad_norm=clip, progress=False)
+                 metric="accuracy", max_grad_norm=opt.max_grad_norm, progress=False)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -150,12 +136,24 @@ def test_same_seed_gives_the_same_outcome(dataset, tokenizer) -> None:
 def test_outcome_holds_no_timings_and_efficiency_holds_only_timings(dataset, tokenizer) -> None:
     result = run(dataset, tokenizer, "sgd", {"lr": 0.1}, config(max_steps=2, eval_every=2))
     assert set(result.outcome()) == {"status", "steps", "best_step", "best", "last",
-                                     "last_finite_loss"}
+                                     "last_finite_loss", "diverged_on"}
     assert set(result.efficiency()) == {"wall_time_s", "train_samples_per_s", "peak_memory_mb"}
 
 
-def test_infinite_sgd_step_diverges_and_keeps_the_last_finite_loss(dataset, tokenizer) -> None:
-    """lr=inf turns the weights into inf/NaN, so the loss stops being finite on the next step."""
+def _sgd(model: torch.nn.Module, lr: float, steps: int) -> Any:
+    return build_optimization(model, "sgd", {"lr": lr}, "traditional", CONSTANT, steps)
+
+
+def _train(model: torch.nn.Module, opt: Any, dataset: Dataset, tokenizer: Any, cfg: TrainConfig,
+           eval_fn: Callable | None = None) -> RunResult:
+    loader = make_loader(dataset, tokenizer, cfg.batch_size, train=True, seed=0)
+    return train(model, opt.optimizer, opt.scheduler, loader,
+                 eval_fn or accuracy_fn(dataset, tokenizer), cfg, metric="accuracy",
+                 max_grad_norm=opt.max_grad_norm, progress=False)
+
+
+def test_infinite_sgd_step_diverges_on_the_parameters(dataset, tokenizer) -> None:
+    """lr=inf makes the weights non-finite in the first step: caught before the next forward."""
     seed_everything(0)
     model = tiny_bert(0)
     losses: list[float] = []
@@ -163,17 +161,70 @@ def test_infinite_sgd_step_diverges_and_keeps_the_last_finite_loss(dataset, toke
         lambda module, args, out: losses.append(out.loss.item()) if module.training else None
     )
     cfg = config(max_steps=10)
-    optimizer, scheduler, clip = build_optimization(model, "sgd", {"lr": math.inf},
-                                                    "traditional", CONSTANT, cfg.max_steps)
-    loader = make_loader(dataset, tokenizer, cfg.batch_size, train=True, seed=0)
-    result = train(model, optimizer, scheduler, loader, accuracy_fn(dataset, tokenizer), cfg,
-                   metric="accuracy", max_grad_norm=clip, progress=False)
-    first_bad = next(i for i, loss in enumerate(losses, start=1) if not math.isfinite(loss))
-    assert result.status == "diverged"
-    assert result.steps == first_bad - 1 == len(result.train_log)
-    assert result.last_finite_loss is not None and math.isfinite(result.last_finite_loss)
-    assert result.last_finite_loss == pytest.approx(losses[first_bad - 2])
+    result = _train(model, _sgd(model, math.inf, 10), dataset, tokenizer, cfg)
+    assert (result.status, result.diverged_on) == ("diverged", "parameters")
+    assert len(losses) == 1 and result.steps == 0
+    assert result.last_finite_loss == pytest.approx(losses[0])
     assert result.best == {} and result.best_step is None and result.eval_log == []
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_finite_loss(dataset, tokenizer
+                                                                        ) -> None:
+    seed_everything(0)
+    model = tiny_bert(0)
+    calls = [0]
+
+    def poison(module: torch.nn.Module, args: Any, out: Any) -> Any:
+        calls[0] += module.training
+        if module.training and calls[0] == 4:
+            out.loss = out.loss * math.nan
+        return out
+
+    model.register_forward_hook(poison)
+    result = _train(model, _sgd(model, 0.1, 10), dataset, tokenizer, config(max_steps=10))
+    assert (result.status, result.diverged_on, result.steps) == ("diverged", "loss", 3)
+    assert result.last_finite_loss == result.train_log[-1]["loss"]
+
+
+def test_a_non_finite_gradient_stops_the_run_before_the_step(dataset, tokenizer) -> None:
+    seed_everything(0)
+    model = tiny_bert(0)
+    weight = model.classifier.weight
+    weight.register_hook(lambda grad: grad * math.inf)
+    before = weight.detach().clone()
+    result = _train(model, _sgd(model, 0.1, 10), dataset, tokenizer, config(max_steps=10))
+    assert (result.status, result.diverged_on, result.steps) == ("diverged", "grad_norm", 0)
+    assert torch.equal(weight.detach(), before), "no optimizer step with a non-finite gradient"
+
+
+def test_every_step_logs_its_gradient_norm_before_clipping(dataset, tokenizer) -> None:
+    seed_everything(0)
+    model = tiny_bert(0)
+    clipped = build_optimization(model, "sgd", {"lr": 0.1}, "fair",
+                                 SettingConfig(schedule="constant", max_grad_norm=1e-3), 3)
+    result = _train(model, clipped, dataset, tokenizer, config(max_steps=3, eval_every=3))
+    norms = [row["grad_norm"] for row in result.train_log]
+    assert len(norms) == 3 and all(math.isfinite(n) and n > 1e-3 for n in norms)
+
+
+def test_the_model_comes_back_with_the_weights_of_the_best_evaluation(dataset, tokenizer
+                                                                      ) -> None:
+    seed_everything(0)
+    model = tiny_bert(0)
+    seen: list[dict[str, torch.Tensor]] = []
+    scores = iter([0.2, 0.9, 0.5])
+
+    def eval_fn(model: torch.nn.Module) -> tuple[dict[str, float], dict[str, Any]]:
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {"accuracy": next(scores)}, {}
+
+    result = _train(model, _sgd(model, 0.5, 6), dataset, tokenizer,
+                    config(max_steps=6, eval_every=2), eval_fn)
+    assert result.best_step == 4
+    final = model.state_dict()
+    for key, value in seen[1].items():
+        torch.testing.assert_close(final[key], value, rtol=0, atol=0, msg=key)
+    assert any(not torch.equal(seen[2][k], seen[1][k]) for k in seen[1]), "training went on"
 
 
 def test_patience_one_stops_at_the_first_evaluation_without_improvement(
@@ -207,11 +258,10 @@ def test_two_accumulated_batches_of_four_equal_one_batch_of_eight(dataset, token
     def one_step(batch_size: int, accum: int) -> dict[str, torch.Tensor]:
         model = tiny_bert(0)
         cfg = config(batch_size=batch_size, grad_accum_steps=accum, max_steps=1, eval_every=1)
-        optimizer, scheduler, clip = build_optimization(model, "sgd", {"lr": 0.5},
-                                                        "traditional", CONSTANT, 1)
+        opt = _sgd(model, 0.5, 1)
         loader = make_loader(dataset, tokenizer, batch_size, train=True, seed=7)
-        train(model, optimizer, scheduler, loader, scripted_eval([0.0]), cfg,
-              metric="accuracy", max_grad_norm=clip, progress=False)
+        train(model, opt.optimizer, opt.scheduler, loader, scripted_eval([0.0]), cfg,
+              metric="accuracy", max_grad_norm=opt.max_grad_norm, progress=False)
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     start = tiny_bert(0).state_dict()
@@ -222,107 +272,32 @@ def test_two_accumulated_batches_of_four_equal_one_batch_of_eight(dataset, token
         torch.testing.assert_close(accumulated[key], whole[key], rtol=0, atol=1e-6, msg=key)
 
 
-# ----------------------------------------------------------------------------- optimization
+# ----------------------------------------------------------------------------- batches
 
 
-def baseline_names() -> list[str]:
-    return [name for name in OPTIMIZERS if name != "adaptive_adam"]
+def test_length_grouped_batches_are_grouped_but_in_random_order() -> None:
+    """Within a batch lengths are close; across the epoch, batch lengths do not trend down."""
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(5, 200, (1000,), generator=g).tolist()
+    sampler = LengthGroupedBatches(lengths, batch_size=10, generator=g, mega_batches=20)
+    order = list(sampler)
+    assert sorted(order) == list(range(1000))
+    batches = [order[i:i + 10] for i in range(0, 1000, 10)]
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert sum(spread) / len(spread) < 20  # random batches of 10 would spread about 160
+    longest = [max(lengths[i] for i in b) for b in batches]
+    within_mega = [j % 20 for j in range(len(batches))]  # position inside a mega-batch
+    assert abs(spearmanr(within_mega, longest).statistic) < 0.3  # HF's sampler: about -1
+    assert list(LengthGroupedBatches(lengths, 10, torch.Generator().manual_seed(0), 20)) != \
+        list(LengthGroupedBatches(lengths, 10, torch.Generator().manual_seed(1), 20))
 
 
-def _lrs(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> list[float]:
-    lrs = []
-    for _ in range(steps):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return lrs
-
-
-@pytest.mark.parametrize("name", baseline_names())
-def test_traditional_baseline_gets_a_constant_lr_and_no_clipping(name: str) -> None:
-    params = load_params(ROOT / "params.yaml")
-    section = params.optimizers[name]
-    model = torch.nn.Linear(4, 2)
-    optimizer, scheduler, clip = build_optimization(
-        model, name, section, "traditional", params.settings["traditional"], 20)
-    assert clip is None
-    assert not isinstance(scheduler, AdaptiveLR)
-    assert _lrs(optimizer, scheduler, 20) == [section["lr"]] * 20
-
-
-@pytest.mark.parametrize("name", baseline_names())
-def test_fair_baseline_gets_the_shared_exponential_plan_and_clipping(name: str) -> None:
-    params = load_params(ROOT / "params.yaml")
-    lr0 = params.optimizers[name]["lr"]
-    model = torch.nn.Linear(4, 2)
-    optimizer, scheduler, clip = build_optimization(
-        model, name, params.optimizers[name], "fair", FAIR, 20)
-    assert clip == FAIR.max_grad_norm
-    assert isinstance(scheduler, AdaptiveLR) and not scheduler.adapt
-    assert (scheduler.warmup_steps, scheduler.decay_start, scheduler.gamma) == (4, 12, 0.3)
-    lrs = _lrs(optimizer, scheduler, 20)
-    assert lrs[0] == pytest.approx(lr0 / 4)  # warmup: (t + 1) / warmup_steps
-    assert lrs[3:13] == pytest.approx([lr0] * 10)
-    assert lrs[13] < lr0
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(lr0 * 0.3, rel=1e-12)
-
-
-def test_adaptive_adam_traditional_uses_its_own_section() -> None:
-    model = torch.nn.Linear(4, 2)
-    optimizer, scheduler, clip = build_optimization(
-        model, "adaptive_adam", AA_SECTION, "traditional", CONSTANT, 20)
-    assert isinstance(optimizer, AdaptiveAdam)
-    assert scheduler is optimizer.controller
-    assert clip is None
-    assert scheduler.adapt and scheduler.patience == 2 and scheduler.factor == 0.5
-    assert (scheduler.warmup_steps, scheduler.decay_start, scheduler.decay_steps,
-            scheduler.gamma) == (2, 10, 10, 0.1)
-
-
-def test_adaptive_adam_fair_uses_the_shared_plan_but_keeps_adapting() -> None:
-    model = torch.nn.Linear(4, 2)
-    optimizer, scheduler, clip = build_optimization(
-        model, "adaptive_adam", AA_SECTION, "fair", FAIR, 20)
-    assert scheduler is optimizer.controller
-    assert clip == FAIR.max_grad_norm
-    assert scheduler.adapt and scheduler.patience == 2
-    assert (scheduler.warmup_steps, scheduler.decay_start, scheduler.decay_steps,
-            scheduler.gamma) == (4, 12, 8, 0.3)
-
-
-def test_adaptive_adam_section_ratio_keys_never_reach_the_optimizer() -> None:
-    optimizer, _, _ = build_optimization(
-        torch.nn.Linear(4, 2), "adaptive_adam", AA_SECTION, "traditional", CONSTANT, 20)
-    assert "warmup_ratio" not in optimizer.defaults
-    assert optimizer.defaults["lr"] == AA_SECTION["lr"]
-
-
-@pytest.mark.parametrize(("warmup", "decay_start", "gamma", "max_steps"), [
-    (0.0, 0.0, 0.1, 10),
-    (0.1, 0.5, 0.1, 20),
-    (0.3, 0.1, 0.5, 20),  # decay may not start before warmup ends
-    (0.0, 0.9, 0.01, 7),
-])
-def test_gamma_is_the_factor_reached_at_the_last_step(
-    warmup: float, decay_start: float, gamma: float, max_steps: int,
-) -> None:
-    setting = SettingConfig(schedule="exponential", warmup_ratio=warmup,
-                            decay_start_ratio=decay_start, gamma=gamma)
-    kwargs = controller_kwargs(lr_plan(setting, max_steps), max_steps)
-    assert kwargs["decay_start"] >= kwargs["warmup_steps"]
-    assert kwargs["decay_start"] + kwargs["decay_steps"] == max_steps
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.3)
-    scheduler = AdaptiveLR(optimizer, adapt=False, **kwargs)
-    lrs = _lrs(optimizer, scheduler, max_steps)
-    assert abs(optimizer.param_groups[0]["lr"] - 0.3 * gamma) <= 1e-12
-    assert min(lrs[kwargs["warmup_steps"]:]) > 0.3 * gamma  # the end is the lowest point
-
-
-def test_lr_plan_rounds_ratios_to_steps() -> None:
-    plan = lr_plan(SettingConfig(schedule="linear", warmup_ratio=0.06, decay_start_ratio=0.5,
-                                 max_grad_norm=2.0), 50)
-    assert (plan.schedule, plan.warmup_steps, plan.decay_start, plan.max_grad_norm) == \
-        ("linear", 3, 25, 2.0)
+def test_the_one_short_batch_comes_last() -> None:
+    lengths = list(range(1, 26))
+    order = list(LengthGroupedBatches(lengths, 4, torch.Generator().manual_seed(0), 2))
+    assert sorted(order) == list(range(25))
+    chunks = [order[i:i + 4] for i in range(0, 25, 4)]
+    assert [len(c) for c in chunks] == [4] * 6 + [1]
 
 
 # ----------------------------------------------------------------------------- report path
@@ -366,13 +341,11 @@ def test_adaptive_adam_controller_cuts_the_lr_after_a_plateau(dataset, tokenizer
 def test_adaptive_adam_controller_state_follows_the_reports(dataset, tokenizer) -> None:
     seed_everything(0)
     model = tiny_bert(0)
-    optimizer, scheduler, clip = build_optimization(
-        model, "adaptive_adam", {"lr": 1e-3, "patience": 1, "factor": 0.5},
-        "traditional", CONSTANT, 6)
-    loader = make_loader(dataset, tokenizer, 8, train=True, seed=0)
-    train(model, optimizer, scheduler, loader, scripted_eval([0.2, 0.7, 0.1]),
-          config(max_steps=6, eval_every=2), metric="accuracy", max_grad_norm=clip,
-          progress=False)
+    opt = build_optimization(model, "adaptive_adam", {"lr": 1e-3, "patience": 1, "factor": 0.5},
+                             "traditional", CONSTANT, 6)
+    _train(model, opt, dataset, tokenizer, config(max_steps=6, eval_every=2),
+           scripted_eval([0.2, 0.7, 0.1]))
+    scheduler = opt.scheduler
     assert scheduler.best == 0.7
     assert scheduler.num_reductions == 1
     assert scheduler.scale == 0.5

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Version of the checkpoint layout; a file of another version is refused rather than misread.
-FORMAT = 1
+FORMAT = 2
 _KEYS = ("format", "step", "model", "optimizer", "scheduler", "rng", "data_position", "loop_state")
 _SCALARS = (str, int, float, bool, type(None))
 

@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from adaopt.optim import OPTIMIZERS
 from adaopt.optim.registry import resolve_hparams
@@ -158,8 +167,17 @@ class LogGrid(_Section):
         return [float(f"{self.min * ratio**i:.3g}") for i in range(self.num)]
 
 
-#: One hyperparameter's grid: explicit values, or a log-spaced grid.
-Grid = Annotated[list[float | int | bool], Field(min_length=1)] | LogGrid
+def _grid_kind(value: Any) -> str:
+    return "log_grid" if isinstance(value, dict | LogGrid) else "values"
+
+
+#: One hyperparameter's grid: explicit values, or a log-spaced grid (a mapping). Dispatched on
+#: the input's shape, so that an error names the grid's own problem, not a union's.
+Grid = Annotated[
+    Annotated[list[float | int | bool], Field(min_length=1), Tag("values")]
+    | Annotated[LogGrid, Tag("log_grid")],
+    Discriminator(_grid_kind),
+]
 
 
 class TuningConfig(_Section):

@@ -1,4 +1,7 @@
-"""Dev-set evaluation: model outputs, then task predictions, then the task's metrics.
+"""Held-out evaluation: model outputs, then task predictions, then the task's metrics.
+
+An :class:`Evaluator` scores one prepared split: the pipeline builds one on the selection split
+(read during training) and one on the dev split (scored once, after training).
 
 The model-facing part (a forward pass over batches) is shared; what turns outputs into
 predictions and scores is looked up by the task's kind (:data:`DECODERS`), so the training
@@ -10,6 +13,7 @@ loop never branches on a task:
   :func:`adaopt.qa.postprocess_predictions` (plain numpy, over the prepared
   ``validation_examples``) -> :func:`adaopt.metrics.squad_metrics` (``exact_match`` and
   ``f1``, 0-100); predictions ``{question id: answer text}``, the official predictions.json.
+  A QA split ``<name>`` comes with ``<name>_examples``, its questions.
 """
 
 from __future__ import annotations
@@ -89,9 +93,10 @@ class Decoder(Protocol):
 class _GlueDecoder:
     outputs = ("logits",)
 
-    def __init__(self, splits: DatasetDict, task: TaskSpec, post: PostProcessing) -> None:
+    def __init__(self, splits: DatasetDict, split: str, task: TaskSpec, post: PostProcessing
+                 ) -> None:
         self.task = task
-        self.labels = np.asarray(splits["validation"]["labels"])
+        self.labels = np.asarray(splits[split]["labels"])
 
     def __call__(self, outputs: dict[str, np.ndarray]) -> tuple[Scores, Predictions]:
         logits = outputs["logits"]
@@ -103,9 +108,10 @@ class _GlueDecoder:
 class _SpanDecoder:
     outputs = ("start_logits", "end_logits")
 
-    def __init__(self, splits: DatasetDict, task: TaskSpec, post: PostProcessing) -> None:
-        examples = splits["validation_examples"]
-        features = splits["validation"]
+    def __init__(self, splits: DatasetDict, split: str, task: TaskSpec, post: PostProcessing
+                 ) -> None:
+        examples = splits[f"{split}_examples"]
+        features = splits[split]
         # Read once: the offsets of every window are the bulk of the dev data.
         self.examples = {"id": list(examples["id"]), "context": list(examples["context"])}
         self.references = {
@@ -131,7 +137,7 @@ class _SpanDecoder:
 
 
 # How model outputs become predictions and scores, by TaskSpec.kind.
-DECODERS: dict[str, Callable[[DatasetDict, TaskSpec, PostProcessing], Decoder]] = {
+DECODERS: dict[str, Callable[[DatasetDict, str, TaskSpec, PostProcessing], Decoder]] = {
     "classification": _GlueDecoder,
     "regression": _GlueDecoder,
     "extractive_qa": _SpanDecoder,
@@ -139,7 +145,8 @@ DECODERS: dict[str, Callable[[DatasetDict, TaskSpec, PostProcessing], Decoder]] 
 
 
 class Evaluator:
-    """Scores a model on a task's prepared dev split; callable as ``evaluator(model)``.
+    """Scores a model on one of a task's prepared splits (``split``, the dev split by default);
+    callable as ``evaluator(model)``.
 
     Returns ``(scores, predictions)``: the task's metrics (GLUE: fractions; SQuAD:
     ``exact_match`` and ``f1`` on the 0-100 scale) and the predictions behind them (SQuAD:
@@ -156,12 +163,16 @@ class Evaluator:
         batch_size: int,
         bf16: bool,
         *,
+        split: str = "validation",
         n_best: int = PostProcessing.n_best,
         max_answer_length: int = PostProcessing.max_answer_length,
     ) -> None:
-        self.splits, self.task, self.bf16 = splits, task, bf16
-        self.decode = DECODERS[task.kind](splits, task, PostProcessing(n_best, max_answer_length))
-        self.loader = make_loader(splits["validation"], tokenizer, batch_size, train=False)
+        self.split, self.task, self.bf16 = split, task, bf16
+        post = PostProcessing(n_best, max_answer_length)
+        self.decode = DECODERS[task.kind](splits, split, task, post)
+        self.loader = make_loader(splits[split], tokenizer, batch_size, train=False)
+        self.examples = len(splits[f"{split}_examples"] if f"{split}_examples" in splits
+                            else splits[split])
 
     def __call__(self, model: torch.nn.Module) -> tuple[Scores, Predictions]:
         outputs = forward_outputs(model, self.loader, self.bf16, self.decode.outputs)

@@ -1,7 +1,18 @@
-"""One pipeline training stage: a (task, optimizer, seed) cell run in every comparison setting."""
+"""The runs of one pipeline stage: the tuning trials, or the final seeds, of a
+(task, optimizer, setting).
+
+* :func:`tune` trains every grid point of the optimizer's search space with the tuning seed and
+  writes the trials and the choice (:mod:`adaopt.protocol.tuning`).
+* :func:`run_setting` trains each evaluation seed with the chosen values, then scores the
+  selected weights once on the dev set: the reported numbers.
+
+Both read only the training and selection splits while training; the dev evaluator is called in
+one place, :func:`_final_run`, after :func:`adaopt.training.train` has returned.
+"""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import shutil
@@ -14,108 +25,193 @@ import torch
 from datasets import load_from_disk
 
 from adaopt import io
-from adaopt.config import SETTINGS, Params
+from adaopt.config import Params, grid_values
 from adaopt.evaluation import Evaluator
 from adaopt.modeling import load_model, load_tokenizer
+from adaopt.protocol.settings import build_optimization
+from adaopt.protocol.splits import DEV, SELECTION, TRAIN
+from adaopt.protocol.tuning import Choice, Trial, choose, search_grid, tuning_steps
 from adaopt.tasks import get_task
-from adaopt.training import RunResult, build_optimization, make_loader, seed_everything, train
+from adaopt.training import RunResult, make_loader, seed_everything, train
 
-LOG_COLUMNS = {"train": ["step", "loss", "lr", "elapsed_s"], "eval": ["step", "elapsed_s"]}
+LOG_COLUMNS = {"train": ["step", "loss", "lr", "grad_norm", "elapsed_s"],
+               "eval": ["step", "elapsed_s"]}
 
 
-def run_cell(
-    params: Params,
-    task_name: str,
-    optimizer_name: str,
-    seed: int,
-    prepared_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    checkpoint_dir: str | Path | None = None,
-    progress: bool = True,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train ``optimizer_name`` on ``task_name`` with ``seed`` in each comparison setting.
+class Workload:
+    """A task's prepared splits, tokenizer and evaluators, loaded once per stage process."""
 
-    Writes into ``out_dir``: ``<setting>_train.csv`` (loss and learning rate per step),
-    ``<setting>_eval.csv`` (dev metrics per evaluation), ``<setting>_predictions.json`` (the
-    best evaluation's dev predictions; for SQuAD the official id -> answer format),
-    ``metrics.json`` (what each run reached: byte-identical for the same seed on the same
-    machine) and ``efficiency.json`` (wall time, throughput, peak memory). Returns the last two.
+    def __init__(self, params: Params, task_name: str, prepared_dir: str | Path) -> None:
+        self.params = params
+        self.task = get_task(task_name)
+        if params.train.threads:
+            torch.set_num_threads(params.train.threads)
+        self.tokenizer = load_tokenizer(params.model)
+        self.splits = load_from_disk(str(Path(prepared_dir) / self.task.name))
+        self.selection = self._evaluator(SELECTION)
+        self.dev = self._evaluator(DEV)
 
-    With ``checkpoint_dir``, an interrupted cell resumes where it stopped: each setting
-    checkpoints as it trains and leaves a record once finished; the folder is removed at the end.
+    def _evaluator(self, split: str) -> Evaluator:
+        cfg, data = self.params.train, self.params.data
+        return Evaluator(self.splits, self.task, self.tokenizer, cfg.eval_batch_size, cfg.bf16,
+                         split=split, n_best=data.n_best, max_answer_length=data.max_answer_length)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train_examples": len(self.splits[TRAIN]),
+                "selection_examples": self.selection.examples,
+                "dev_examples": self.dev.examples}
+
+    def train_run(self, optimizer: str, section: dict[str, Any], setting: str, seed: int,
+                  max_steps: int, checkpoint: Path | None, progress: bool
+                  ) -> tuple[RunResult, torch.nn.Module]:
+        """Train from the pretrained weights; the model comes back holding the selected weights."""
+        params = self.params
+        cfg = params.train.model_copy(update={"max_steps": max_steps})
+        seed_everything(seed)  # same seed: same head initialization and data order for everyone
+        model = load_model(params.model, self.task)
+        optimization = build_optimization(model, optimizer, section, setting,
+                                          params.settings[setting], max_steps)
+        loader = make_loader(self.splits[TRAIN], self.tokenizer, cfg.batch_size, train=True,
+                             group_by_length=cfg.group_by_length, seed=seed)
+        result = train(model, optimization.optimizer, optimization.scheduler, loader,
+                       self.selection, cfg, metric=self.task.metric,
+                       max_grad_norm=optimization.max_grad_norm, checkpoint=checkpoint,
+                       progress=progress)
+        return result, model
+
+
+def _release(model: torch.nn.Module) -> None:
+    """Free a finished run before the next one measures its peak memory."""
+    del model
+    gc.collect()
+
+
+def tune(
+    params: Params, task_name: str, optimizer: str, setting: str, prepared_dir: str | Path,
+    out_dir: str | Path, *, checkpoint_dir: str | Path | None = None, progress: bool = True,
+) -> Choice:
+    """Run every trial of ``optimizer``'s search space; write ``trials.csv`` and ``choice.json``.
+
+    Trials already finished by an interrupted stage are read back from ``checkpoint_dir``.
     """
-    task = get_task(task_name)
-    out_dir = Path(out_dir)
-    cfg = params.train
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    tokenizer = load_tokenizer(params.model)
-    splits = load_from_disk(str(Path(prepared_dir) / task.name))
-    evaluator = Evaluator(splits, task, tokenizer, cfg.eval_batch_size, cfg.bf16,
-                          n_best=params.data.n_best,
-                          max_answer_length=params.data.max_answer_length)
-    metrics: dict[str, Any] = {
-        "task": task.name,
-        "optimizer": optimizer_name,
-        "seed": seed,
-        "metric": task.metric,
-        "train_examples": len(splits["train"]),
-        "eval_examples": len(splits.get("validation_examples", splits["validation"])),
-    }
-    efficiency: dict[str, Any] = {}
-    store = _CheckpointStore(checkpoint_dir, params, task.name, optimizer_name, seed)
-    for setting in SETTINGS:
-        result = store.finished(setting)
+    work = Workload(params, task_name, prepared_dir)
+    space = params.tuning.spaces[optimizer]
+    store = _CheckpointStore(checkpoint_dir, params, "tune", work.task.name, optimizer, setting)
+    trials = []
+    for index, point in enumerate(search_grid(space)):
+        key = f"trial{index}"
+        result = store.finished(key)
         if result is None:
-            seed_everything(seed)
-            model = load_model(params.model, task)
-            optimizer, scheduler, max_grad_norm = build_optimization(
-                model, optimizer_name, params.optimizers[optimizer_name],
-                setting, params.settings[setting], cfg.max_steps,
-            )
-            loader = make_loader(splits["train"], tokenizer, cfg.batch_size, train=True,
-                                 group_by_length=cfg.group_by_length, seed=seed)
-            result = train(model, optimizer, scheduler, loader, evaluator, cfg,
-                           metric=task.metric, max_grad_norm=max_grad_norm,
-                           checkpoint=store.checkpoint(setting), progress=progress)
-            store.finish(setting, result)
-            del model, optimizer, scheduler  # free them before the next setting measures its peak
-        _write_run(out_dir, setting, result)
-        metrics[setting] = result.outcome()
-        efficiency[setting] = result.efficiency()
-    io.write_json(out_dir / "metrics.json", metrics)
-    io.write_json(out_dir / "efficiency.json", efficiency)
+            section = {**params.optimizers[optimizer], **point}
+            result, model = work.train_run(optimizer, section, setting, params.tuning.seed,
+                                           tuning_steps(params), store.checkpoint(key), progress)
+            _release(model)
+            store.finish(key, result)
+        score = result.best.get(work.task.metric, float("nan"))
+        trials.append(Trial(index, point, result.status,
+                            float("nan") if result.status == "diverged" else score,
+                            result.best_step, result.steps))
+    choice = choose(trials, space)
+    out_dir = Path(out_dir)
+    table = pd.DataFrame([{"trial": t.index, **t.hparams, "status": t.status, "score": t.score,
+                           "best_step": t.best_step, "steps": t.steps} for t in trials])
+    io.write_with(out_dir / "trials.csv", lambda p: table.to_csv(p, index=False))
+    io.write_json(out_dir / "choice.json", {
+        "task": work.task.name, "optimizer": optimizer, "setting": setting,
+        "metric": work.task.metric, "split": SELECTION, "seed": params.tuning.seed,
+        "max_steps": tuning_steps(params), "trials": len(trials),
+        "space": {name: grid_values(grid) for name, grid in space.items()},
+        **choice.to_dict(),
+    })
     store.clear()
-    return metrics, efficiency
+    return choice
 
 
-def _write_run(out_dir: Path, setting: str, result: RunResult) -> None:
+def read_choice(path: str | Path, task: str, optimizer: str, setting: str) -> dict[str, Any]:
+    """The tuned values of ``choice.json``, checked to belong to this (task, optimizer, setting)."""
+    choice = json.loads(Path(path).read_text())
+    found = (choice["task"], choice["optimizer"], choice["setting"])
+    if found != (get_task(task).name, optimizer, setting):
+        raise ValueError(f"{path}: a choice for {found}, not for {(task, optimizer, setting)}")
+    return choice["hparams"]
+
+
+def run_setting(
+    params: Params, task_name: str, optimizer: str, setting: str, prepared_dir: str | Path,
+    out_dir: str | Path, choice_path: str | Path, *, checkpoint_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[int, dict[str, Any]]:
+    """Train every seed of ``sweep.seeds`` with the tuned values; write ``seed<k>/`` per seed.
+
+    Each seed folder gets ``metrics.json`` (what the run reached, byte-identical for the same
+    seed on the same machine: the selection scores of the chosen evaluation and the dev scores
+    of its weights), ``efficiency.json`` (time, throughput, peak memory), ``train.csv`` (loss,
+    learning rate, gradient norm per step), ``eval.csv`` (selection-split scores per evaluation)
+    and ``predictions.json`` (dev predictions of the selected weights; SQuAD: the official
+    id -> answer format). Returns each seed's metrics.
+    """
+    work = Workload(params, task_name, prepared_dir)
+    tuned = read_choice(choice_path, task_name, optimizer, setting)
+    section = {**params.optimizers[optimizer], **tuned}
+    store = _CheckpointStore(checkpoint_dir, params, "final", work.task.name, optimizer, setting,
+                             tuned)
+    out_dir = Path(out_dir)
+    metrics = {}
+    for seed in params.sweep.seeds:
+        key, folder = f"seed{seed}", out_dir / f"seed{seed}"
+        if store.finished(key) is None:
+            _final_run(work, optimizer, section, setting, seed, folder, store, progress)
+        metrics[seed] = json.loads((folder / "metrics.json").read_text())
+    store.clear()
+    return metrics
+
+
+def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting: str, seed: int,
+               folder: Path, store: _CheckpointStore, progress: bool) -> None:
+    """One evaluation seed: train, then score the selected weights on dev, then write it out."""
+    key = f"seed{seed}"
+    result, model = work.train_run(optimizer, section, setting, seed,
+                                   work.params.train.max_steps, store.checkpoint(key), progress)
+    scores, predictions = ({}, {}) if result.status == "diverged" else work.dev(model)
+    _release(model)
+    outcome = result.outcome()
+    metrics = {
+        "task": work.task.name, "optimizer": optimizer, "setting": setting, "seed": seed,
+        "metric": work.task.metric, "greater_is_better": True,
+        "hparams": dict(section), **work.sizes(),
+        "status": outcome["status"], "diverged_on": outcome["diverged_on"],
+        "steps": outcome["steps"], "best_step": outcome["best_step"],
+        "selection": outcome["best"], "dev": scores,
+        "last_finite_loss": outcome["last_finite_loss"],
+    }
     for kind, rows in (("train", result.train_log), ("eval", result.eval_log)):
         frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else LOG_COLUMNS[kind])
-        path = out_dir / f"{setting}_{kind}.csv"
-        io.write_with(path, lambda p, f=frame: f.to_csv(p, index=False))
-    io.write_json(out_dir / f"{setting}_predictions.json", result.best_predictions)
+        io.write_with(folder / f"{kind}.csv", lambda p, f=frame: f.to_csv(p, index=False))
+    io.write_json(folder / "predictions.json", predictions)
+    io.write_json(folder / "efficiency.json", result.efficiency())
+    io.write_json(folder / "metrics.json", metrics)
+    store.finish(key, result)
 
 
 class _CheckpointStore:
-    """Where a cell's checkpoints and finished-setting records live while it runs.
+    """Where a stage's checkpoints and finished-run records live while it runs.
 
-    File names carry a hash of everything that shapes the run (the cell and its ``params``
+    File names carry a hash of everything that shapes the runs (the stage and its ``params``
     sections), so a checkpoint left by a different configuration is never resumed.
     """
 
-    def __init__(self, root: str | Path | None, params: Params, task: str, optimizer: str,
-                 seed: int) -> None:
+    def __init__(self, root: str | Path | None, params: Params, kind: str, task: str,
+                 optimizer: str, setting: str, tuned: dict[str, Any] | None = None) -> None:
         self.root = Path(root) if root is not None else None
         if self.root is None:
             return
         shaping = {
-            "cell": [task, optimizer, seed],
+            "stage": [kind, task, optimizer, setting], "tuned": tuned,
             "data": params.data.model_dump(), "model": params.model.model_dump(),
             "train": params.train.model_dump(),
-            "settings": {k: v.model_dump() for k, v in params.settings.items()},
+            "setting": params.settings[setting].model_dump(),
             "optimizer": params.optimizers[optimizer],
+            "tuning": params.tuning.model_dump(mode="json") if kind == "tune" else None,
             "versions": [torch.__version__],
         }
         self.key = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
@@ -124,24 +220,24 @@ class _CheckpointStore:
             if self.key not in stale.name:
                 stale.unlink()
 
-    def checkpoint(self, setting: str) -> Path | None:
-        return None if self.root is None else self.root / f"{setting}-{self.key}.pt"
+    def checkpoint(self, run: str) -> Path | None:
+        return None if self.root is None else self.root / f"{run}-{self.key}.pt"
 
-    def _record(self, setting: str) -> Path:
+    def _record(self, run: str) -> Path:
         assert self.root is not None
-        return self.root / f"{setting}-{self.key}.result.pt"
+        return self.root / f"{run}-{self.key}.result.pt"
 
-    def finished(self, setting: str) -> RunResult | None:
-        if self.root is None or not self._record(setting).exists():
+    def finished(self, run: str) -> RunResult | None:
+        if self.root is None or not self._record(run).exists():
             return None
-        return RunResult(**torch.load(self._record(setting), weights_only=True))
+        return RunResult(**torch.load(self._record(run), weights_only=True))
 
-    def finish(self, setting: str, result: RunResult) -> None:
+    def finish(self, run: str, result: RunResult) -> None:
         if self.root is None:
             return
-        with io.atomic_path(self._record(setting)) as tmp:
+        with io.atomic_path(self._record(run)) as tmp:
             torch.save(asdict(result), tmp)
-        self.checkpoint(setting).unlink(missing_ok=True)
+        self.checkpoint(run).unlink(missing_ok=True)
 
     def clear(self) -> None:
         if self.root is not None:

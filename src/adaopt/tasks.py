@@ -254,8 +254,11 @@ _SPECS = (
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}
 
 
-def _normalize(name: str) -> str:
-    """Fold case and drop '-'/'_' so 'SST-2', 'sst_2' and 'STS-B' find their task."""
+def normalize_task_name(name: str) -> str:
+    """Fold case and drop '-', '_' and spaces, so that 'SST-2', 'sst_2' and 'sst2' compare equal.
+
+    The one spelling rule for task names: the task table and the GLUE metric table both use it.
+    """
     return re.sub(r"[-_\s]", "", name).lower()
 
 
@@ -263,7 +266,7 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
     """Look a task up by its HF config name or release directory name, in any case."""
     if isinstance(name, TaskSpec):
         return name
-    spec = TASKS.get(_normalize(name))
+    spec = TASKS.get(normalize_task_name(name))
     if spec is None:
         known = ", ".join(
             s.name if s.release_dir == s.name else f"{s.name} ({s.release_dir})" for s in _SPECS

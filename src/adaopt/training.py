@@ -2,7 +2,9 @@
 
 One loop serves all optimizers and both comparison settings; only the optimizer, the learning
 rate schedule and the clipping change between runs, so differences in the results come from
-them and from nothing else.
+them and from nothing else. The loop knows no optimizer, setting or split names: what each
+setting does lives in :mod:`adaopt.protocol.settings`, and the loop scores only the data its
+``evaluate`` callable was built on (the selection split, :mod:`adaopt.protocol.splits`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,23 +21,17 @@ import torch
 from datasets import Dataset
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
-from transformers import (
-    DataCollatorWithPadding,
-    PreTrainedTokenizerBase,
-    get_scheduler,
-    set_seed,
-)
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, set_seed
 
 from adaopt.checkpoint import ResumableBatches, load_checkpoint, save_checkpoint
-from adaopt.config import SettingConfig, TrainConfig, optimizer_hparams
-from adaopt.optim import AdaptiveLR, build_optimizer
+from adaopt.config import TrainConfig
 
 MODEL_INPUTS = (
     "input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions",
 )
+#: What a run cost (``efficiency.json``); everything else a run reports is its outcome.
 EFFICIENCY = ("wall_time_s", "train_samples_per_s", "peak_memory_mb")
 
 
@@ -51,6 +47,39 @@ def device() -> torch.device:
 # --------------------------------------------------------------------------- data loading
 
 
+class LengthGroupedBatches(Sampler[int]):
+    """Indices in an order whose consecutive ``batch_size`` chunks hold examples of similar
+    length, the batches themselves in random order.
+
+    Each epoch shuffles the examples, sorts them by length within mega-batches of
+    ``mega_batches`` batches (padding is what costs on a CPU) and shuffles the batches; the one
+    short batch comes last, so that chunking stays aligned. Hugging Face's
+    ``LengthGroupedSampler`` keeps each mega-batch long-to-short instead, which turns a short run
+    into a curriculum (its decay phase trains on the shortest examples).
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, generator: torch.Generator,
+                 mega_batches: int = 50) -> None:
+        self.lengths = torch.as_tensor(lengths)
+        self.batch_size = batch_size
+        self.generator = generator
+        self.mega = batch_size * mega_batches
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.randperm(len(self.lengths), generator=self.generator)
+        batches: list[torch.Tensor] = []
+        for mega in order.split(self.mega):
+            by_length = mega[torch.argsort(self.lengths[mega], descending=True, stable=True)]
+            batches.extend(by_length.split(self.batch_size))
+        short = [b for b in batches if len(b) < self.batch_size]
+        full = [b for b in batches if len(b) == self.batch_size]
+        shuffled = [full[i] for i in torch.randperm(len(full), generator=self.generator)]
+        yield from torch.cat([*shuffled, *short]).tolist()
+
+
 def make_loader(
     dataset: Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -63,7 +92,8 @@ def make_loader(
     """Batches padded to their own longest example (dynamic padding).
 
     Length grouping puts examples of similar length together, which on a CPU, where padding
-    costs as much as real tokens, is worth more than anything else in the loop.
+    costs as much as real tokens, is worth more than anything else in the loop; the batches
+    still come in random order (:class:`LengthGroupedBatches`).
     """
     columns = [name for name in MODEL_INPUTS if name in dataset.column_names]
     data = dataset.with_format("torch", columns=columns)
@@ -71,7 +101,7 @@ def make_loader(
     generator = torch.Generator().manual_seed(seed)
     sampler = None
     if train and group_by_length:
-        sampler = LengthGroupedSampler(batch_size, lengths=dataset["length"], generator=generator)
+        sampler = LengthGroupedBatches(dataset["length"], batch_size, generator)
     return DataLoader(
         data,
         batch_size=batch_size,
@@ -80,91 +110,6 @@ def make_loader(
         generator=generator,
         collate_fn=collator,
     )
-
-
-# --------------------------------------------------------------------------- schedules
-
-
-@dataclass(frozen=True)
-class LRPlan:
-    """Warmup, then constant until ``decay_start``, then the chosen decay to the end."""
-
-    schedule: str
-    warmup_steps: int
-    decay_start: int
-    gamma: float
-    max_grad_norm: float | None
-
-
-def lr_plan(setting: SettingConfig, max_steps: int) -> LRPlan:
-    return LRPlan(
-        schedule=setting.schedule,
-        warmup_steps=round(setting.warmup_ratio * max_steps),
-        decay_start=round(setting.decay_start_ratio * max_steps),
-        gamma=setting.gamma,
-        max_grad_norm=setting.max_grad_norm,
-    )
-
-
-def adaptive_plan(section: dict[str, Any], max_steps: int, fair: LRPlan | None) -> LRPlan:
-    """AdaptiveAdam's own schedule, or in the fair setting the shared one."""
-    if fair is not None:
-        return LRPlan("exponential", fair.warmup_steps, fair.decay_start, fair.gamma,
-                      fair.max_grad_norm)
-    return LRPlan(
-        "exponential",
-        round(section.get("warmup_ratio", 0.0) * max_steps),
-        round(section.get("decay_start_ratio", 0.0) * max_steps),
-        section.get("gamma", 1.0),
-        None,
-    )
-
-
-def controller_kwargs(plan: LRPlan, max_steps: int) -> dict[str, Any]:
-    """Map a plan onto :class:`AdaptiveLR`: the lr has decayed by ``gamma`` after the last step."""
-    decay_start = max(plan.decay_start, plan.warmup_steps)
-    return {
-        "warmup_steps": plan.warmup_steps,
-        "decay_start": decay_start,
-        "decay_steps": max(1, max_steps - decay_start),
-        "gamma": plan.gamma,
-    }
-
-
-def build_schedule(optimizer: Optimizer, plan: LRPlan, max_steps: int) -> LRScheduler:
-    """Hugging Face's schedules where they exist; :class:`AdaptiveLR` for exponential decay."""
-    if plan.schedule == "exponential":
-        return AdaptiveLR(optimizer, adapt=False, **controller_kwargs(plan, max_steps))
-    return get_scheduler(
-        plan.schedule if plan.schedule != "constant" else "constant_with_warmup",
-        optimizer,
-        num_warmup_steps=plan.warmup_steps,
-        num_training_steps=max_steps,
-    )
-
-
-def build_optimization(
-    model: torch.nn.Module,
-    name: str,
-    section: dict[str, Any],
-    setting_name: str,
-    setting: SettingConfig,
-    max_steps: int,
-) -> tuple[Optimizer, LRScheduler, float | None]:
-    """The optimizer, its schedule and the clipping norm for one (optimizer, setting) run.
-
-    ``traditional``: every baseline as usually run (constant learning rate, no clipping) and
-    AdaptiveAdam with its own controller. ``fair``: every optimizer gets the same warmup, decay
-    and clipping; AdaptiveAdam keeps only its metric-driven adaptation on top.
-    """
-    plan = lr_plan(setting, max_steps)
-    hparams = optimizer_hparams(section)
-    if name == "adaptive_adam":
-        own = adaptive_plan(section, max_steps, plan if setting_name == "fair" else None)
-        optimizer = build_optimizer(name, model, **{**hparams, **controller_kwargs(own, max_steps)})
-        return optimizer, optimizer.controller, own.max_grad_norm
-    optimizer = build_optimizer(name, model, **hparams)
-    return optimizer, build_schedule(optimizer, plan, max_steps), plan.max_grad_norm
 
 
 # --------------------------------------------------------------------------- measuring
@@ -199,15 +144,20 @@ def peak_memory_mb() -> float:
 
 @dataclass
 class LoopState:
-    """The loop's bookkeeping; a checkpoint carries it, so a resumed run goes on unchanged."""
+    """The loop's bookkeeping; a checkpoint carries it, so a resumed run goes on unchanged.
+
+    ``best_weights`` is a copy of the weights at the best evaluation: the selected weights,
+    which the caller scores on the dev set once the run has ended.
+    """
 
     train_log: list[dict[str, float]] = field(default_factory=list)
     eval_log: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] = field(default_factory=dict)
-    best_predictions: dict[str, Any] = field(default_factory=dict)
     best_step: int | None = None
+    best_weights: dict[str, torch.Tensor] | None = None
     last: dict[str, float] = field(default_factory=dict)
     last_finite_loss: float | None = None
+    diverged_on: str | None = None
     bad_evals: int = 0
     samples: int = 0
     train_seconds: float = 0.0  # optimizer steps only: evaluation and checkpoints excluded
@@ -216,7 +166,12 @@ class LoopState:
 
 @dataclass
 class RunResult:
-    """What one training run measured; ``status`` is ``ok``, ``early_stopped`` or ``diverged``."""
+    """What one training run measured.
+
+    ``status`` is ``ok``, ``early_stopped`` or ``diverged``; ``diverged_on`` says what stopped
+    being finite first (``loss``, ``grad_norm`` or ``parameters``). ``best`` holds the scores of
+    the best evaluation (on whatever ``evaluate`` scored: the selection split in the pipeline).
+    """
 
     status: str
     steps: int
@@ -224,12 +179,12 @@ class RunResult:
     best: dict[str, float]
     last: dict[str, float]
     last_finite_loss: float | None
+    diverged_on: str | None
     wall_time_s: float
     train_samples_per_s: float
     peak_memory_mb: float
     train_log: list[dict[str, float]] = field(default_factory=list, repr=False)
     eval_log: list[dict[str, float]] = field(default_factory=list, repr=False)
-    best_predictions: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_state(cls, status: str, state: LoopState) -> RunResult:
@@ -241,12 +196,12 @@ class RunResult:
             best=state.best,
             last=state.last,
             last_finite_loss=state.last_finite_loss,
+            diverged_on=state.diverged_on,
             wall_time_s=seconds,
             train_samples_per_s=state.samples / seconds if seconds > 0 else 0.0,
             peak_memory_mb=max(state.peak_memory_mb, peak_memory_mb()),
             train_log=state.train_log,
             eval_log=state.eval_log,
-            best_predictions=state.best_predictions,
         )
 
     def outcome(self) -> dict[str, Any]:
@@ -259,8 +214,17 @@ class RunResult:
         return {key: getattr(self, key) for key in EFFICIENCY}
 
 
-_BULK = ("train_log", "eval_log", "best_predictions")  # written to files of their own
+_BULK = ("train_log", "eval_log")  # written to files of their own
 Evaluate = Callable[[torch.nn.Module], tuple[dict[str, float], dict[str, Any]]]
+
+
+def _all_finite(tensors: Iterator[torch.Tensor]) -> bool:
+    return bool(torch.isfinite(torch.nn.utils.get_total_norm(list(tensors))))
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().to("cpu", copy=True) for name, value in
+            model.state_dict().items()}
 
 
 def train(
@@ -277,12 +241,15 @@ def train(
     checkpoint: Path | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Fine-tune for ``config.max_steps`` optimizer steps, evaluating every ``eval_every``.
+    """Train for ``config.max_steps`` optimizer steps, evaluating every ``eval_every``.
 
-    The loop stops early when the dev metric has not improved for ``early_stopping_patience``
-    evaluations, and at once when the loss stops being finite (recorded as ``diverged``).
-    ``scheduler.report(metric)`` is called after each evaluation when the scheduler has it,
-    which is how AdaptiveAdam's controller sees the validation metric.
+    ``evaluate`` scores the model on held-out data (the pipeline passes the selection split);
+    the best evaluation's weights are kept and loaded back into ``model`` at the end, so the
+    caller holds the selected weights. The loop stops early when ``metric`` has not improved for
+    ``early_stopping_patience`` evaluations, and at once (``diverged``) when the loss, the
+    gradient norm or a parameter stops being finite. ``scheduler.report(metric)`` is called after
+    each evaluation when the scheduler has it: that is how AdaptiveAdam's controller sees the
+    selection metric.
 
     With ``checkpoint`` set, the loop saves everything it needs to go on there every
     ``checkpoint_every`` steps, and resumes from it if it exists: a resumed run reaches the
@@ -316,31 +283,40 @@ def train(
             loss.backward()
             loss_sum += loss.item()
             state.samples += len(batch["input_ids"])
-        if not math.isfinite(loss_sum):
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if max_grad_norm is not None:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
+        else:
+            grad_norm = float(torch.nn.utils.get_total_norm(grads))
+        if not math.isfinite(loss_sum) or not math.isfinite(grad_norm):
+            state.diverged_on = "loss" if not math.isfinite(loss_sum) else "grad_norm"
             status = "diverged"
             optimizer.zero_grad(set_to_none=True)
             break
         state.last_finite_loss = loss_sum
-        if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
+        if not _all_finite(model.parameters()):
+            state.diverged_on = "parameters"
+            status = "diverged"
+            break
         state.train_seconds += time.perf_counter() - started
         elapsed = state.train_seconds
-        state.train_log.append({"step": step, "loss": loss_sum, "lr": lr, "elapsed_s": elapsed})
-        bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}")
+        state.train_log.append({"step": step, "loss": loss_sum, "lr": float(lr),
+                                "grad_norm": grad_norm, "elapsed_s": elapsed})
+        bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{float(lr):.2e}")
         if step % config.eval_every == 0 or step == config.max_steps:
-            scores, predictions = evaluate(model)
+            scores, _ = evaluate(model)
             state.last = scores
             state.eval_log.append({"step": step, "elapsed_s": elapsed, **scores})
             if hasattr(scheduler, "report"):
                 scheduler.report(scores[metric])
             value = scores[metric]  # NaN (e.g. Pearson of constant predictions) never wins
             if math.isfinite(value) and (not state.best or sign * (value - state.best[metric]) > 0):
-                state.best, state.best_predictions = scores, predictions
-                state.best_step, state.bad_evals = step, 0
+                state.best, state.best_step, state.bad_evals = scores, step, 0
+                state.best_weights = _weights(model)
             else:
                 state.bad_evals += 1
             patience = config.early_stopping_patience
@@ -355,4 +331,6 @@ def train(
                 loop_state=asdict(state),
             )
     bar.close()
+    if state.best_weights is not None and status != "diverged":
+        model.load_state_dict(state.best_weights)
     return RunResult.from_state(status, state)

@@ -15,13 +15,14 @@ array-likes of equal, non-zero length.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import rankdata
+
+from adaopt.tasks import normalize_task_name
 
 __all__ = [
     "GLUE_TASKS",
@@ -172,17 +173,12 @@ GLUE_TASKS: tuple[str, ...] = tuple(_GLUE_TABLE)
 _EXTRA_ALIASES: Mapping[str, str] = {"mnlim": "mnli_matched", "mnlimm": "mnli_mismatched"}
 
 
-def _squash(name: str) -> str:
-    """Lower-case and drop separators so "SST-2", "sst_2" and "sst2" compare equal."""
-    return re.sub(r"[\s_\-]", "", name.lower())
-
-
-_ALIASES: Mapping[str, str] = {_squash(t): t for t in GLUE_TASKS} | dict(_EXTRA_ALIASES)
+_ALIASES: Mapping[str, str] = {normalize_task_name(t): t for t in GLUE_TASKS} | dict(_EXTRA_ALIASES)
 
 
 def canonical_glue_task(task: str) -> str:
     """Map a user-facing task name ("SST-2", "STS-B", "CoLA", "mnli-mm") to its HF name."""
-    canonical = _ALIASES.get(_squash(str(task)))
+    canonical = _ALIASES.get(normalize_task_name(str(task)))
     if canonical is None:
         raise ValueError(f"unknown GLUE task {task!r}; known tasks: {', '.join(GLUE_TASKS)}")
     return canonical

@@ -1,29 +1,43 @@
 """Optimizers compared in the paper, behind one registry.
 
-* :func:`build_optimizer` / :data:`OPTIMIZERS` / :data:`DEFAULTS` - the registry (``registry.py``).
+* :func:`build_method` / :func:`build_optimizer` / :data:`OPTIMIZERS` / :data:`DEFAULTS` - the
+  registry (``registry.py``).
 * :class:`Lamb` - LAMB with a per-tensor reference path and a multi-tensor path (``lamb.py``).
-* :class:`AdaptiveLR`, :class:`AdaptiveAdam`, :func:`build_adaptive_adam` - the paper's method:
-  AdamW plus a warmup / decay / plateau learning-rate controller (``adaptive.py``).
+* :class:`AdaptiveLR` - the controller of the paper's method, ``adaptive_adam`` = AdamW plus this
+  warmup / decay / plateau learning-rate controller (``adaptive.py``); :func:`build_adaptive_adam`
+  builds the pair.
 * :func:`fastest_impl_kwargs` - fused, else foreach, for torch's own optimizers (``_impl.py``).
 * :func:`validate_hparams` - the shared hyperparameter checks (``_validation.py``).
 """
 
 from ._impl import fastest_impl_kwargs
 from ._validation import validate_hparams
-from .adaptive import CONTROLLER_DEFAULTS, AdaptiveAdam, AdaptiveLR, build_adaptive_adam
+from .adaptive import CONTROLLER_DEFAULTS, AdaptiveLR, split_controller_kwargs
 from .lamb import Lamb
-from .registry import DEFAULTS, OPTIMIZERS, build_optimizer, param_groups
+from .registry import (
+    CONTROLLED,
+    DEFAULTS,
+    OPTIMIZERS,
+    build_adaptive_adam,
+    build_method,
+    build_optimizer,
+    param_groups,
+    resolve_hparams,
+)
 
 __all__ = [
+    "CONTROLLED",
     "CONTROLLER_DEFAULTS",
     "DEFAULTS",
     "OPTIMIZERS",
-    "AdaptiveAdam",
     "AdaptiveLR",
     "Lamb",
     "build_adaptive_adam",
+    "build_method",
     "build_optimizer",
     "fastest_impl_kwargs",
     "param_groups",
+    "resolve_hparams",
+    "split_controller_kwargs",
     "validate_hparams",
 ]

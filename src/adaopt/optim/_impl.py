@@ -48,7 +48,7 @@ def _accepts(cls: type, kwarg: str) -> bool:
 
 
 def _fused_devices(cls: type) -> tuple[str, ...]:
-    for klass in cls.__mro__:  # subclasses (AdaptiveAdam) inherit their base's kernel
+    for klass in cls.__mro__:  # a subclass of AdamW (say) inherits its base's kernel
         if klass in _FUSED_DEVICES:
             return _FUSED_DEVICES[klass]
     return ()

@@ -1,6 +1,6 @@
 """One place that checks optimizer and controller hyperparameters.
 
-Every constructor in :mod:`adaopt.optim` (and :func:`~adaopt.optim.build_optimizer`, before it hands
+Every constructor in :mod:`adaopt.optim` (and :func:`~adaopt.optim.build_method`, before it hands
 anything to ``torch.optim``) calls :func:`validate_hparams`, so a bad value is reported the same way
 everywhere: ``"lr=-0.1 is invalid: must be >= 0"``.
 """

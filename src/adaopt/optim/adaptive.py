@@ -11,8 +11,11 @@
   ``scale`` starts at 1 and is multiplied by ``factor`` each time :meth:`AdaptiveLR.report` sees
   ``patience`` evaluations in a row without an improvement larger than ``min_delta``. ``lr_t`` is a
   closed form of ``t`` and ``scale``, so nothing drifts and a checkpoint restores it exactly.
-* :class:`AdaptiveAdam` is ``torch.optim.AdamW`` (fused where supported) that owns its controller.
-* :func:`build_adaptive_adam` builds the pair in one call.
+* The method is ``torch.optim.AdamW`` (fused where supported) plus an :class:`AdaptiveLR` on it,
+  built by :func:`adaopt.optim.build_method` from one flat set of hyperparameters that
+  :func:`split_controller_kwargs` divides between the two. The controller references the
+  optimizer, never the reverse: a finished run's model and optimizer state are freed by reference
+  counting alone, without waiting for the cyclic garbage collector.
 
 Choices the paper leaves open are listed in ``docs/method.md``.
 """
@@ -26,17 +29,10 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torch.optim.optimizer import ParamsT
 
-from ._impl import fastest_impl_kwargs
 from ._validation import validate_hparams
 
-__all__ = [
-    "CONTROLLER_DEFAULTS",
-    "AdaptiveAdam",
-    "AdaptiveLR",
-    "build_adaptive_adam",
-]
+__all__ = ["CONTROLLER_DEFAULTS", "AdaptiveLR", "split_controller_kwargs"]
 
 #: Keyword arguments of :class:`AdaptiveLR` and their defaults.
 CONTROLLER_DEFAULTS: dict[str, Any] = {
@@ -51,6 +47,13 @@ CONTROLLER_DEFAULTS: dict[str, Any] = {
     "mode": "max",  # the reported metric is maximized (accuracy, F1, ...); "min" for losses
     "adapt": True,  # False: report() only records the metric, never reduces the lr
 }
+
+
+def split_controller_kwargs(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(optimizer kwargs, AdaptiveLR kwargs)``: one flat config drives both halves of a method."""
+    optimizer = {k: v for k, v in hparams.items() if k not in CONTROLLER_DEFAULTS}
+    controller = {k: v for k, v in hparams.items() if k in CONTROLLER_DEFAULTS}
+    return optimizer, controller
 
 
 class AdaptiveLR(LRScheduler):
@@ -175,105 +178,3 @@ class AdaptiveLR(LRScheduler):
         """Load the state and write the restored lr into the optimizer's param groups."""
         super().load_state_dict(state_dict)
         self._apply_lr()
-
-
-class AdaptiveAdam(torch.optim.AdamW):
-    """AdamW (fused where supported) that owns an :class:`AdaptiveLR` at ``self.controller``.
-
-    The update rule is inherited unchanged from ``torch.optim.AdamW``. The training loop steps the
-    controller explicitly after ``optimizer.step()``, like any scheduler. :meth:`state_dict` also
-    holds the controller's state (key ``"controller"``), so an optimizer-only checkpoint restores
-    both.
-    """
-
-    def __init__(
-        self,
-        params: ParamsT,
-        lr: float = 2e-5,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.01,
-        amsgrad: bool = False,
-        *,
-        foreach: bool | None = None,
-        fused: bool | None = None,
-        **controller_kwargs: Any,
-    ) -> None:
-        unknown = sorted(set(controller_kwargs) - set(CONTROLLER_DEFAULTS))
-        if unknown:
-            raise ValueError(
-                f"unknown AdaptiveAdam argument(s) {unknown}; controller arguments are "
-                f"{sorted(CONTROLLER_DEFAULTS)}"
-            )
-        validate_hparams(
-            {
-                "lr": lr,
-                "betas": betas,
-                "eps": eps,
-                "weight_decay": weight_decay,
-                "amsgrad": amsgrad,
-                "foreach": foreach,
-                "fused": fused,
-            }
-        )
-        params = list(params)
-        if foreach is None and fused is None:
-            impl = fastest_impl_kwargs(torch.optim.AdamW, params)
-            foreach, fused = impl.get("foreach"), impl.get("fused")
-        super().__init__(
-            params,
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            foreach=foreach,
-            fused=fused,
-        )
-        self.controller = AdaptiveLR(self, **controller_kwargs)
-
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        state = super().state_dict()
-        controller = getattr(self, "controller", None)
-        if controller is not None:
-            state["controller"] = controller.state_dict()
-        return state
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:  # type: ignore[override]
-        state_dict = dict(state_dict)
-        controller_state = state_dict.pop("controller", None)
-        super().load_state_dict(state_dict)
-        if controller_state is not None:
-            self.controller.load_state_dict(controller_state)
-
-    # copy.deepcopy and pickle go through these; torch's Optimizer keeps only defaults, state and
-    # param_groups, which would drop the controller.
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        controller = getattr(self, "controller", None)
-        if controller is not None:
-            state["controller"] = controller.state_dict()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        controller_state = state.pop("controller", None)
-        super().__setstate__(state)
-        if controller_state is not None:
-            config = {k: controller_state[k] for k in CONTROLLER_DEFAULTS}
-            self.controller = AdaptiveLR(self, **config)
-            self.controller.load_state_dict(controller_state)
-
-
-def build_adaptive_adam(
-    params_or_model: ParamsT | torch.nn.Module, **hparams: Any
-) -> tuple[AdaptiveAdam, AdaptiveLR]:
-    """Build ``(optimizer, controller)``; ``hparams`` mixes AdamW and controller arguments.
-
-    A module gets the registry's two param groups (no weight decay on biases and norm weights).
-    """
-    from .registry import build_optimizer  # local import: registry imports this module
-
-    optimizer = build_optimizer("adaptive_adam", params_or_model, **hparams)
-    assert isinstance(optimizer, AdaptiveAdam)
-    return optimizer, optimizer.controller

@@ -1,8 +1,11 @@
-"""Optimizer registry: one name -> one configured ``torch.optim.Optimizer``.
+"""Optimizer registry: one name -> one configured method (an optimizer, and for the paper's method
+its learning-rate controller).
 
-``build_optimizer(name, model_or_params, **hparams)`` merges ``hparams`` over :data:`DEFAULTS`,
-validates every value (:mod:`._validation`), groups a module's parameters for weight decay and
-picks the fastest torch implementation (fused, else foreach) for the baselines.
+``build_method(name, model_or_params, **hparams)`` merges ``hparams`` over :data:`DEFAULTS`,
+validates every value (:mod:`._validation`), groups a module's parameters for weight decay, picks
+the fastest torch implementation (fused, else foreach) and returns ``(optimizer, controller)``;
+the controller is ``None`` except for the names in :data:`CONTROLLED`. :func:`build_optimizer`
+returns the optimizer alone.
 """
 
 from __future__ import annotations
@@ -12,16 +15,20 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
 
 from ._impl import fastest_impl_kwargs
 from ._validation import RULES, validate_hparams
-from .adaptive import CONTROLLER_DEFAULTS, AdaptiveAdam
+from .adaptive import CONTROLLER_DEFAULTS, AdaptiveLR, split_controller_kwargs
 from .lamb import Lamb
 
 __all__ = [
+    "CONTROLLED",
     "DEFAULTS",
     "NO_DECAY_MODULES",
     "OPTIMIZERS",
+    "build_adaptive_adam",
+    "build_method",
     "build_optimizer",
     "param_groups",
     "resolve_hparams",
@@ -91,8 +98,12 @@ _CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "lamb": Lamb,
-    "adaptive_adam": AdaptiveAdam,
+    "adaptive_adam": torch.optim.AdamW,
 }
+
+#: Names whose method is an optimizer plus an :class:`~adaopt.optim.AdaptiveLR` controller; they
+#: also accept the controller's keyword arguments (:data:`~adaopt.optim.CONTROLLER_DEFAULTS`).
+CONTROLLED: frozenset[str] = frozenset({"adaptive_adam"})
 
 #: Modules whose parameters never get weight decay (normalization layers).
 NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
@@ -163,24 +174,8 @@ def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def build_optimizer(
-    name: str, model_or_params: nn.Module | Iterable[Any], **hparams: Any
-) -> torch.optim.Optimizer:
-    """Build the optimizer registered as ``name`` (one of :data:`OPTIMIZERS`).
-
-    Args:
-        name: registry name.
-        model_or_params: an ``nn.Module`` (its trainable parameters are split into a decay and a
-            no-decay group, see :func:`param_groups`) or an iterable of parameters / param-group
-            dicts, passed to the optimizer unchanged.
-        **hparams: torch-named hyperparameters overriding :data:`DEFAULTS` (``adaptive_adam`` also
-            takes the :class:`~adaopt.optim.AdaptiveLR` arguments). ``foreach``/``fused`` override
-            the automatic choice of the fastest implementation.
-
-    Raises:
-        ValueError: unknown name, unknown hyperparameter or invalid value.
-    """
-    hp = resolve_hparams(name, hparams)
+def _build(name: str, model_or_params: nn.Module | Iterable[Any], hp: dict[str, Any]) -> Optimizer:
+    """The optimizer of ``name`` from resolved hyperparameters without controller keys."""
     if isinstance(model_or_params, nn.Module):
         params: list[Any] = param_groups(model_or_params, hp["weight_decay"])
     else:
@@ -190,5 +185,60 @@ def build_optimizer(
                 validate_hparams({k: v for k, v in group.items() if k in RULES})
     cls = _CLASSES[name]
     if hp.get("foreach") is None and hp.get("fused") is None:
-        hp.update(fastest_impl_kwargs(cls, params))
+        hp = {**hp, **fastest_impl_kwargs(cls, params)}
     return cls(params, **hp)
+
+
+def build_method(
+    name: str, model_or_params: nn.Module | Iterable[Any], **hparams: Any
+) -> tuple[Optimizer, AdaptiveLR | None]:
+    """Build the method registered as ``name`` (one of :data:`OPTIMIZERS`).
+
+    Args:
+        name: registry name.
+        model_or_params: an ``nn.Module`` (its trainable parameters are split into a decay and a
+            no-decay group, see :func:`param_groups`) or an iterable of parameters / param-group
+            dicts, passed to the optimizer unchanged.
+        **hparams: torch-named hyperparameters overriding :data:`DEFAULTS`; the names in
+            :data:`CONTROLLED` also take the :class:`~adaopt.optim.AdaptiveLR` arguments.
+            ``foreach``/``fused`` override the automatic choice of the fastest implementation.
+
+    Returns:
+        ``(optimizer, controller)``; ``controller`` is ``None`` outside :data:`CONTROLLED`. The
+        controller references the optimizer, not the reverse (no reference cycle).
+
+    Raises:
+        ValueError: unknown name, unknown hyperparameter or invalid value.
+    """
+    optimizer_hp, controller_hp = split_controller_kwargs(resolve_hparams(name, hparams))
+    optimizer = _build(name, model_or_params, optimizer_hp)
+    controller = AdaptiveLR(optimizer, **controller_hp) if name in CONTROLLED else None
+    return optimizer, controller
+
+
+def build_optimizer(
+    name: str, model_or_params: nn.Module | Iterable[Any], **hparams: Any
+) -> Optimizer:
+    """The optimizer of :func:`build_method` alone; for ``adaptive_adam`` its AdamW, no controller.
+
+    Raises:
+        ValueError: as :func:`build_method`, and for controller arguments, which would otherwise be
+            dropped silently.
+    """
+    controller_keys = [k for k in hparams if k in CONTROLLER_DEFAULTS]
+    if name in CONTROLLED and controller_keys:
+        raise ValueError(
+            f"build_optimizer({name!r}) returns no controller, so {', '.join(controller_keys)} "
+            f"would be ignored; use build_method({name!r}, ...) to get (optimizer, controller)"
+        )
+    optimizer_hp, _ = split_controller_kwargs(resolve_hparams(name, hparams))
+    return _build(name, model_or_params, optimizer_hp)
+
+
+def build_adaptive_adam(
+    model_or_params: nn.Module | Iterable[Any], **hparams: Any
+) -> tuple[Optimizer, AdaptiveLR]:
+    """``build_method("adaptive_adam", ...)``, typed as always having a controller."""
+    optimizer, controller = build_method("adaptive_adam", model_or_params, **hparams)
+    assert controller is not None  # adaptive_adam is in CONTROLLED
+    return optimizer, controller

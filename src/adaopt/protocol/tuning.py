@@ -1,0 +1,94 @@
+"""The tuning ruleset, the same for every optimizer (after AlgoPerf's external tuning ruleset).
+
+Each optimizer has a search space in ``params.yaml`` (``tuning.spaces``): a grid per
+hyperparameter whose product holds exactly ``tuning.trials`` points, so every optimizer gets the
+same number of trials. Every trial trains with ``tuning.seed`` (not an evaluation seed) for
+``tuning.max_steps`` steps and is scored by its best evaluation on the selection split; the
+best trial's values are used by the final runs of that (task, optimizer, setting). A trial that
+diverged has no score. Ties go to the earlier grid point, so the choice is deterministic. A choice
+on the edge of its grid is flagged: the best value may lie outside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from adaopt.config import Grid, Params, grid_values
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One grid point and what its tuning run reached on the selection split."""
+
+    index: int
+    hparams: dict[str, Any]
+    status: str
+    score: float  # NaN where the run diverged or never scored a finite value
+    best_step: int | None
+    steps: int
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The chosen grid point of one (task, optimizer, setting), and why."""
+
+    hparams: dict[str, Any]
+    score: float
+    trial: int
+    edges: dict[str, str] = field(default_factory=dict)  # hyperparameter -> "lower" / "upper"
+    no_finished_trial: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def search_grid(space: dict[str, Grid]) -> list[dict[str, Any]]:
+    """Every point of the space, the last hyperparameter varying fastest."""
+    names = list(space)
+    values = [grid_values(space[name]) for name in names]
+    return [dict(zip(names, point, strict=True)) for point in itertools.product(*values)]
+
+
+def trial_grid(params: Params, optimizer: str) -> list[dict[str, Any]]:
+    return search_grid(params.tuning.spaces[optimizer])
+
+
+def tuning_steps(params: Params) -> int:
+    return params.tuning.max_steps or params.train.max_steps
+
+
+def edges(space: dict[str, Grid], chosen: dict[str, Any]) -> dict[str, str]:
+    """The hyperparameters whose chosen value is the first or last of a grid of several."""
+    flagged = {}
+    for name, grid in space.items():
+        values = grid_values(grid)
+        if len(values) < 2:
+            continue
+        if chosen[name] == values[0]:
+            flagged[name] = "lower"
+        elif chosen[name] == values[-1]:
+            flagged[name] = "upper"
+    return flagged
+
+
+def choose(trials: list[Trial], space: dict[str, Grid], greater_is_better: bool = True
+           ) -> Choice:
+    """The finished trial with the best selection score; the first grid point if none finished.
+
+    A space where no trial finished is flagged (``no_finished_trial``): its final runs use the
+    first grid point (the smallest values) and will most likely diverge too, which the summary
+    then shows instead of hiding.
+    """
+    if not trials:
+        raise ValueError("no trials to choose from")
+    sign = 1.0 if greater_is_better else -1.0
+    scored = [trial for trial in trials if math.isfinite(trial.score)]
+    if not scored:
+        first = min(trials, key=lambda trial: trial.index)
+        return Choice(first.hparams, math.nan, first.index, edges(space, first.hparams),
+                      no_finished_trial=True)
+    best = max(scored, key=lambda trial: (sign * trial.score, -trial.index))
+    return Choice(best.hparams, best.score, best.index, edges(space, best.hparams))

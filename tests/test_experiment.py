@@ -1,0 +1,127 @@
+"""The stage functions keep the protocol: tuning picks the best selection score, and the dev set
+is scored once per run, after training, with the selected weights."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from adaopt import experiment
+from adaopt.config import load_params
+from adaopt.data import prepare_task
+from adaopt.experiment import run_setting, tune
+from adaopt.modeling import resolve_model_path
+from adaopt.protocol.splits import DEV, SELECTION
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = ROOT / "tests" / "fixtures" / "mirror"
+PARAMS = load_params(ROOT / "profiles" / "smoke.yaml")
+TASK, OPTIMIZER, SETTING = "sst2", "adamw", "fair"
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("prepared")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(PARAMS.model.name_or_path))
+    prepare_task(TASK, MIRROR, out, tokenizer, max_train_samples=None, max_eval_samples=None,
+                 max_length=PARAMS.data.max_length, seed=PARAMS.data.seed,
+                 selection_samples=PARAMS.data.selection_samples)
+    return out
+
+
+class Spy:
+    """Records, per split, when the evaluators were called: inside ``train`` or after it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch,
+                 planted: Callable[[float], float] | None = None) -> None:
+        self.calls: list[tuple[str, bool]] = []
+        self.training = False
+        self.lr = 0.0
+        real_train, real_evaluator = experiment.train, experiment.Workload._evaluator
+        real_build = experiment.build_optimization
+
+        def train(*args: Any, **kwargs: Any) -> Any:
+            self.training = True
+            try:
+                return real_train(*args, **kwargs)
+            finally:
+                self.training = False
+
+        def build(model: Any, name: str, section: dict[str, Any], *args: Any) -> Any:
+            self.lr = section["lr"]
+            return real_build(model, name, section, *args)
+
+        def evaluator(work: Any, split: str) -> Callable:
+            real = real_evaluator(work, split)
+
+            def call(model: torch.nn.Module) -> tuple[dict[str, float], dict[str, Any]]:
+                self.calls.append((split, self.training))
+                scores, predictions = real(model)
+                if planted is not None and split == SELECTION:
+                    scores = {**scores, work.task.metric: planted(self.lr)}
+                return scores, predictions
+
+            call.examples = real.examples  # type: ignore[attr-defined]
+            return call
+
+        monkeypatch.setattr(experiment, "train", train)
+        monkeypatch.setattr(experiment, "build_optimization", build)
+        monkeypatch.setattr(experiment.Workload, "_evaluator", evaluator)
+
+
+@pytest.fixture(autouse=True)
+def restored_determinism(one_thread: None) -> Iterator[None]:
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+
+
+def test_tuning_picks_the_point_a_planted_objective_makes_best(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    space = PARAMS.tuning.spaces[OPTIMIZER]["lr"]
+    best = space[-1]  # planted: the larger learning rate scores higher
+    spy = Spy(monkeypatch, planted=lambda lr: 1.0 - abs(lr - best))
+    choice = tune(PARAMS, TASK, OPTIMIZER, SETTING, prepared, tmp_path, progress=False)
+    assert choice.hparams == {"lr": best} and choice.edges == {"lr": "upper"}
+    trials = pd.read_csv(tmp_path / "trials.csv")
+    assert list(trials.lr) == list(space) and len(trials) == PARAMS.tuning.trials
+    written = json.loads((tmp_path / "choice.json").read_text())
+    assert written["hparams"] == {"lr": best} and written["seed"] == PARAMS.tuning.seed
+    assert {split for split, _ in spy.calls} == {SELECTION}, "tuning never reads dev"
+
+
+def test_dev_is_scored_once_per_run_after_training_with_the_tuned_values(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spy = Spy(monkeypatch)
+    choice = tmp_path / "choice.json"
+    choice.write_text(json.dumps({"task": TASK, "optimizer": OPTIMIZER, "setting": SETTING,
+                                  "hparams": {"lr": 3e-4}}))
+    metrics = run_setting(PARAMS, TASK, OPTIMIZER, SETTING, prepared, tmp_path / "out", choice,
+                          progress=False)
+    dev_calls = [inside for split, inside in spy.calls if split == DEV]
+    assert dev_calls == [False] * len(PARAMS.sweep.seeds), "dev once per run, after training"
+    assert all(inside for split, inside in spy.calls if split == SELECTION)
+    for seed, run in metrics.items():
+        assert run["hparams"]["lr"] == 3e-4 and run["setting"] == SETTING
+        assert run["dev"] and run["selection"] and run["dev_examples"] > 0
+        folder = tmp_path / "out" / f"seed{seed}"
+        assert set(pd.read_csv(folder / "eval.csv").columns) >= {"step", "accuracy"}
+        assert "grad_norm" in pd.read_csv(folder / "train.csv").columns
+
+
+def test_a_choice_for_another_cell_is_refused(prepared: Path, tmp_path: Path) -> None:
+    choice = tmp_path / "choice.json"
+    choice.write_text(json.dumps({"task": TASK, "optimizer": "sgd", "setting": SETTING,
+                                  "hparams": {"lr": 0.1}}))
+    with pytest.raises(ValueError, match="not for"):
+        run_setting(PARAMS, TASK, OPTIMIZER, SETTING, prepared, tmp_path / "out", choice,
+                    progress=False)

@@ -1,0 +1,181 @@
+"""The comparison policy: what each setting does to an optimizer, and the tuning ruleset."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from adaopt.config import LogGrid, SettingConfig, load_params
+from adaopt.optim import OPTIMIZERS, AdaptiveLR
+from adaopt.protocol.settings import build_optimization, controller_kwargs, has_controller, lr_plan
+from adaopt.protocol.tuning import Trial, choose, edges, search_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+CONSTANT = SettingConfig(schedule="constant")
+CLIPPED = SettingConfig(schedule="constant", max_grad_norm=2.0)
+FAIR = SettingConfig(schedule="exponential", warmup_ratio=0.2, decay_start_ratio=0.6,
+                     gamma=0.3, max_grad_norm=0.5)
+AA_SECTION = {"lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.1, "decay_start_ratio": 0.5,
+              "gamma": 0.1, "patience": 2, "factor": 0.5}
+LR = 0.01
+
+
+def baseline_names() -> list[str]:
+    return [name for name in OPTIMIZERS if not has_controller(name)]
+
+
+def section(name: str) -> dict[str, Any]:
+    """The committed section with a learning rate, as the final runs see it after tuning."""
+    return {**load_params(ROOT / "params.yaml").optimizers[name], "lr": LR}
+
+
+def _lrs(optimizer: torch.optim.Optimizer, scheduler: Any, steps: int) -> list[float]:
+    """The learning rate each of ``steps`` optimizer steps uses."""
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_only_adaptive_adam_brings_its_own_controller() -> None:
+    assert [name for name in OPTIMIZERS if has_controller(name)] == ["adaptive_adam"]
+
+
+@pytest.mark.parametrize("name", baseline_names())
+def test_traditional_baseline_gets_a_constant_lr_and_the_settings_clipping(name: str) -> None:
+    opt = build_optimization(torch.nn.Linear(4, 2), name, section(name), "traditional",
+                             CONSTANT, 20)
+    assert opt.max_grad_norm is None
+    assert not isinstance(opt.scheduler, AdaptiveLR)
+    assert _lrs(opt.optimizer, opt.scheduler, 20) == [LR] * 20
+    clipped = build_optimization(torch.nn.Linear(4, 2), name, section(name), "traditional",
+                                 CLIPPED, 20)
+    assert clipped.max_grad_norm == 2.0
+
+
+@pytest.mark.parametrize("name", baseline_names())
+def test_fair_baseline_gets_the_shared_exponential_plan_and_clipping(name: str) -> None:
+    opt = build_optimization(torch.nn.Linear(4, 2), name, section(name), "fair", FAIR, 20)
+    scheduler = opt.scheduler
+    assert opt.max_grad_norm == FAIR.max_grad_norm
+    assert isinstance(scheduler, AdaptiveLR) and not scheduler.adapt
+    assert (scheduler.warmup_steps, scheduler.decay_start, scheduler.gamma) == (4, 12, 0.3)
+    lrs = _lrs(opt.optimizer, scheduler, 20)
+    assert lrs[0] == pytest.approx(LR / 4)  # warmup: (t + 1) / warmup_steps
+    assert lrs[3:13] == pytest.approx([LR] * 10)
+    assert lrs[13] < LR
+    assert lrs[-1] == pytest.approx(LR * 0.3, rel=1e-12)  # the last step used runs at lr0 * gamma
+
+
+def test_adaptive_adam_traditional_uses_its_own_section_and_the_settings_clipping() -> None:
+    opt = build_optimization(torch.nn.Linear(4, 2), "adaptive_adam", AA_SECTION, "traditional",
+                             CLIPPED, 20)
+    scheduler = opt.scheduler
+    assert isinstance(opt.optimizer, torch.optim.AdamW)
+    assert isinstance(scheduler, AdaptiveLR) and scheduler.optimizer is opt.optimizer
+    assert opt.max_grad_norm == 2.0  # clipping comes from the setting, for every optimizer
+    assert scheduler.adapt and scheduler.patience == 2 and scheduler.factor == 0.5
+    assert (scheduler.warmup_steps, scheduler.decay_start, scheduler.decay_steps,
+            scheduler.gamma) == (2, 10, 9, 0.1)
+
+
+def test_adaptive_adam_fair_uses_the_shared_plan_but_keeps_adapting() -> None:
+    opt = build_optimization(torch.nn.Linear(4, 2), "adaptive_adam", AA_SECTION, "fair", FAIR, 20)
+    scheduler = opt.scheduler
+    assert opt.max_grad_norm == FAIR.max_grad_norm
+    assert scheduler.adapt and scheduler.patience == 2
+    assert (scheduler.warmup_steps, scheduler.decay_start, scheduler.decay_steps,
+            scheduler.gamma) == (4, 12, 7, 0.3)
+
+
+def test_adaptive_adam_section_ratio_keys_never_reach_the_optimizer() -> None:
+    opt = build_optimization(torch.nn.Linear(4, 2), "adaptive_adam", AA_SECTION, "traditional",
+                             CONSTANT, 20)
+    assert "warmup_ratio" not in opt.optimizer.defaults
+    assert opt.optimizer.defaults["lr"] == AA_SECTION["lr"]
+
+
+@pytest.mark.parametrize(("warmup", "decay_start", "gamma", "max_steps"), [
+    (0.0, 0.0, 0.1, 10),
+    (0.1, 0.5, 0.1, 20),
+    (0.3, 0.1, 0.5, 20),  # decay may not start before warmup ends
+    (0.0, 0.9, 0.01, 7),  # nor so late that no step is left to decay
+    (0.1, 0.5, 0.1, 16),  # the cpu profile's shape
+])
+def test_the_last_step_used_runs_at_gamma_times_the_base_lr(
+    warmup: float, decay_start: float, gamma: float, max_steps: int,
+) -> None:
+    setting = SettingConfig(schedule="exponential", warmup_ratio=warmup,
+                            decay_start_ratio=decay_start, gamma=gamma)
+    kwargs = controller_kwargs(lr_plan(setting, max_steps), max_steps)
+    assert kwargs["decay_start"] >= kwargs["warmup_steps"]
+    assert kwargs["decay_start"] + kwargs["decay_steps"] == max_steps - 1
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.3)
+    lrs = _lrs(optimizer, AdaptiveLR(optimizer, adapt=False, **kwargs), max_steps)
+    assert abs(lrs[-1] - 0.3 * gamma) <= 1e-12
+    assert min(lrs[kwargs["warmup_steps"]:]) == lrs[-1]  # the end is the lowest point
+
+
+def test_lr_plan_rounds_ratios_to_steps() -> None:
+    plan = lr_plan(SettingConfig(schedule="linear", warmup_ratio=0.06, decay_start_ratio=0.5,
+                                 max_grad_norm=2.0), 50)
+    assert (plan.schedule, plan.warmup_steps, plan.decay_start) == ("linear", 3, 25)
+
+
+# ----------------------------------------------------------------------------- tuning
+
+
+def test_the_grid_is_the_product_of_the_hyperparameter_grids() -> None:
+    points = search_grid({"lr": LogGrid(min=1e-4, max=1e-2, num=3), "momentum": [0.9, 0.99]})
+    assert points == [{"lr": 1e-4, "momentum": 0.9}, {"lr": 1e-4, "momentum": 0.99},
+                      {"lr": 1e-3, "momentum": 0.9}, {"lr": 1e-3, "momentum": 0.99},
+                      {"lr": 1e-2, "momentum": 0.9}, {"lr": 1e-2, "momentum": 0.99}]
+
+
+def test_every_committed_profile_gives_every_optimizer_the_same_number_of_trials() -> None:
+    for profile in ("cpu", "full", "smoke"):
+        params = load_params(ROOT / "profiles" / f"{profile}.yaml")
+        counts = {len(search_grid(params.tuning.spaces[name])) for name in params.sweep.optimizers}
+        assert counts == {params.tuning.trials}, profile
+
+
+def trials(scores: list[float], statuses: list[str] | None = None) -> list[Trial]:
+    statuses = statuses or ["ok"] * len(scores)
+    return [Trial(i, {"lr": 10.0**-(i + 1)}, status, score, 1, 2)
+            for i, (score, status) in enumerate(zip(scores, statuses, strict=True))]
+
+
+SPACE = {"lr": [0.1, 0.01, 0.001, 0.0001]}
+
+
+def test_the_best_selection_score_wins_and_ties_go_to_the_earlier_point() -> None:
+    assert choose(trials([0.5, 0.8, 0.7, 0.6]), SPACE).hparams == {"lr": 0.01}
+    assert choose(trials([0.5, 0.8, 0.8, 0.6]), SPACE).trial == 1
+    assert choose(trials([0.5, 0.8, 0.7, 0.6]), SPACE, greater_is_better=False).trial == 0
+
+
+def test_diverged_and_nan_trials_never_win() -> None:
+    choice = choose(trials([math.nan, 0.1, math.nan, 0.2]), SPACE)
+    assert choice.trial == 3 and choice.score == 0.2
+
+
+def test_a_space_where_no_trial_finished_is_flagged() -> None:
+    choice = choose(trials([math.nan] * 4), SPACE)
+    assert choice.no_finished_trial and choice.trial == 0 and math.isnan(choice.score)
+
+
+def test_a_choice_on_the_edge_of_its_grid_is_flagged() -> None:
+    assert choose(trials([0.9, 0.8, 0.7, 0.6]), SPACE).edges == {"lr": "lower"}
+    assert choose(trials([0.1, 0.8, 0.7, 0.9]), SPACE).edges == {"lr": "upper"}
+    assert choose(trials([0.1, 0.8, 0.7, 0.6]), SPACE).edges == {}
+    assert edges({"lr": [0.1], "momentum": [0.9, 0.99]}, {"lr": 0.1, "momentum": 0.99}) == \
+        {"momentum": "upper"}
