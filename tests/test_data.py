@@ -16,14 +16,17 @@ import pytest
 from adaopt.data import (
     MIRROR_ENV,
     MirrorLayoutError,
+    check_targets,
     clean,
     fetch_raw,
     prepare_task,
     read_split,
     subsample,
     tokenize,
+    trivial_baseline,
 )
 from adaopt.data.squad import clean_squad
+from adaopt.protocol.splits import carve_articles
 from adaopt.qa import read_squad
 from adaopt.tasks import TASKS, TaskSpec, get_task
 
@@ -231,15 +234,41 @@ def test_clean_counts_each_step():
     )
     train_out, dev_out, counts = clean(train, dev, "sst2")
     assert counts == {
-        "train": {"read": 8, "dropped_missing": 3, "dropped_duplicate": 1, "dropped_leakage": 1,
-                  "kept": 3},
+        "train": {"read": 8, "dropped_missing": 3, "dropped_duplicate": 1,
+                  "dropped_conflicting": 2, "dropped_leakage": 1, "kept": 1},
         "dev": {"read": 3, "dropped_missing": 1, "kept": 2},
     }  # fmt: skip
-    # A conflicting label is not an exact duplicate; leakage is judged on text alone.
-    assert train_out.to_dict("list") == {"sentence": ["good", "bad", "bad"], "label": [1, 0, 1]}
+    # "bad" is once an exact duplicate, then both its labels conflict; leakage is judged on
+    # text alone.
+    assert train_out.to_dict("list") == {"sentence": ["good"], "label": [1]}
     assert dev_out["sentence"].tolist() == ["in dev", "other"]
-    assert train_out["label"].dtype == "int64" and list(train_out.index) == [0, 1, 2]
+    assert train_out["label"].dtype == "int64" and list(train_out.index) == [0]
     json.dumps(counts)
+
+
+def test_clean_drops_every_row_of_a_text_whose_labels_conflict():
+    train = pd.DataFrame({
+        "sentence1": ["a", "a", "a", "c", "c", "a"],
+        "sentence2": ["b", "b", "b", "b", "b", "c"],
+        "label": pd.array([0, 1, 1, 0, 0, 1], dtype="Int64"),
+    })  # fmt: skip
+    dev = pd.DataFrame({"sentence1": ["x"], "sentence2": ["y"], "label": [0]})
+    train_out, dev_out, counts = clean(train, dev, "rte")
+    # (a, b): one exact duplicate, then labels 0 and 1: both rows go; (c, b) agrees with itself.
+    assert counts["train"] == {"read": 6, "dropped_missing": 0, "dropped_duplicate": 2,
+                               "dropped_conflicting": 2, "dropped_leakage": 0, "kept": 2}
+    assert train_out.to_dict("list") == {"sentence1": ["c", "a"], "sentence2": ["b", "c"],
+                                         "label": [0, 1]}  # fmt: skip
+    assert len(dev_out) == 1
+
+
+def test_clean_drops_every_row_of_a_text_whose_scores_differ():
+    train = pd.DataFrame({"sentence1": ["a", "a", "a", "a"], "sentence2": ["b", "b", "c", "c"],
+                          "label": [1.0, 1.5, 2.0, 2.0]})  # fmt: skip
+    dev = pd.DataFrame({"sentence1": ["x"], "sentence2": ["y"], "label": [0.0]})
+    train_out, _, counts = clean(train, dev, "stsb")
+    assert (counts["train"]["dropped_duplicate"], counts["train"]["dropped_conflicting"]) == (1, 2)
+    assert train_out.to_dict("list") == {"sentence1": ["a"], "sentence2": ["c"], "label": [2.0]}
 
 
 def test_clean_leakage_uses_the_text_pair():
@@ -254,7 +283,8 @@ def test_fixture_mirror_cleans_one_duplicate_and_one_leak():
     for task in FIXTURE_TASKS:
         _, _, counts = clean(fixture_split(task, "train"), fixture_split(task, "dev"), task)
         assert counts["train"] == {"read": 48, "dropped_missing": 0, "dropped_duplicate": 1,
-                                   "dropped_leakage": 1, "kept": 46}, task  # fmt: skip
+                                   "dropped_conflicting": 0, "dropped_leakage": 1,
+                                   "kept": 46}, task  # fmt: skip
         assert counts["dev"] == {"read": 16, "dropped_missing": 0, "kept": 16}, task
 
 
@@ -426,27 +456,92 @@ def test_fetch_raw_from_hub_rebuilds_official_squad_json(tmp_path, monkeypatch, 
 # --- end to end ---------------------------------------------------------------------------
 
 
+def saved_labels(out: Path, task: str, split: str) -> np.ndarray:
+    return np.asarray(datasets.load_from_disk(str(out / task))[split]["labels"])
+
+
 @pytest.mark.parametrize("task", FIXTURE_TASKS)
 def test_prepare_task_end_to_end(tmp_path, tokenizer, task):
     raw = tmp_path / "raw"
     fetch_raw([task], raw, mirror=str(FIXTURE_MIRROR))
-    kwargs = {"max_eval_samples": None, "max_length": 64, "seed": 7}
+    kwargs = {"max_eval_samples": None, "selection_samples": 10, "max_length": 64, "seed": 7}
     prepare_task(task, raw, tmp_path / "out", tokenizer, max_train_samples=None, **kwargs)
     report = prepare_task(task, raw, tmp_path / "out", tokenizer, max_train_samples=20, **kwargs)
 
     assert report["rows"] == {
-        "train": {"read": 48, "dropped_missing": 0, "dropped_duplicate": 1, "dropped_leakage": 1,
-                  "kept": 46, "subsampled": 20},
+        "train": {"read": 48, "dropped_missing": 0, "dropped_duplicate": 1,
+                  "dropped_conflicting": 0, "dropped_leakage": 1, "kept": 46, "to_selection": 10,
+                  "subsampled": 20},
+        "selection": {"carved": 10},
         "validation": {"read": 16, "dropped_missing": 0, "kept": 16, "subsampled": 16},
     }  # fmt: skip
+    assert report["selection_samples"] == 10
     assert report["token_length"]["train"]["count"] == 20
+    assert report["token_length"]["selection"]["count"] == 10
     assert report["token_length"]["validation"]["max"] <= 64
+    assert report["baseline"]["value"] == trivial_baseline(
+        task, pd.DataFrame({"label": saved_labels(tmp_path / "out", task, "train")}),
+        pd.DataFrame({"label": saved_labels(tmp_path / "out", task, "validation")}),
+    )["value"]
     json.dumps(report)
 
     saved = datasets.load_from_disk(str(tmp_path / "out" / TASKS[task].name))
-    assert {name: len(split) for name, split in saved.items()} == {"train": 20, "validation": 16}
+    assert {name: len(split) for name, split in saved.items()} == {
+        "train": 20, "selection": 10, "validation": 16
+    }
     assert "labels" in saved["train"].column_names and "length" in saved["train"].column_names
+    assert saved["selection"].features == saved["train"].features
     assert [p.name for p in (tmp_path / "out").iterdir()] == [TASKS[task].name]
+
+
+# --- trivial baselines and targets ---------------------------------------------------------
+
+
+def labels(values: list) -> pd.DataFrame:
+    return pd.DataFrame({"label": values})
+
+
+def test_baseline_of_classification_is_the_training_majority_class_on_dev():
+    # Train's majority is 1 (dev's is 0): accuracy is dev's share of 1s.
+    baseline = trivial_baseline("sst2", labels([1, 1, 0]), labels([0, 0, 0, 1]))
+    assert baseline == {"rule": "always predict the training split's majority class",
+                        "value": 0.25}  # fmt: skip
+    assert trivial_baseline("rte", labels([0, 1]), labels([1, 1, 0]))["value"] == pytest.approx(
+        1 / 3
+    )  # a tie goes to the lowest label id
+    assert trivial_baseline("cola", labels([1, 1, 0]), labels([0, 1, 1, 0]))["value"] == 0.0
+
+
+def test_baseline_of_regression_and_extractive_qa_is_zero():
+    stsb = trivial_baseline("stsb", labels([1.0, 4.0]), labels([0.5, 2.0, 5.0]))
+    assert stsb == {"rule": "predict one constant score (zero correlation)", "value": 0.0}
+    squad = trivial_baseline("squad", pd.DataFrame(), pd.DataFrame())
+    assert squad == {"rule": "predict an empty answer (F1 0)", "value": 0.0}
+
+
+REPORTS = {
+    "sst2": {"baseline": {"rule": "always predict the training split's majority class",
+                          "value": 0.5}},
+    "squad": {"baseline": {"rule": "predict an empty answer (F1 0)", "value": 0.0}},
+}  # fmt: skip
+
+
+def test_check_targets_passes_targets_above_the_baselines():
+    check_targets(REPORTS, {"sst2": 0.51, "squad": 1.0, "cola": 0.0})  # cola: not prepared
+
+
+@pytest.mark.parametrize(("targets", "task", "value"), [
+    ({"sst2": 0.5, "squad": 1.0}, "sst2", "0.5"),
+    ({"sst2": 0.8, "squad": -1.0}, "squad", "-1.0"),
+])  # fmt: skip
+def test_check_targets_refuses_a_target_at_or_below_the_baseline(targets, task, value):
+    with pytest.raises(ValueError) as info:
+        check_targets(REPORTS, targets)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"evaluate.targets.{task}={value} is not above")
+    baseline = REPORTS[task]["baseline"]
+    assert f"{baseline['value']:.4g}" in message and baseline["rule"] in message
 
 
 # --- SQuAD ----------------------------------------------------------------------------------
@@ -472,7 +567,8 @@ def test_clean_squad_counts_each_step():
         ("Who ran?", " ", ["Anna"]),  # missing context
         ("Who sat?", "Cy sat.", []),  # no answer
         ("Who sat?", "Cy sat.", [""]),  # empty answer
-        ("Asked in dev?", "Di sat.", ["Di"]),  # leakage: the question text is a dev question
+        ("Asked in dev?", "Ed sat.", ["Ed"]),  # leakage: a dev question on its dev context
+        ("Asked in dev?", "Di sat.", ["Di"]),  # the same question on another context: kept
     ])  # fmt: skip
     dev = squad_frame([
         ("Asked in dev?", "Ed sat.", ["Ed"]),
@@ -480,13 +576,25 @@ def test_clean_squad_counts_each_step():
     ])  # fmt: skip
     train_out, dev_out, counts = clean_squad(train, dev)
     assert counts == {
-        "train": {"read": 8, "dropped_missing": 4, "dropped_duplicate": 1, "dropped_leakage": 1,
-                  "kept": 2},
+        "train": {"read": 9, "dropped_missing": 4, "dropped_duplicate": 1,
+                  "dropped_conflicting": 0, "dropped_leakage": 1, "kept": 3},
         "dev": {"read": 2, "dropped_missing": 1, "kept": 1},
     }  # fmt: skip
-    assert train_out["id"].tolist() == ["q0", "q2"] and list(train_out.index) == [0, 1]
+    assert train_out["id"].tolist() == ["q0", "q2", "q8"] and list(train_out.index) == [0, 1, 2]
     assert dev_out["id"].tolist() == ["q0"]
     json.dumps(counts)
+
+
+def test_clean_squad_leakage_needs_the_same_question_on_the_same_context():
+    train = squad_frame([
+        ("Who ran?", "Anna ran.", ["Anna"]),  # in dev on this context: leakage
+        ("Who ran?", "Bo ran.", ["Bo"]),  # in dev, but on another context: kept
+        ("Who sat?", "Anna ran.", ["Anna"]),  # a dev context, another question: kept
+    ])  # fmt: skip
+    dev = squad_frame([("Who ran?", "Anna ran.", ["Anna"])])
+    train_out, _, counts = clean_squad(train, dev)
+    assert counts["train"]["dropped_leakage"] == 1
+    assert train_out["id"].tolist() == ["q1", "q2"]
 
 
 @pytest.mark.real_data
@@ -496,27 +604,31 @@ def test_clean_squad_real_files():
     if not (train_path.is_file() and dev_path.is_file()):
         pytest.skip(f"no real SQuAD files under {REAL_DATA}")
     _, _, counts = clean_squad(read_squad(train_path), read_squad(dev_path))
-    # 166 repeated question + context pairs in train; 6 generic train questions are also asked
-    # in dev ("What does AC stand for?"), on other articles.
+    # 166 repeated question + context pairs in train; no train question is asked on its context
+    # in dev (the 6 generic ones also asked in dev, "What does AC stand for?", are on other
+    # articles, and kept).
     assert counts == {
         "train": {"read": 87599, "dropped_missing": 0, "dropped_duplicate": 166,
-                  "dropped_leakage": 6, "kept": 87427},
+                  "dropped_conflicting": 0, "dropped_leakage": 0, "kept": 87433},
         "dev": {"read": 10570, "dropped_missing": 0, "kept": 10570},
     }  # fmt: skip
 
 
 def squad_mirror(root: Path) -> Path:
-    """The fixture's SQuAD files with a duplicate, a leaked and an unanswered train question."""
+    """The fixture's SQuAD files with a duplicate, a leaked (a dev question on its dev context)
+    and an unanswered train question."""
     train = json.loads((FIXTURE_MIRROR / "squad" / "train-v1.1.json").read_text())
     dev = json.loads((FIXTURE_MIRROR / "squad" / "dev-v1.1.json").read_text())
     paragraph = train["data"][0]["paragraphs"][0]
     first = paragraph["qas"][0]
-    dev_question = dev["data"][0]["paragraphs"][0]["qas"][1]["question"]
+    dev_paragraph = dev["data"][0]["paragraphs"][0]
     paragraph["qas"] += [
         {**first, "id": "duplicate"},
-        {**first, "id": "leaked", "question": dev_question},
         {**first, "id": "unanswered", "question": "What is not said?", "answers": []},
     ]
+    train["data"][0]["paragraphs"].append(
+        {"context": dev_paragraph["context"], "qas": [{**dev_paragraph["qas"][1], "id": "leaked"}]}
+    )
     (root / "squad").mkdir(parents=True)
     (root / "squad" / "train-v1.1.json").write_text(json.dumps(train))
     (root / "squad" / "dev-v1.1.json").write_text(json.dumps(dev))
@@ -526,21 +638,26 @@ def squad_mirror(root: Path) -> Path:
 def test_prepare_task_squad(tmp_path, tokenizer):
     raw = squad_mirror(tmp_path / "raw")
     kwargs = {"max_length": 16, "qa_max_length": 32, "doc_stride": 8, "seed": 7}
-    report = prepare_task("squad", raw, tmp_path / "out", tokenizer, max_train_samples=20,
-                          max_eval_samples=None, **kwargs)
+    report = prepare_task("squad", raw, tmp_path / "out", tokenizer, max_train_samples=15,
+                          max_eval_samples=None, selection_samples=5, **kwargs)
     assert report["rows"] == {
-        "train": {"read": 28, "dropped_missing": 1, "dropped_duplicate": 1, "dropped_leakage": 1,
-                  "kept": 25, "subsampled": 20, "dropped_long_question": 0},
+        "train": {"read": 28, "dropped_missing": 1, "dropped_duplicate": 1,
+                  "dropped_conflicting": 0, "dropped_leakage": 1, "kept": 25, "to_selection": 5,
+                  "subsampled": 15, "dropped_long_question": 0},
+        "selection": {"carved": 5, "articles": 1, "dropped_long_question": 0},
         "validation": {"read": 10, "dropped_missing": 0, "kept": 10, "subsampled": 10,
                        "dropped_long_question": 0},
     }  # fmt: skip
     assert (report["metric"], report["max_length"], report["doc_stride"]) == ("f1", 32, 8)
+    assert report["baseline"] == {"rule": "predict an empty answer (F1 0)", "value": 0.0}
     json.dumps(report)
 
     saved = datasets.load_from_disk(str(tmp_path / "out" / "squad"))
-    assert set(saved) == {"train", "validation", "validation_examples"}
+    assert set(saved) == {"train", "selection", "selection_examples", "validation",
+                          "validation_examples"}  # fmt: skip
     train, dev, examples = saved["train"], saved["validation"], saved["validation_examples"]
-    assert report["token_length"]["train"]["count"] == len(train) > 20  # windows, not questions
+    assert report["token_length"]["train"]["count"] == len(train) > 15  # windows, not questions
+    assert report["token_length"]["selection"]["count"] == len(saved["selection"]) > 5
     assert report["token_length"]["validation"]["count"] == len(dev) > 10
     assert report["token_length"]["train"]["at_max_length"] > 0
 
@@ -549,7 +666,8 @@ def test_prepare_task_squad(tmp_path, tokenizer):
                                        "start_positions", "end_positions", "length"}
     cleaned, _, _ = clean_squad(read_squad(raw / "squad" / "train-v1.1.json"),
                                 read_squad(raw / "squad" / "dev-v1.1.json"))
-    drawn = subsample(cleaned, 20, seed=7)
+    _, rest = carve_articles(cleaned, 5, seed=7, task="squad")
+    drawn = subsample(rest, 15, seed=7)
     gold = {answers["text"][0].lower() for answers in drawn["answers"]}
     labelled = 0
     for row in train:
@@ -561,7 +679,7 @@ def test_prepare_task_squad(tmp_path, tokenizer):
         labelled += 1
         assert row["token_type_ids"][start] == row["token_type_ids"][end] == 1 and start <= end
         assert tokenizer.decode(row["input_ids"][start : end + 1]) in gold
-    assert labelled >= 20 and labelled < len(train)  # some windows miss their answer
+    assert labelled >= 15 and labelled < len(train)  # some windows miss their answer
 
     # Dev windows: question id and offsets of context tokens only; the questions beside them.
     assert set(dev.column_names) == {"input_ids", "token_type_ids", "attention_mask",
@@ -579,7 +697,7 @@ def test_prepare_task_squad(tmp_path, tokenizer):
 
 
 def test_prepare_task_squad_subsamples_questions_not_windows(tmp_path, tokenizer):
-    kwargs = {"max_length": 16, "qa_max_length": 32, "doc_stride": 8}
+    kwargs = {"max_length": 16, "qa_max_length": 32, "doc_stride": 8, "selection_samples": 5}
     first = prepare_task("squad", FIXTURE_MIRROR, tmp_path / "a", tokenizer,
                          max_train_samples=5, max_eval_samples=4, seed=1, **kwargs)
     again = prepare_task("squad", FIXTURE_MIRROR, tmp_path / "b", tokenizer,
@@ -598,7 +716,7 @@ def test_prepare_task_squad_subsamples_questions_not_windows(tmp_path, tokenizer
 def test_prepare_task_squad_drops_questions_too_long_for_the_window(tokenizer, tmp_path) -> None:
     """A window must hold the question and more context than the stride, or tokenizing fails."""
     report = prepare_task("squad", FIXTURE_MIRROR, tmp_path / "out", tokenizer,
-                          max_train_samples=None, max_eval_samples=None, max_length=32, seed=0,
-                          qa_max_length=16, doc_stride=4)
+                          max_train_samples=None, max_eval_samples=None, selection_samples=5,
+                          max_length=32, seed=0, qa_max_length=16, doc_stride=4)
     dropped = report["rows"]["train"]["dropped_long_question"]
     assert 0 < dropped < report["rows"]["train"]["subsampled"]

@@ -45,7 +45,8 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> Path:
     out = tmp_path_factory.mktemp("prepared")
     for task in ("sst2", "squad"):
         prepare_task(task, FIXTURE_MIRROR, out, tokenizer, max_train_samples=None,
-                     max_eval_samples=None, max_length=32, seed=0, **WINDOWS)
+                     max_eval_samples=None, max_length=32, seed=0, selection_samples=8,
+                     **WINDOWS)
     return out
 
 
@@ -166,7 +167,8 @@ def test_gold_spans_as_logits_give_exact_match_100_real_dev(tmp_path: Path, toke
     (raw / "dev-v1.1.json").symlink_to(real_dev)
     (raw / "train-v1.1.json").symlink_to(FIXTURE_MIRROR / SQUAD.train_path)  # not used here
     prepare_task(SQUAD, tmp_path / "raw", tmp_path / "out", tokenizer, max_train_samples=None,
-                 max_eval_samples=REAL_SUBSET, max_length=128, seed=0, **REAL_WINDOWS)
+                 max_eval_samples=REAL_SUBSET, max_length=128, seed=0, selection_samples=8,
+                 **REAL_WINDOWS)
     splits = load_from_disk(str(tmp_path / "out" / "squad"))
     dev = read_squad(real_dev)
     model = GoldSpans(gold_spans(splits, dev, tokenizer, REAL_WINDOWS["qa_max_length"],

@@ -99,7 +99,7 @@ def assert_complete(repo: Path) -> None:
     expected = len(params.data.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
     assert len(summary) == expected
     assert summary["mean"].map(math.isfinite).all()
-    assert summary["ci95_low"].map(math.isfinite).all()
+    assert summary["ci_low"].map(math.isfinite).all()
     assert _finite(json.loads((repo / "results" / "summary.json").read_text()))
     report = (repo / "results" / "summary.md").read_text()
     assert report.startswith("## The paper's table")
@@ -168,7 +168,8 @@ def test_smoke_profile_on_real_data(tmp_path: Path) -> None:
         pytest.skip("no real data directory (set ADAOPT_DATA_MIRROR or provide ../shared/data)")
     repo = smoke_copy(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["sweep"]["optimizers"] = ["adaptive_adam"]  # every task, fewer cells: CI time
+    params["data"]["tasks"] = ["sst2", "squad"]  # one task per head (CI time)
+    params["sweep"]["optimizers"] = ["adaptive_adam"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(repo, "repro", mirror=mirror)
     assert_complete(repo)
@@ -184,6 +185,8 @@ def test_a_diverging_optimizer_is_recorded_not_fatal(smoke_repo: Path) -> None:
     """
     params_path = smoke_repo / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
+    params["data"]["tasks"] = ["sst2"]  # CI time: the new stages are sst2's only
+    params["sweep"]["optimizers"] = ["sgd", *params["sweep"]["optimizers"]]
     params["tuning"]["spaces"]["sgd"]["lr"] = [1e12, 2e12]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(smoke_repo, "repro")

@@ -2,6 +2,11 @@
 
 The pipeline's outputs are in git (``runs/``, ``results/``, ``figures/``); these checks fail when
 someone edits ``params.yaml`` and commits without re-running, or commits a partial run.
+
+The committed results predate the protocol of issue #9 (selection split, tuning stages, one
+stage per (task, optimizer, setting)), and re-running the CPU reference profile is the job of the
+reference issue (#14), once every code change is in. Until then the checks that compare the
+lock with the new ``params.yaml`` and sweep are expected to fail; #14 removes the marks.
 """
 
 from __future__ import annotations
@@ -30,19 +35,28 @@ def _value(dotted: str) -> Any:
     return reduce(lambda section, key: section[key], dotted.split("."), RAW_PARAMS)
 
 
-@pytest.mark.parametrize("stage", sorted(LOCK))
-def test_every_locked_stage_ran_with_the_committed_params(stage: str) -> None:
-    for key, value in LOCK[stage].get("params", {}).get("params.yaml", {}).items():
-        assert _value(key) == value, f"{stage}: {key} in dvc.lock differs from params.yaml"
+PREDATES_PROTOCOL = ("#14 re-runs the CPU reference profile: the committed results predate the "
+                     "protocol of #9 (params.yaml gained the selection split, tuning spaces and "
+                     "fixed targets; stages are per (task, optimizer, setting))")
 
 
-def test_every_cell_of_the_sweep_is_locked_and_has_its_run() -> None:
-    for task, optimizer, seed in sweep_cells(PARAMS):
-        assert f"train@{task}-{optimizer}-{seed}" in LOCK
-        run = ROOT / "runs" / task / optimizer / f"seed{seed}"
+@pytest.mark.xfail(reason=PREDATES_PROTOCOL, strict=True)
+def test_every_locked_stage_ran_with_the_committed_params() -> None:
+    stale = [f"{stage}: {key}" for stage in sorted(LOCK)
+             for key, value in LOCK[stage].get("params", {}).get("params.yaml", {}).items()
+             if _value(key) != value]
+    assert not stale, f"dvc.lock differs from params.yaml in {len(stale)} entries: {stale[:3]}"
+
+
+@pytest.mark.xfail(reason=PREDATES_PROTOCOL, strict=True)
+def test_every_cell_of_the_sweep_is_tuned_trained_locked_and_has_its_run() -> None:
+    for task, optimizer, setting, seed in sweep_cells(PARAMS):
+        for stage in ("tune", "train"):
+            assert f"{stage}@{task}-{optimizer}-{setting}" in LOCK
+        run = ROOT / "runs" / task / optimizer / setting / f"seed{seed}"
         metrics = json.loads((run / "metrics.json").read_text())
-        assert (metrics["task"], metrics["optimizer"], metrics["seed"]) == (task, optimizer, seed)
-        assert set(SETTINGS) <= set(metrics)
+        assert (metrics["task"], metrics["optimizer"], metrics["setting"], metrics["seed"]) == \
+            (task, optimizer, setting, seed)
 
 
 def test_the_summary_covers_the_sweep() -> None:

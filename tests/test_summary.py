@@ -1,329 +1,299 @@
-"""Tests of adaopt.summary on a synthetic runs/ tree, written as experiment.run_cell writes it."""
+"""Tests of adaopt.summary on a synthetic sweep written in the train stage's layout."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import synthetic_runs as synthetic
 import yaml
-from scipy import stats
 
-from adaopt import io
-from adaopt.config import parse_params
-from adaopt.experiment import _write_run
+from adaopt.config import SETTINGS, parse_params
+from adaopt.statistics import confidence_interval
 from adaopt.summary import (
-    confidence_interval,
+    bootstrap_intervals,
     headline_markdown,
+    load_baselines,
     load_logs,
     load_runs,
+    paired_differences,
+    report_markdown,
     summarize,
     sweep_cells,
     time_to_target,
     to_markdown,
 )
-from adaopt.training import RunResult
 
-ROOT = Path(__file__).resolve().parents[1]
-FRACTION = 0.9
-
-# (optimizer, setting, seed) -> eval curve [(elapsed_s, accuracy), ...] and whether it diverged
-# after it. adamw/traditional: seed 2 diverged after one (good) evaluation, so including it would
-# move both the mean (0.85 -> 0.83) and the time to target (1.75 -> 1.33).
-# sgd/traditional: every seed diverged, seed 0 before its first step.
-CURVES: dict[tuple[str, str, int], tuple[list[tuple[float, float]], bool]] = {
-    ("adamw", "traditional", 0): ([(1.0, 0.60), (2.0, 0.78), (3.0, 0.80)], False),
-    ("adamw", "traditional", 1): ([(1.5, 0.77), (3.0, 0.85), (4.5, 0.90)], False),
-    ("adamw", "traditional", 2): ([(0.5, 0.79)], True),
-    ("adamw", "fair", 0): ([(1.0, 0.65), (2.0, 0.70)], False),
-    ("adamw", "fair", 1): ([(1.0, 0.66), (2.0, 0.72)], False),
-    ("adamw", "fair", 2): ([(1.0, 0.74), (2.0, 0.60)], False),
-    ("sgd", "traditional", 0): ([], True),
-    ("sgd", "traditional", 1): ([], True),
-    ("sgd", "traditional", 2): ([(0.4, 0.55)], True),
-    ("sgd", "fair", 0): ([(1.0, 0.50)], False),
-    ("sgd", "fair", 1): ([(1.0, 0.60)], False),
-    ("sgd", "fair", 2): ([(1.0, 0.55)], False),
-}
-TARGET = FRACTION * 0.85  # the best mean on the task is adamw/traditional without seed 2
-
-
-def run_result(curve: list[tuple[float, float]], diverged: bool, seed: int) -> RunResult:
-    """A RunResult as train() returns it: evals every 10 steps, one train row per step."""
-    steps = 10 * len(curve) + (5 if diverged and curve else 0)  # no curve: diverged at step 1
-    train_log = [{"step": s, "loss": 1.0 / s, "lr": 0.01, "elapsed_s": 0.1 * s}
-                 for s in range(1, steps + 1)]
-    eval_log = [{"step": 10 * (i + 1), "elapsed_s": t, "accuracy": a, "f1": a - 0.01}
-                for i, (t, a) in enumerate(curve)]
-    best = max(eval_log, key=lambda row: row["accuracy"], default=None)
-    return RunResult(
-        status="diverged" if diverged else "ok",
-        steps=steps,
-        best_step=best["step"] if best else None,
-        best={k: v for k, v in best.items() if k not in ("step", "elapsed_s")} if best else {},
-        last={k: v for k, v in eval_log[-1].items() if k not in ("step", "elapsed_s")}
-        if eval_log else {},
-        last_finite_loss=train_log[-1]["loss"] if train_log else None,
-        wall_time_s=10.0 + seed,
-        train_samples_per_s=100.0 + seed,
-        peak_memory_mb=math.nan if diverged else 500.0,
-        train_log=train_log,
-        eval_log=eval_log,
-    )
-
-
-def write_cell(runs: Path, optimizer: str, seed: int) -> None:
-    """What experiment.run_cell writes for one (task, optimizer, seed)."""
-    out = runs / "sst2" / optimizer / f"seed{seed}"
-    metrics: dict[str, Any] = {"task": "sst2", "optimizer": optimizer, "seed": seed,
-                               "metric": "accuracy", "train_examples": 64, "eval_examples": 32}
-    efficiency: dict[str, Any] = {}
-    for setting in ("traditional", "fair"):
-        result = run_result(*CURVES[optimizer, setting, seed], seed)
-        _write_run(out, setting, result)
-        metrics[setting] = result.outcome()
-        efficiency[setting] = result.efficiency()
-    io.write_json(out / "metrics.json", metrics)
-    io.write_json(out / "efficiency.json", efficiency)
+LEVEL = 0.95
 
 
 @pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs = tmp_path_factory.mktemp("project") / "runs"
-    for optimizer in ("adamw", "sgd"):
-        for seed in range(3):
-            write_cell(runs, optimizer, seed)
-    return runs
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic.write_project(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture(scope="module")
-def tables(runs_dir: Path) -> dict[str, pd.DataFrame]:
-    runs = load_runs(runs_dir)
-    evals = load_logs(runs_dir, "eval")
-    ttt = time_to_target(runs, evals, FRACTION)
-    summary = summarize(runs, ttt).set_index(["optimizer", "setting"])
-    return {"runs": runs, "evals": evals, "ttt": ttt, "summary": summary}
-
-
-# ----------------------------------------------------------------------------- the interval
-
-
-def hand_interval(values: list[float], level: float) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = stats.t.ppf((1 + level) / 2, n - 1) * sd / math.sqrt(n)
-    return mean - half, mean + half
-
-
-@pytest.mark.parametrize("level", [0.95, 0.9, 0.99])
-@pytest.mark.parametrize("values", [[0.8, 0.9], [0.81, 0.85, 0.79, 0.9, 0.88], [-1.0, 2.0, 0.5]])
-def test_confidence_interval_matches_a_hand_t_interval(values: list[float], level: float) -> None:
-    assert confidence_interval(np.array(values), level) == pytest.approx(
-        hand_interval(values, level), rel=1e-12, abs=1e-12)
-
-
-def test_confidence_interval_widens_with_the_level() -> None:
-    values = np.array([0.8, 0.85, 0.9])
-    low95, high95 = confidence_interval(values, 0.95)
-    low99, high99 = confidence_interval(values, 0.99)
-    assert low99 < low95 < 0.85 < high95 < high99
-
-
-@pytest.mark.parametrize("values", [[], [0.7], [0.7, math.nan], [math.inf, math.nan]])
-def test_confidence_interval_is_nan_with_fewer_than_two_finite_values(values) -> None:
-    low, high = confidence_interval(np.array(values, dtype=float))
-    assert math.isnan(low) and math.isnan(high)
-
-
-def test_confidence_interval_ignores_non_finite_values() -> None:
-    assert confidence_interval(np.array([0.8, math.nan, 0.9, math.inf])) == \
-        confidence_interval(np.array([0.8, 0.9]))
-
-
-def test_confidence_interval_of_identical_values_is_the_value() -> None:
-    assert confidence_interval(np.array([0.75, 0.75, 0.75])) == (0.75, 0.75)
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def test_load_runs_has_one_row_per_setting_and_seed(tables) -> None:
-    runs = tables["runs"]
-    assert len(runs) == 12
-    assert list(runs.columns[:4]) == ["task", "optimizer", "seed", "setting"]
-    row = runs.set_index(["optimizer", "setting", "seed"]).loc[("adamw", "traditional", 1)]
-    assert (row.status, row.score, row.best_step, row["best.f1"]) == ("ok", 0.9, 30, 0.89)
-    assert row.wall_time_s == 11.0
-    never = runs.set_index(["optimizer", "setting", "seed"]).loc[("sgd", "traditional", 0)]
-    assert never.status == "diverged" and math.isnan(never.score)
-
-
-def test_load_runs_on_an_empty_folder_says_what_it_looked_for(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"metrics\.json"):
-        load_runs(tmp_path)
-
-
-def test_load_runs_of_a_sweep_leaves_out_runs_of_other_sweeps(runs_dir: Path) -> None:
-    """A narrower sweep (one optimizer, two seeds) over a folder that also holds a wider one."""
-    cells = [("sst2", "adamw", 0), ("sst2", "adamw", 2)]
-    runs = load_runs(runs_dir, cells)
-    assert set(zip(runs.task, runs.optimizer, runs.seed, strict=True)) == set(cells)
-    assert len(runs) == 4  # two settings each
-    evals = load_logs(runs_dir, "eval", cells)
-    assert set(evals.seed) == {0, 2} and set(evals.optimizer) == {"adamw"}
-
-
-def test_load_runs_names_a_missing_run_of_the_sweep(runs_dir: Path) -> None:
-    cells = [("sst2", "adamw", 0), ("sst2", "lamb", 0), ("rte", "adamw", 0)]
-    with pytest.raises(FileNotFoundError, match=r"sst2/lamb/seed0/metrics\.json: missing "
-                                                r"\(2 of the sweep's 3 runs\)"):
-        load_runs(runs_dir, cells)
-
-
-def test_sweep_cells_follow_the_dvc_matrix_order() -> None:
-    params = parse_params(yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text()))
+def tables(project: Path) -> dict[str, pd.DataFrame]:
+    params = synthetic.params()
     cells = sweep_cells(params)
-    assert len(cells) == (len(params.data.tasks) * len(params.sweep.optimizers)
+    runs = load_runs(project / "runs", cells)
+    evals = load_logs(project / "runs", "eval", cells)
+    ttt = time_to_target(runs, evals, params.evaluate.targets)
+    bootstrap = bootstrap_intervals(runs, project / "runs", project / "data" / "prepared",
+                                    LEVEL, 300)
+    baselines = load_baselines(project / "data" / "prepare_report.json")
+    summary = summarize(runs, ttt, LEVEL, bootstrap, baselines)
+    return {"runs": runs, "evals": evals, "ttt": ttt, "summary": summary,
+            "paired": paired_differences(runs, LEVEL)}
+
+
+def cell(tables: dict[str, pd.DataFrame], task: str, optimizer: str, setting: str) -> pd.Series:
+    return tables["summary"].set_index(["task", "optimizer", "setting"]).loc[
+        (task, optimizer, setting)]
+
+
+def dev(correct: list[int]) -> list[float]:
+    return [k / synthetic.N_DEV for k in correct]
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+
+def test_sweep_cells_are_tasks_optimizers_settings_seeds() -> None:
+    params = parse_params(yaml.safe_load((synthetic.ROOT / "profiles" / "smoke.yaml")
+                                         .read_text()))
+    cells = sweep_cells(params)
+    assert len(cells) == (len(params.data.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
                           * len(params.sweep.seeds))
-    assert cells[:2] == [(params.data.tasks[0], params.sweep.optimizers[0], params.sweep.seeds[0]),
-                         (params.data.tasks[0], params.sweep.optimizers[0], params.sweep.seeds[1])]
+    first, seeds = params.data.tasks[0], params.sweep.seeds
+    assert cells[:len(seeds) + 1] == [
+        *[(first, params.sweep.optimizers[0], SETTINGS[0], seed) for seed in seeds],
+        (first, params.sweep.optimizers[0], SETTINGS[1], seeds[0])]
 
 
-def test_load_logs_reads_every_csv_in_long_form(tables, runs_dir: Path) -> None:
+def test_load_runs_reads_the_sweep_and_ignores_other_runs(tables) -> None:
+    runs = tables["runs"]
+    assert len(runs) == len(synthetic.TASKS) * len(synthetic.OPTIMIZERS) * 2 * 3
+    assert "rmsprop" not in set(runs.optimizer) and 3 not in set(runs.seed)
+    row = runs.set_index(["task", "optimizer", "setting", "seed"]).loc[
+        ("sst2", "lamb", "fair", 1)]
+    assert (row.status, row.score, row.metric, row.best_step) == ("early_stopped", 0.9,
+                                                                  "accuracy", 30)
+    assert (row["dev.accuracy"], row["hparams.lr"], row.wall_time_s) == (0.9, 0.001, 11.0)
+    diverged = runs.set_index(["task", "optimizer", "setting", "seed"]).loc[
+        ("squad", "sgd", "fair", 0)]
+    assert diverged.status == "diverged" and math.isnan(diverged.score)
+
+
+def test_a_missing_run_of_the_sweep_is_named(project: Path) -> None:
+    cells = [("sst2", "adamw", "fair", 0), ("sst2", "lamb", "fair", 7),
+             ("rte", "adamw", "fair", 0)]
+    with pytest.raises(FileNotFoundError, match=r"sst2/lamb/fair/seed7/metrics\.json: missing "
+                                                r"\(2 of the sweep's 3 runs\)"):
+        load_runs(project / "runs", cells)
+
+
+def test_load_logs_reads_every_run_in_long_form(tables, project: Path) -> None:
     evals = tables["evals"]
-    assert len(evals) == sum(len(curve) for curve, _ in CURVES.values())
-    assert set(evals.setting) == {"traditional", "fair"}
-    assert {"step", "elapsed_s", "accuracy", "task", "optimizer", "seed"} <= set(evals.columns)
-    train = load_logs(runs_dir, "train")
-    assert set(train.columns) >= {"step", "loss", "lr", "elapsed_s"}
-    empty = runs_dir / "sst2" / "sgd" / "seed0" / "traditional_train.csv"
-    assert empty.read_text() == "step,loss,lr,elapsed_s\n"  # diverged at once: header only
-    seed0 = train[(train.optimizer == "sgd") & (train.seed == 0)]
-    assert set(seed0.setting) == {"fair"}
+    assert {"step", "elapsed_s", "accuracy", "f1", "task", "optimizer", "setting",
+            "seed"} <= set(evals.columns)
+    train = load_logs(project / "runs", "train", sweep_cells(synthetic.params()))
+    assert {"step", "loss", "lr", "grad_norm", "elapsed_s"} <= set(train.columns)
+    at_once = train[(train.optimizer == "sgd") & (train.setting == "fair")]
+    assert set(at_once.seed) == {1, 2}  # seed 0 diverged at once: header only
+    assert "rmsprop" not in set(train.optimizer)
 
 
 # ----------------------------------------------------------------------------- time to target
 
 
-def test_time_to_target_is_the_first_evaluation_at_the_target(tables) -> None:
-    ttt = tables["ttt"].set_index(["optimizer", "setting", "seed"])
-    assert ttt.target.unique() == pytest.approx([TARGET])
-    assert ttt.loc[("adamw", "traditional", 0), "time_to_target_s"] == 2.0
-    assert ttt.loc[("adamw", "traditional", 1), "time_to_target_s"] == 1.5
-    assert math.isnan(ttt.loc[("adamw", "fair", 2), "time_to_target_s"])  # 0.74 < 0.765
+def test_time_to_target_uses_the_fixed_line_from_params(tables) -> None:
+    ttt = tables["ttt"].set_index(["task", "optimizer", "setting", "seed"])
+    assert ttt.loc["sst2"].target.unique().tolist() == [0.72]
+    assert ttt.loc["squad"].target.unique().tolist() == [72.0]
+    assert ttt.loc[("sst2", "adamw", "traditional", 0), "time_to_target_s"] == 3.0
+    assert ttt.loc[("sst2", "lamb", "fair", 1), "time_to_target_s"] == pytest.approx(2.2)
+    lower = time_to_target(tables["runs"], tables["evals"], {"sst2": 0.5, "squad": 50.0})
+    assert lower.set_index(["task", "optimizer", "setting", "seed"]).loc[
+        ("sst2", "adamw", "traditional", 0), "time_to_target_s"] == 1.0  # 0.55 at step 10
 
 
-def test_time_to_target_scales_with_the_fraction(tables) -> None:
-    ttt = time_to_target(tables["runs"], tables["evals"], 0.7).set_index(
-        ["optimizer", "setting", "seed"])
-    assert ttt.loc[("adamw", "traditional", 0), "time_to_target_s"] == 1.0  # 0.60 >= 0.595
-    assert ttt.loc[("adamw", "fair", 0), "time_to_target_s"] == 1.0
-    assert ttt.loc[("sgd", "fair", 0), "time_to_target_s"] != ttt.loc[
-        ("sgd", "fair", 1), "time_to_target_s"]  # 0.50 misses 0.595, 0.60 reaches it
+def test_a_run_that_misses_the_target_is_kept_as_not_reached(tables) -> None:
+    ttt = tables["ttt"].set_index(["task", "optimizer", "setting", "seed"])
+    missed = ttt.loc[("sst2", "adamw", "traditional", 2)]  # ends at 0.70 < 0.72
+    assert not missed.reached_target and math.isinf(missed.time_to_target_s)
+    assert len(ttt) == len(tables["runs"])  # no run dropped
+    adamw = cell(tables, "sst2", "adamw", "traditional")
+    assert (adamw.reached_target, adamw.seeds) == (2, 3)
+    assert adamw.time_to_target_median_s == pytest.approx(3.3)  # median of 3.0, 3.3, inf
+    assert adamw.time_to_target_mean_s == pytest.approx(3.15)
 
 
-# ----------------------------------------------------------------------------- summary
+def test_a_diverged_run_is_not_reached_even_past_the_line(tables) -> None:
+    """sgd/traditional seed 2 scored 0.8 on the selection split, then diverged."""
+    ttt = tables["ttt"].set_index(["task", "optimizer", "setting", "seed"])
+    assert not ttt.loc[("sst2", "sgd", "traditional", 2), "reached_target"]
+    sgd = cell(tables, "sst2", "sgd", "traditional")
+    assert sgd.reached_target == 0 and math.isinf(sgd.time_to_target_median_s)
+    assert math.isnan(sgd.time_to_target_mean_s)
 
 
-def test_summary_mean_and_interval_leave_out_the_diverged_seed(tables) -> None:
-    cell = tables["summary"].loc[("adamw", "traditional")]
-    assert (cell.seeds, cell.diverged) == (3, 1)
-    assert cell["mean"] == pytest.approx(0.85)
-    assert cell["std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
-    assert (cell.ci95_low, cell.ci95_high) == pytest.approx(hand_interval([0.8, 0.9], 0.95))
-    assert cell.reached_target == 2
-    assert cell.time_to_target_s == pytest.approx(1.75)
-    assert cell.wall_time_s == pytest.approx(10.5)
+def test_the_median_is_not_reached_when_under_half_reached() -> None:
+    runs = pd.DataFrame({"task": "sst2", "optimizer": "adamw", "setting": "fair",
+                         "seed": [0, 1, 2], "metric": "accuracy", "greater_is_better": True,
+                         "status": "ok"})
+    evals = pd.DataFrame({"task": "sst2", "optimizer": "adamw", "setting": "fair",
+                          "seed": [0, 1, 2], "step": 10, "elapsed_s": [1.0, 2.0, 3.0],
+                          "accuracy": [0.9, 0.5, 0.5]})
+    ttt = time_to_target(runs, evals, {"sst2": 0.8})
+    assert ttt.reached_target.tolist() == [True, False, False]
+    assert math.isinf(np.median(ttt.time_to_target_s))
 
 
-def test_summary_of_a_cell_where_every_seed_diverged(tables) -> None:
-    cell = tables["summary"].loc[("sgd", "traditional")]
-    assert (cell.seeds, cell.diverged, cell.reached_target) == (3, 3, 0)
-    assert math.isnan(cell["mean"]) and math.isnan(cell.ci95_low)
+def test_lower_is_better_metrics_reach_from_above() -> None:
+    runs = pd.DataFrame({"task": ["sst2"], "optimizer": "adamw", "setting": "fair", "seed": 0,
+                         "metric": "loss", "greater_is_better": False, "status": "ok"})
+    evals = pd.DataFrame({"task": "sst2", "optimizer": "adamw", "setting": "fair", "seed": 0,
+                          "step": [10, 20], "elapsed_s": [1.0, 2.0], "loss": [0.9, 0.4]})
+    assert time_to_target(runs, evals, {"sst2": 0.5}).time_to_target_s.tolist() == [2.0]
 
 
-def test_summary_has_one_row_per_task_optimizer_setting(tables) -> None:
+# ----------------------------------------------------------------------------- the summary
+
+
+def test_summary_counts_finished_seeds_and_leaves_diverged_ones_out(tables) -> None:
+    sgd = cell(tables, "sst2", "sgd", "traditional")
+    assert (sgd.seeds, sgd.finished, sgd.diverged) == (3, 2, 1)
+    assert sgd["mean"] == pytest.approx(np.mean(dev([20, 22])))
+    assert (sgd.ci_low, sgd.ci_high) == pytest.approx(confidence_interval(dev([20, 22])))
+    lamb = cell(tables, "sst2", "lamb", "fair")
+    assert (lamb.finished, lamb.early_stopped) == (3, 1)  # stopping early is finishing
+    never = cell(tables, "squad", "sgd", "fair")
+    assert (never.finished, never.diverged) == (0, 3)
+    assert math.isnan(never["mean"]) and math.isnan(never.bootstrap_low)
+
+
+def test_summary_carries_every_dev_metric_and_the_baseline(tables) -> None:
+    squad = cell(tables, "squad", "adamw", "fair")
+    assert squad["f1.mean"] == squad["mean"] and squad["exact_match.mean"] == pytest.approx(75.0)
+    assert (squad.baseline, squad.baseline_rule) == (0.0, "empty answer")
+    assert math.isnan(cell(tables, "sst2", "adamw", "fair")["exact_match.mean"])
+
+
+def test_bootstrap_interval_of_each_cell_contains_its_mean(tables) -> None:
+    finished = tables["summary"][tables["summary"].finished > 0]
+    assert (finished.bootstrap_low < finished["mean"]).all()
+    assert (finished["mean"] < finished.bootstrap_high).all()
+
+
+def test_bootstrap_intervals_are_deterministic(tables, project: Path) -> None:
+    again = bootstrap_intervals(tables["runs"], project / "runs", project / "data" / "prepared",
+                                LEVEL, 300)
+    pd.testing.assert_frame_equal(again, tables["summary"][again.columns])
+
+
+def test_a_missing_report_means_no_baselines(tmp_path: Path) -> None:
+    assert load_baselines(tmp_path / "prepare_report.json").empty
+
+
+def test_summary_rows_follow_the_sweep(tables) -> None:
     summary = tables["summary"]
-    assert len(summary) == 4
-    assert summary.loc[("adamw", "fair"), "mean"] == pytest.approx(0.72)
-    assert summary.loc[("adamw", "fair"), "diverged"] == 0
+    assert len(summary) == len(synthetic.TASKS) * len(synthetic.OPTIMIZERS) * 2
+    assert list(dict.fromkeys(summary.task)) == list(synthetic.TASKS)
 
 
-def test_markdown_reads_diverged_where_every_seed_diverged(tables) -> None:
-    lines = to_markdown(tables["summary"].reset_index()).splitlines()
-    assert lines[0].startswith("| task")
-    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:3]): line
-            for line in lines[2:]}
-    assert set(rows) == {("sst2", setting, optimizer) for setting in ("traditional", "fair")
-                         for optimizer in ("adamw", "sgd")}
-    assert "| diverged " in rows["sst2", "traditional", "sgd"]
-    assert "0.8500 ± 0.0707 (1 diverged)" in rows["sst2", "traditional", "adamw"]
-    assert "diverged" not in rows["sst2", "fair", "adamw"]
-    assert "[0.2147, 1.4853]" in rows["sst2", "traditional", "adamw"]
+# ----------------------------------------------------------------------------- paired
 
 
-# ----------------------------------------------------------------------------- every metric
+def paired_row(tables, task: str, setting: str, reference: str, optimizer: str) -> pd.Series:
+    return tables["paired"].set_index(["task", "setting", "reference", "optimizer"]).loc[
+        (task, setting, reference, optimizer)]
 
 
-def squad_runs() -> pd.DataFrame:
-    """load_runs rows of a SQuAD cell (selected on F1, exact match beside it) and an SST-2 one."""
-    rows = []
-    for task, metric, scores in [
-        ("squad", "f1", [{"f1": 50.0, "exact_match": 40.0}, {"f1": 60.0, "exact_match": 44.0}]),
-        ("sst2", "accuracy", [{"accuracy": 0.8}, {"accuracy": 0.9}]),
-    ]:
-        for seed, best in enumerate(scores):
-            rows.append({
-                "task": task, "optimizer": "adamw", "setting": "fair", "seed": seed,
-                "metric": metric, "status": "ok", "steps": 4, "best_step": 4,
-                "score": best[metric], "last_finite_loss": 1.0, "wall_time_s": 1.0,
-                "train_samples_per_s": 2.0, "peak_memory_mb": 3.0,
-                **{f"best.{k}": v for k, v in best.items()},
-            })
-    return pd.DataFrame(rows)
+def test_a_copy_of_the_reference_differs_by_exactly_zero(tables) -> None:
+    row = paired_row(tables, "sst2", "fair", "adamw", "adam")
+    assert (row.difference, row.low, row.high, row.pairs) == (0.0, 0.0, 0.0, 3)
+    assert math.isnan(row.p_value)
 
 
-def test_summary_carries_every_metric_of_a_task() -> None:
-    runs = squad_runs()
-    ttt = runs[["task", "optimizer", "setting", "seed"]].assign(time_to_target_s=1.0, target=0.5)
-    summary = summarize(runs, ttt).set_index("task")
-    assert summary.loc["squad", "mean"] == pytest.approx(55.0)
-    assert summary.loc["squad", "f1.mean"] == pytest.approx(55.0)
-    assert summary.loc["squad", "exact_match.mean"] == pytest.approx(42.0)
-    assert summary.loc["squad", "exact_match.std"] == pytest.approx(np.std([40, 44], ddof=1))
-    assert math.isnan(summary.loc["sst2", "exact_match.mean"])  # not an SST-2 metric
-    lines = {line.split("|")[1].strip(): line
-             for line in to_markdown(summary.reset_index()).splitlines()[2:]}
-    assert "| exact_match 42.0000 ± 2.8284 |" in lines["squad"]
-    assert "55.0000 ± 7.0711" in lines["squad"]
-    assert "exact_match" not in lines["sst2"] and "f1" not in lines["sst2"]
+def test_the_planted_difference_is_found_with_its_sign(tables) -> None:
+    row = paired_row(tables, "squad", "traditional", "adamw", "lamb")
+    assert row.difference > 0 and row.low > 0 and row.p_value < 0.01
+    assert paired_row(tables, "sst2", "traditional", "adam", "lamb").difference == \
+        pytest.approx(np.mean(dev([4, 4, 5])))
 
 
-def test_final_metric_figure_has_a_panel_per_task_metric(tmp_path: Path) -> None:
-    from adaopt.figures import best_metrics, final_metric
-
-    runs = squad_runs()
-    long = best_metrics(runs)
-    assert sorted(set(long.panel)) == ["squad · exact_match", "squad · f1", "sst2 · accuracy"]
-    assert long.loc[long.panel == "squad · exact_match", "value"].tolist() == [40.0, 44.0]
-    path = final_metric(runs, tmp_path / "final_metric.png")
-    assert path.read_bytes()[:4] == b"\x89PNG"
+def test_pairs_are_only_seeds_where_both_finished(tables) -> None:
+    assert paired_row(tables, "sst2", "traditional", "adamw", "sgd").pairs == 2
+    none = paired_row(tables, "sst2", "fair", "adamw", "sgd")
+    assert none.pairs == 0 and math.isnan(none.low)
 
 
-def test_headline_is_optimizer_by_task_per_setting(tables) -> None:
-    text = headline_markdown(tables["summary"].reset_index())
+def test_a_reference_outside_the_sweep_is_skipped(tables) -> None:
+    runs = tables["runs"][tables["runs"].optimizer != "adam"]
+    paired = paired_differences(runs, LEVEL)
+    assert set(paired.reference) == {"adamw"}
+    assert set(paired.optimizer) == {"sgd", "lamb"}
+    assert paired_differences(runs[runs.optimizer != "adamw"], LEVEL).empty
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    return {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+            for line in text.splitlines() if line.startswith("|")}
+
+
+def test_headline_shows_partial_divergence(tables) -> None:
+    text = headline_markdown(tables["summary"])
     traditional, fair = text.split("### fair")
     assert traditional.startswith("### traditional")
-    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
-            for line in fair.splitlines() if line.startswith("|")}
-    assert next(iter(rows)) == "optimizer" and rows["optimizer"] == "sst2 (accuracy)"
-    assert list(rows)[2:] == ["sgd", "adamw"]  # the registry's order, not the alphabet
-    low, high = hand_interval([0.70, 0.72, 0.74], 0.95)
-    assert rows["adamw"] == f"0.720 ± {(high - low) / 2:.3f}"
-    sgd = {line.split("|")[1].strip(): line.split("|")[2].strip()
-           for line in traditional.splitlines() if line.startswith("|")}["sgd"]
-    assert sgd == "diverged"
+    rows = table_rows(traditional)
+    assert rows["optimizer"] == ["sst2 (accuracy)", "squad (f1)"]
+    low, high = confidence_interval(dev([20, 22]))
+    assert rows["sgd"][0] == f"0.525 ± {(high - low) / 2:.3f} (2/3, 1 diverged)"
+    low, high = confidence_interval(dev([30, 32, 28]))
+    assert rows["adamw"][0] == f"0.750 ± {(high - low) / 2:.3f} (3/3)"
+    assert table_rows(fair)["sgd"] == ["diverged (0/3)", "diverged (0/3)"]
+
+
+def test_headline_lists_optimizers_in_the_registry_order(tables) -> None:
+    from adaopt.optim import OPTIMIZERS
+
+    rows = list(table_rows(headline_markdown(tables["summary"]).split("### fair")[1]))[2:]
+    assert rows == [name for name in OPTIMIZERS if name in synthetic.OPTIMIZERS]
+
+
+def test_detailed_table_shows_k_of_n_both_intervals_and_time_to_target(tables) -> None:
+    lines = to_markdown(tables["summary"]).splitlines()
+    assert lines[0].startswith("| task")
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:3]): line for line in lines[2:]}
+    sgd = rows["sst2", "traditional", "sgd"]
+    assert "| 2/3, 1 diverged |" in sgd and "not reached (0/3 reached)" in sgd
+    adamw = rows["sst2", "traditional", "adamw"]
+    summary = cell(tables, "sst2", "adamw", "traditional")
+    assert f"[{summary.ci_low:.4f}, {summary.ci_high:.4f}]" in adamw
+    assert f"[{summary.bootstrap_low:.4f}, {summary.bootstrap_high:.4f}]" in adamw
+    assert "3.3 s (mean 3.1; 2/3 reached)" in adamw and "0.5000 (majority class)" in adamw
+    assert "exact_match 75.0000 ± 5.0000" in rows["squad", "fair", "adamw"]
+    assert "| diverged " in rows["squad", "fair", "sgd"]
+
+
+def test_report_opens_with_the_papers_table_then_paired_then_every_cell(tables) -> None:
+    report = report_markdown(tables["summary"], tables["paired"], tables["runs"])
+    assert report.startswith("## The paper's table")
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings == ["## The paper's table", "## Paired comparisons", "## Every cell",
+                        "## Runs that did not finish normally"]
+    paired = report.split("## Paired comparisons")[1].split("## Every cell")[0]
+    rows = table_rows(paired.split("### traditional: minus adamw")[1].split("###")[0])
+    assert rows["adam"][0] == "+0.000 [+0.000, +0.000], p — (3 pairs)"
+    assert rows["lamb"][0].startswith("+0.108 [+0.07")
+    assert table_rows(paired.split("### fair: minus adamw")[1].split("###")[0])["sgd"][0] == \
+        "n/a (0 pairs)"
+    unfinished = report.split("## Runs that did not finish normally")[1]
+    assert "early_stopped" in unfinished and unfinished.count("| diverged ") == 8

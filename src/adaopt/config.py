@@ -252,10 +252,12 @@ class Params(_Section):
             raise ValueError(f"tuning.seed={tuning.seed} is also in sweep.seeds; tuning must "
                              "not see the evaluation seeds")
         for name in self.sweep.optimizers:
-            space = tuning.spaces.get(name)
-            if not space:
+            if not tuning.spaces.get(name):
                 raise ValueError(f"tuning.spaces.{name} is missing; every optimizer in "
                                  "sweep.optimizers is tuned")
+        for name, space in tuning.spaces.items():
+            if name not in self.optimizers:
+                raise ValueError(f"tuning.spaces.{name}: no optimizers.{name} section")
             fixed = [key for key in space if key in self.optimizers[name]]
             if fixed:
                 raise ValueError(f"tuning.spaces.{name}.{fixed[0]} is also set in "

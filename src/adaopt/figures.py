@@ -1,7 +1,15 @@
-"""The paper's comparison as figures, drawn with seaborn from the gathered runs."""
+"""The paper's comparison as figures, drawn with seaborn from the gathered runs.
+
+Bands and error bars (``errorbar=`` a Student-t interval over seeds) are the summary table's
+t-interval: the same numbers as ``results/summary.*``, and no seaborn bootstrap, which would
+redraw differently each time. Counts of finished seeds (k/n) are written on the bars, so a
+partly diverged cell is never hidden in its mean.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -9,18 +17,20 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from adaopt import io
 from adaopt.config import SETTINGS
 from adaopt.optim import OPTIMIZERS
-from adaopt.summary import confidence_interval
+from adaopt.statistics import confidence_interval
+from adaopt.summary import GROUP_KEYS, REFERENCES
 
 FACETS = {"col": "task", "row": "setting", "hue": "optimizer"}
-# Bands and error bars (errorbar=confidence_interval) are the summary table's Student-t 95%
-# interval over seeds: the same numbers as results/summary.*, and no bootstrap (which would
-# redraw differently each run).
+BAR_WIDTH = 0.8  # seaborn's default: each x category's dodged bars share this width
 
 
 def _orders(frame: pd.DataFrame) -> dict[str, list[str]]:
@@ -29,9 +39,13 @@ def _orders(frame: pd.DataFrame) -> dict[str, list[str]]:
             "row_order": [name for name in SETTINGS if name in set(frame.setting)]}
 
 
-def _save(grid: sns.FacetGrid, path: Path) -> Path:
-    io.write_with(path, lambda tmp: grid.savefig(tmp, format="png", dpi=100))
-    plt.close(grid.figure)
+def _interval(level: float) -> Callable[[np.ndarray], tuple[float, float]]:
+    return partial(confidence_interval, level=level)
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    io.write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    plt.close(figure)
     return path
 
 
@@ -41,33 +55,35 @@ def with_score(evals: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return evals.assign(score=[row[metric[row.task]] for _, row in evals.iterrows()])
 
 
-def training_loss(train_log: pd.DataFrame, path: Path) -> Path:
-    """Training loss per step: a line per optimizer, the seeds' 95% t-interval as a band."""
-    grid = sns.relplot(data=train_log, x="step", y="loss", kind="line",
-                       errorbar=confidence_interval, facet_kws={"sharey": False}, height=2.6,
-                       aspect=1.2, **FACETS,
+def training_loss(train_log: pd.DataFrame, path: Path, level: float = 0.95) -> Path:
+    """Training loss per step: a line per optimizer, the seeds' t-interval as a band."""
+    grid = sns.relplot(data=train_log, x="step", y="loss", kind="line", errorbar=_interval(level),
+                       facet_kws={"sharey": False}, height=2.6, aspect=1.2, **FACETS,
                        **_orders(train_log))
     grid.set(yscale="log")
-    return _save(grid, path)
+    return _save(grid.figure, path)
 
 
-def dev_metric(evals: pd.DataFrame, path: Path) -> Path:
-    """The dev metric against the step, seeds as a band."""
-    grid = sns.relplot(data=evals, x="step", y="score", kind="line", errorbar=confidence_interval,
+def selection_metric(evals: pd.DataFrame, path: Path, level: float = 0.95) -> Path:
+    """The selection-split metric against the step (what model selection saw), seeds as a band.
+
+    The dev set is scored once, after selection, so it has no curve.
+    """
+    grid = sns.relplot(data=evals, x="step", y="score", kind="line", errorbar=_interval(level),
                        marker="o", facet_kws={"sharey": False}, height=2.6, aspect=1.2, **FACETS,
                        **_orders(evals))
-    grid.set_ylabels("dev metric")
-    return _save(grid, path)
+    grid.set_ylabels("selection-split metric")
+    return _save(grid.figure, path)
 
 
-def best_metrics(runs: pd.DataFrame) -> pd.DataFrame:
+def dev_scores(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs in long form, one row per (run, dev metric its task reports): ``panel`` names the
-    task and metric, ``value`` is the metric at the run's best evaluation."""
-    columns = [c for c in runs.columns if c.startswith("best.")]
+    task and metric, ``value`` is the selected weights' dev score."""
+    columns = [c for c in runs.columns if c.startswith("dev.")]
     long = runs.melt(id_vars=["task", "optimizer", "setting", "seed", "metric"],
                      value_vars=columns, var_name="name", value_name="value").dropna(
                          subset=["value"])
-    long["name"] = long["name"].str.removeprefix("best.")
+    long["name"] = long["name"].str.removeprefix("dev.")
     return long.assign(panel=long.task + " · " + long.name)
 
 
@@ -75,39 +91,50 @@ def _panels(runs: pd.DataFrame, long: pd.DataFrame) -> dict[str, list[str]]:
     """Per task, its panels: the model-selection metric first, then its other metrics."""
     selection = runs.drop_duplicates("task").set_index("task").metric
     panels = {}
-    for task in sorted(runs.task.unique()):
+    for task in runs.task.unique():
         others = sorted(set(long.loc[long.task == task, "name"]) - {selection[task]})
         panels[task] = [f"{task} · {name}" for name in [selection[task], *others]]
     return panels
 
 
-def final_metric(runs: pd.DataFrame, path: Path) -> Path:
-    """The paper's table as a figure: each task's dev metrics (the model-selection one first,
-    then the others, e.g. SQuAD F1 and exact match) per optimizer, 95% t-interval over seeds.
+def _bar_x(optimizer: str, setting: str, order: list[str], hue_order: list[str]) -> float:
+    """Where seaborn draws the (optimizer, setting) bar: dodged within the optimizer's slot."""
+    width = BAR_WIDTH / len(hue_order)
+    return order.index(optimizer) - BAR_WIDTH / 2 + width * (hue_order.index(setting) + 0.5)
 
-    Runs that diverged have no score; a cell where every seed diverged is labelled so.
-    """
-    finished = runs[runs.status != "diverged"]
-    long = best_metrics(finished)
+
+def _label_bars(ax: Axes, counts: pd.DataFrame, order: list[str], hue_order: list[str]) -> None:
+    """Write k/n (finished of run seeds) at each bar's foot; red where a seed diverged."""
+    for row in counts.itertuples(index=False):
+        none = row.finished == 0
+        ax.text(_bar_x(row.optimizer, row.setting, order, hue_order), 0,
+                f"diverged {row.finished}/{row.seeds}" if none else f"{row.finished}/{row.seeds}",
+                ha="center", va="bottom", fontsize=7, rotation=90 if none else 0,
+                color="tab:red" if row.finished < row.seeds else "black",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
+
+
+def final_metric(runs: pd.DataFrame, path: Path, level: float = 0.95) -> Path:
+    """The paper's table as a figure: each task's dev metrics (the model-selection one first)
+    per optimizer and setting, with the t-interval over finished seeds and k/n on each bar."""
+    long = dev_scores(runs[runs.status != "diverged"])
     panels = _panels(runs, long)
     col_order = [panel for task_panels in panels.values() for panel in task_panels]
     orders = _orders(runs)
-    order = orders["hue_order"]
+    order, hue_order = orders["hue_order"], orders["row_order"]
     grid = sns.catplot(data=long, x="optimizer", y="value", hue="setting", col="panel",
-                       col_wrap=min(len(col_order), 5), kind="bar", errorbar=confidence_interval,
+                       col_wrap=min(len(col_order), 5), kind="bar", errorbar=_interval(level),
                        sharey=False, height=3, aspect=1.3, order=order, col_order=col_order,
-                       hue_order=orders["row_order"])
-    diverged = runs.groupby(["task", "optimizer", "setting"]).status.apply(
-        lambda s: (s == "diverged").all())
-    for (task, optimizer, setting), all_diverged in diverged.items():
-        if all_diverged:
-            for panel in panels[task]:
-                grid.axes_dict[panel].text(order.index(optimizer), 0, f"diverged\n({setting})",
-                                           ha="center", va="bottom", fontsize=7, rotation=90)
+                       hue_order=hue_order, width=BAR_WIDTH)
+    counts = runs.groupby(GROUP_KEYS, sort=False).status.agg(
+        seeds="size", finished=lambda s: int((s != "diverged").sum())).reset_index()
+    for task, task_panels in panels.items():
+        for panel in task_panels:
+            _label_bars(grid.axes_dict[panel], counts[counts.task == task], order, hue_order)
     grid.set_titles("{col_name}")
     grid.set_xticklabels(order, rotation=45, ha="right")  # every panel: names are not drawn yet
-    grid.set_ylabels("best dev metric")
-    return _save(grid, path)
+    grid.set_ylabels("dev metric (selected weights)")
+    return _save(grid.figure, path)
 
 
 def learning_rate(train_log: pd.DataFrame, path: Path) -> Path:
@@ -116,15 +143,52 @@ def learning_rate(train_log: pd.DataFrame, path: Path) -> Path:
     grid = sns.relplot(data=first_seed, x="step", y="lr", kind="line", height=2.6, aspect=1.2,
                        facet_kws={"sharey": False}, **FACETS, **_orders(first_seed))
     grid.set(yscale="log")
-    return _save(grid, path)
+    return _save(grid.figure, path)
+
+
+def _difference_panel(ax: Axes, rows: pd.DataFrame, order: list[str]) -> None:
+    """Differences with their intervals at the optimizers' positions, pairs under each."""
+    rows = rows.set_index("optimizer").reindex(order)
+    x = np.arange(len(order))
+    below = (rows.difference - rows.low).fillna(0).to_numpy()
+    above = (rows.high - rows.difference).fillna(0).to_numpy()
+    ax.errorbar(x, rows.difference, yerr=[below, above], fmt="o", capsize=3)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.margins(x=0.15, y=0.25)  # room for the pair counts along the top
+    for position, (pairs, interval) in enumerate(zip(rows.pairs, rows.low, strict=True)):
+        label = f"n={pairs:.0f}" + (" n/a" if np.isnan(interval) else "")
+        ax.annotate(label, (position, 1), xycoords=("data", "axes fraction"), xytext=(0, -8),
+                    textcoords="offset points", ha="center", fontsize=7)
+
+
+def paired_difference(paired: pd.DataFrame, path: Path) -> Path:
+    """Each optimizer's dev score minus the first reference's (AdamW, else Adam), per task and
+    setting: the paired mean difference over seeds with its interval, and a zero line."""
+    reference = next((name for name in REFERENCES if name in set(paired.reference)), None)
+    if reference is None:
+        figure = plt.figure(figsize=(4, 1))
+        figure.text(0.5, 0.5, "no reference optimizer in the sweep", ha="center")
+        return _save(figure, path)
+    rows = paired[paired.reference == reference]
+    order = [name for name in OPTIMIZERS if name in set(rows.optimizer)]
+    grid = sns.FacetGrid(rows, row="setting", col="task", height=2.6, aspect=1.2, sharey=False,
+                         row_order=_orders(rows)["row_order"])
+    for (setting, task), ax in grid.axes_dict.items():
+        _difference_panel(ax, rows[(rows.setting == setting) & (rows.task == task)], order)
+        ax.set_xticks(range(len(order)), order, rotation=45, ha="right")
+    grid.set_titles("{row_name} · {col_name}")
+    grid.set_ylabels(f"dev score − {reference}")
+    grid.tight_layout()  # the rotated optimizer names were set after the grid's own layout
+    return _save(grid.figure, path)
 
 
 def draw_all(runs: pd.DataFrame, train_log: pd.DataFrame, evals: pd.DataFrame,
-             out_dir: str | Path) -> list[Path]:
+             paired: pd.DataFrame, out_dir: str | Path, level: float = 0.95) -> list[Path]:
     out_dir = Path(out_dir)
     return [
-        training_loss(train_log, out_dir / "training_loss.png"),
-        dev_metric(with_score(evals, runs), out_dir / "dev_metric.png"),
-        final_metric(runs, out_dir / "final_metric.png"),
+        training_loss(train_log, out_dir / "training_loss.png", level),
+        selection_metric(with_score(evals, runs), out_dir / "dev_metric.png", level),
+        final_metric(runs, out_dir / "final_metric.png", level),
         learning_rate(train_log, out_dir / "learning_rate.png"),
+        paired_difference(paired, out_dir / "paired_difference.png"),
     ]

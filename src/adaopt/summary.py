@@ -1,6 +1,9 @@
-"""Gathering the runs into one table: mean, spread and a 95% confidence interval over seeds.
+"""Gathering the runs into tables: per cell, the dev score over seeds with its intervals, the
+paired comparisons against the reference optimizers, and the time to a fixed target.
 
-Every number here is read from the runs' own ``metrics.json`` and CSV logs; nothing is typed in.
+Every number here is read from the runs' own files (``metrics.json``, ``efficiency.json``, the
+CSV logs, ``predictions.json``) and the prepared dev sets; nothing is typed in. The statistics
+themselves live in :mod:`adaopt.statistics`.
 """
 
 from __future__ import annotations
@@ -8,162 +11,376 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from adaopt.config import SETTINGS, Params
+from adaopt.metrics.squad import exact_match_score, f1_score, metric_max_over_ground_truths
 from adaopt.optim import OPTIMIZERS
+from adaopt.statistics import bootstrap_interval, confidence_interval, paired_difference
+from adaopt.tasks import get_task
+from adaopt.training import EFFICIENCY
 
-#: A training cell: (task, optimizer, seed), the coordinates of one train stage.
-Cell = tuple[str, str, int]
+#: One run: (task, optimizer, setting, seed), its folder ``runs/<task>/<opt>/<set>/seed<k>``.
+Run = tuple[str, str, str, int]
 
 RUN_KEYS = ["task", "optimizer", "setting", "seed"]
 GROUP_KEYS = ["task", "optimizer", "setting"]
-EFFICIENCY = ["wall_time_s", "train_samples_per_s", "peak_memory_mb"]
+#: The optimizers every other one is compared with, when the sweep has them.
+REFERENCES = ("adamw", "adam")
 
 
-def sweep_cells(params: Params) -> list[Cell]:
-    """The cells of ``params``' sweep, in ``dvc.yaml``'s matrix order: one train stage each."""
-    return list(itertools.product(params.data.tasks, params.sweep.optimizers, params.sweep.seeds))
+def sweep_cells(params: Params) -> list[Run]:
+    """The runs of ``params``' sweep: tasks x optimizers x settings x seeds, in that order."""
+    return list(itertools.product(params.data.tasks, params.sweep.optimizers, SETTINGS,
+                                  params.sweep.seeds))
 
 
-def _metric_files(runs_dir: Path, cells: Iterable[Cell] | None) -> list[Path]:
-    """Every run under ``runs_dir``, or exactly the runs of ``cells``.
+def run_dir(runs_dir: str | Path, run: Run) -> Path:
+    task, optimizer, setting, seed = run
+    return Path(runs_dir) / task / optimizer / setting / f"seed{seed}"
 
-    The pipeline passes the sweep of ``params.yaml``: runs left in the folder by an earlier,
-    wider sweep (``dvc exp run -S sweep.seeds=[0]`` keeps the committed seed 1 and 2 runs) must
-    not enter the summary, and a run of the sweep that is missing is an error, not a gap.
+
+def _run_dirs(runs_dir: str | Path, cells: Iterable[Run]) -> list[tuple[Run, Path]]:
+    """Exactly the runs of ``cells``; a missing one is an error that names it.
+
+    Runs left in the folder by an earlier, wider sweep must not enter the summary, and a run
+    of the sweep that is missing is an error, not a gap.
     """
-    if cells is None:
-        return sorted(runs_dir.glob("*/*/seed*/metrics.json"))
-    paths = [runs_dir / task / optimizer / f"seed{seed}" / "metrics.json"
-             for task, optimizer, seed in cells]
-    missing = [path for path in paths if not path.is_file()]
+    runs = [(cell, run_dir(runs_dir, cell)) for cell in cells]
+    if not runs:
+        raise ValueError("the sweep has no runs")
+    missing = [path / "metrics.json" for _, path in runs if not (path / "metrics.json").is_file()]
     if missing:
         raise FileNotFoundError(f"{missing[0]}: missing ({len(missing)} of the sweep's "
-                                f"{len(paths)} runs); run their train stages first")
-    return paths
+                                f"{len(runs)} runs); run their train stages first")
+    return runs
 
 
-def load_runs(runs_dir: str | Path, cells: Iterable[Cell] | None = None) -> pd.DataFrame:
-    """One row per (task, optimizer, setting, seed) with the run's best dev scores."""
-    rows = []
-    for path in _metric_files(Path(runs_dir), cells):
-        cell = json.loads(path.read_text())
-        costs = json.loads((path.parent / "efficiency.json").read_text())
-        for setting, cost in costs.items():
-            run = {**cell[setting], **cost}
-            scores = {f"best.{k}": v for k, v in run["best"].items()}
-            rows.append({
-                "task": cell["task"], "optimizer": cell["optimizer"], "seed": cell["seed"],
-                "setting": setting, "metric": cell["metric"], "status": run["status"],
-                "steps": run["steps"], "best_step": run["best_step"],
-                "score": run["best"].get(cell["metric"], math.nan),
-                "last_finite_loss": run["last_finite_loss"],
-                **{key: run[key] for key in EFFICIENCY}, **scores,
-            })
-    if not rows:
-        raise FileNotFoundError(f"no runs/*/*/seed*/metrics.json under {runs_dir}")
-    return pd.DataFrame(rows).sort_values(RUN_KEYS, ignore_index=True)
+def _run_row(path: Path) -> dict[str, Any]:
+    """One run's ``metrics.json`` and ``efficiency.json`` as a flat row."""
+    run = json.loads((path / "metrics.json").read_text())
+    cost = json.loads((path / "efficiency.json").read_text())
+    metric = run["metric"]
+    return {
+        **{key: run[key] for key in RUN_KEYS},
+        "metric": metric, "greater_is_better": run["greater_is_better"],
+        "status": run["status"], "diverged_on": run["diverged_on"],
+        "steps": run["steps"], "best_step": run["best_step"],
+        "score": run["dev"].get(metric, math.nan),
+        "selection_score": run["selection"].get(metric, math.nan),
+        "last_finite_loss": run["last_finite_loss"],
+        **{key: run[key] for key in ("train_examples", "selection_examples", "dev_examples")},
+        **{key: cost[key] for key in EFFICIENCY},
+        **{f"hparams.{key}": value for key, value in run["hparams"].items()},
+        **{f"dev.{key}": value for key, value in run["dev"].items()},
+    }
 
 
-def load_logs(runs_dir: str | Path, kind: str, cells: Iterable[Cell] | None = None
-              ) -> pd.DataFrame:
-    """All ``<setting>_<kind>.csv`` logs (``kind`` is ``train`` or ``eval``) in long form."""
-    frames = []
-    for path in _metric_files(Path(runs_dir), cells):
-        cell = json.loads(path.read_text())
-        for log in sorted(path.parent.glob(f"*_{kind}.csv")):
-            frame = pd.read_csv(log)
-            if frame.empty:
-                continue
-            frame = frame.assign(
-                task=cell["task"], optimizer=cell["optimizer"], seed=cell["seed"],
-                setting=log.name.removesuffix(f"_{kind}.csv"),
-            )
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def load_runs(runs_dir: str | Path, cells: Iterable[Run]) -> pd.DataFrame:
+    """One row per run of ``cells`` (in their order): status, dev scores, hyperparameters, costs.
 
-
-def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval for the mean; undefined (NaN) with fewer than two values."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) < 2:
-        return math.nan, math.nan
-    mean, sem = values.mean(), stats.sem(values)
-    if sem == 0:
-        return float(mean), float(mean)
-    low, high = stats.t.interval(level, len(values) - 1, loc=mean, scale=sem)
-    return float(low), float(high)
-
-
-def time_to_target(runs: pd.DataFrame, evals: pd.DataFrame, fraction: float) -> pd.DataFrame:
-    """Training seconds until a run's dev metric first reaches ``fraction`` of the task's best.
-
-    The target is per task: ``fraction`` times the best mean score of any (optimizer, setting)
-    on that task, so every optimizer races to the same line.
+    ``score`` is the dev score on the task's model-selection metric (NaN for a diverged run),
+    ``dev.<metric>`` every dev metric, ``selection_score`` the selection-split score.
     """
-    if evals.empty:  # every run diverged before its first evaluation
-        return pd.DataFrame(columns=[*RUN_KEYS, "time_to_target_s", "target"])
-    means = runs[runs.status != "diverged"].groupby(GROUP_KEYS).score.mean()
-    targets = (means.groupby("task").max() * fraction).rename("target")
+    return pd.DataFrame([_run_row(path) for _, path in _run_dirs(runs_dir, cells)])
+
+
+def load_logs(runs_dir: str | Path, kind: str, cells: Iterable[Run]) -> pd.DataFrame:
+    """Every run's ``<kind>.csv`` (``train`` or ``eval``) in long form, tagged with the run."""
+    frames = []
+    for cell, path in _run_dirs(runs_dir, cells):
+        frame = pd.read_csv(path / f"{kind}.csv")
+        if not frame.empty:  # a run that diverged at once logged nothing
+            frames.append(frame.assign(**dict(zip(RUN_KEYS, cell, strict=True))))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_KEYS)
+
+
+def load_baselines(report_path: str | Path) -> pd.DataFrame:
+    """Per task, the trivial baseline on the model-selection metric, if the report has one.
+
+    The report is optional (a summary of old runs may predate it): no file, no baselines.
+    """
+    path = Path(report_path)
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    rows = [{"task": task, "baseline_rule": entry["baseline"]["rule"],
+             "baseline": entry["baseline"]["value"]}
+            for task, entry in report.items() if isinstance(entry, dict) and "baseline" in entry]
+    return pd.DataFrame(rows, columns=["task", "baseline_rule", "baseline"])
+
+
+# ----------------------------------------------------------------------------- time to target
+
+
+def _first_reach(curve: pd.DataFrame, metric: str, target: float, greater: bool) -> float:
+    """Training seconds of the first evaluation at or beyond ``target``; +inf if none."""
+    reached = curve[curve[metric] >= target] if greater else curve[curve[metric] <= target]
+    return float(reached.elapsed_s.iloc[0]) if len(reached) else math.inf
+
+
+def time_to_target(runs: pd.DataFrame, evals: pd.DataFrame, targets: Mapping[str, float]
+                   ) -> pd.DataFrame:
+    """Per run, training seconds until the selection-split metric first reaches its task's line.
+
+    ``targets`` are the fixed per-task lines of ``params.evaluate.targets``. A run that never
+    reaches its line, or diverged, gets +inf (``reached_target`` False): it stays in the table
+    and counts in the cell's k/n.
+    """
+    curves = dict(tuple(evals.groupby(RUN_KEYS))) if len(evals) else {}
     rows = []
-    for keys, curve in evals.groupby(RUN_KEYS):
+    for run in runs.itertuples(index=False):
+        key = (run.task, run.optimizer, run.setting, run.seed)
+        target = targets[run.task]
+        curve = curves.get(key)
+        seconds = (math.inf if run.status == "diverged" or curve is None
+                   else _first_reach(curve, run.metric, target, run.greater_is_better))
+        rows.append({**dict(zip(RUN_KEYS, key, strict=True)), "target": target,
+                     "reached_target": math.isfinite(seconds), "time_to_target_s": seconds})
+    return pd.DataFrame(rows, columns=[*RUN_KEYS, "target", "reached_target", "time_to_target_s"])
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+
+def _glue_arrays(predictions: list[dict[str, Any]], dev: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions (seeds, n) aligned with the dev labels: key ``"i"`` is dev row ``i``."""
+    labels = np.asarray(dev["labels"])
+    keys = [str(i) for i in range(len(labels))]
+    return np.array([[run[key] for key in keys] for run in predictions]), labels
+
+
+def _squad_scores(predictions: list[dict[str, str]], dev: Any, metric: str) -> np.ndarray:
+    """Per question (0-100): the best match against any gold answer; no prediction scores 0.
+
+    Their mean is :func:`adaopt.metrics.squad_metrics`' number, so the bootstrap of a mean
+    over questions recomputes the SQuAD metric on resampled questions.
+    """
+    score = {"f1": f1_score, "exact_match": exact_match_score}[metric]
+    golds = [(qid, answers["text"]) for qid, answers in zip(dev["id"], dev["answers"],
+                                                                strict=True)]
+    return np.array([[100.0 * metric_max_over_ground_truths(score, run[qid], gold)
+                      if qid in run else 0.0 for qid, gold in golds] for run in predictions])
+
+
+def _load_dev(prepared_dir: str | Path, task: str) -> Any:
+    from datasets import load_from_disk  # heavy; only the bootstrap needs it
+
+    split = "validation_examples" if get_task(task).kind == "extractive_qa" else "validation"
+    return load_from_disk(str(Path(prepared_dir) / task))[split]
+
+
+def _cell_interval(task: str, metric: str, predictions: list[dict[str, Any]], dev: Any,
+                   level: float, samples: int) -> tuple[float, float]:
+    if get_task(task).kind == "extractive_qa":
+        scores = _squad_scores(predictions, dev, metric)
+        return bootstrap_interval("mean", scores, None, level, samples)
+    values, labels = _glue_arrays(predictions, dev)
+    return bootstrap_interval(metric, values, labels, level, samples)
+
+
+def bootstrap_intervals(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: str | Path,
+                        level: float, samples: int) -> pd.DataFrame:
+    """Per cell, the bootstrap interval of the dev score over seeds and dev examples.
+
+    Reads each finished run's ``predictions.json`` and the task's prepared dev set; a cell
+    without a finished seed has no interval (NaN).
+    """
+    dev_sets: dict[str, Any] = {}
+    rows = []
+    for keys, group in runs.groupby(GROUP_KEYS, sort=False):
         task = keys[0]
-        metric = runs.loc[runs.task == task, "metric"].iloc[0]
-        reached = curve[curve[metric] >= targets.get(task, math.inf)]
-        seconds = float(reached.elapsed_s.iloc[0]) if len(reached) else math.nan
-        rows.append({**dict(zip(RUN_KEYS, keys, strict=True)), "time_to_target_s": seconds})
-    frame = pd.DataFrame(rows, columns=[*RUN_KEYS, "time_to_target_s"])
-    return frame.merge(targets.reset_index(), on="task", how="left")
+        finished = group[group.status != "diverged"]
+        low = high = math.nan
+        if len(finished):
+            dev = dev_sets.setdefault(task, _load_dev(prepared_dir, task))
+            predictions = [json.loads((run_dir(runs_dir, cell) / "predictions.json").read_text())
+                           for cell in finished[RUN_KEYS].itertuples(index=False)]
+            try:
+                low, high = _cell_interval(task, group.metric.iloc[0], predictions, dev, level,
+                                           samples)
+            except KeyError as error:  # predictions of another dev set, or a truncated file
+                raise ValueError(f"{'/'.join(keys)}: a predictions.json has no prediction for "
+                                 f"dev row {error}") from None
+        rows.append({**dict(zip(GROUP_KEYS, keys, strict=True)),
+                     "bootstrap_low": low, "bootstrap_high": high})
+    return pd.DataFrame(rows, columns=[*GROUP_KEYS, "bootstrap_low", "bootstrap_high"])
 
 
-def summarize(runs: pd.DataFrame, ttt: pd.DataFrame) -> pd.DataFrame:
-    """Task x optimizer x setting: the score's mean, std and 95% CI over the finished seeds."""
-    runs = runs.merge(ttt, on=RUN_KEYS, how="left")
-    rows = []
-    for keys, group in runs.groupby(GROUP_KEYS):
-        ok = group[group.status != "diverged"]
-        low, high = confidence_interval(ok.score.to_numpy())
-        reached = ok.time_to_target_s.dropna()
-        rows.append({
-            **dict(zip(GROUP_KEYS, keys, strict=True)),
-            "metric": group.metric.iloc[0],
-            "seeds": len(group),
-            "diverged": int((group.status == "diverged").sum()),
-            "mean": ok.score.mean(),
-            "std": ok.score.std(ddof=1) if len(ok) > 1 else math.nan,
-            "ci95_low": low,
-            "ci95_high": high,
-            "target": group.target.iloc[0],
-            "reached_target": len(reached),
-            "time_to_target_s": reached.mean() if len(reached) else math.nan,
-            **{key: ok[key].mean() for key in EFFICIENCY},
-            **metric_statistics(ok),
-        })
-    return pd.DataFrame(rows)
+# ----------------------------------------------------------------------------- the summary
 
 
 def metric_statistics(runs: pd.DataFrame) -> dict[str, float]:
     """``<metric>.mean`` and ``<metric>.std`` over seeds for every dev metric the runs report.
 
-    Each run's ``best`` holds all of its task's metrics at the evaluation that was best on the
-    model-selection one (SQuAD: exact match and F1; MRPC: accuracy and F1...); metrics of other
-    tasks are missing (NaN) and left out.
+    Metrics of other tasks are missing (NaN) in these rows and left out.
     """
     statistics = {}
     for column in runs.columns:
-        values = runs[column].dropna() if column.startswith("best.") else ()
+        values = runs[column].dropna() if column.startswith("dev.") else ()
         if len(values):
-            name = column.removeprefix("best.")
+            name = column.removeprefix("dev.")
             statistics[f"{name}.mean"] = float(values.mean())
             statistics[f"{name}.std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
     return statistics
+
+
+def _time_statistics(seconds: pd.Series) -> dict[str, Any]:
+    """Reached k, the median over all runs (not reached = +inf), the mean over reached ones."""
+    reached = seconds[np.isfinite(seconds)]
+    return {"reached_target": len(reached),
+            "time_to_target_median_s": float(np.median(seconds)) if len(seconds) else math.inf,
+            "time_to_target_mean_s": float(reached.mean()) if len(reached) else math.nan}
+
+
+def _cell_row(group: pd.DataFrame, level: float) -> dict[str, Any]:
+    """One (task, optimizer, setting): the dev score over its finished seeds, k/n, costs."""
+    finished = group[group.status != "diverged"]
+    low, high = confidence_interval(finished.score.to_numpy(), level)
+    return {
+        "metric": group.metric.iloc[0],
+        "greater_is_better": bool(group.greater_is_better.iloc[0]),
+        "seeds": len(group),
+        "finished": len(finished),
+        "diverged": len(group) - len(finished),
+        "early_stopped": int((group.status == "early_stopped").sum()),
+        "mean": finished.score.mean(),
+        "std": finished.score.std(ddof=1) if len(finished) > 1 else math.nan,
+        "confidence": level,
+        "ci_low": low,
+        "ci_high": high,
+        "target": group.target.iloc[0],
+        **_time_statistics(group.time_to_target_s),
+        **{key: finished[key].mean() for key in EFFICIENCY},
+        **metric_statistics(finished),
+    }
+
+
+def summarize(runs: pd.DataFrame, ttt: pd.DataFrame, level: float,
+              bootstrap: pd.DataFrame | None = None, baselines: pd.DataFrame | None = None
+              ) -> pd.DataFrame:
+    """Task x optimizer x setting, in the runs' order: one row per cell of the comparison.
+
+    ``mean``, ``std`` and the t-interval (``ci_low``, ``ci_high``) are over the finished seeds
+    (``finished`` of ``seeds``); ``bootstrap_low``/``high`` add the dev set's noise; the time
+    to target counts every run (its median is +inf, null in JSON, when under half reached).
+    """
+    runs = runs.merge(ttt, on=RUN_KEYS, how="left")
+    rows = [{**dict(zip(GROUP_KEYS, keys, strict=True)), **_cell_row(group, level)}
+            for keys, group in runs.groupby(GROUP_KEYS, sort=False)]
+    summary = pd.DataFrame(rows)
+    if bootstrap is not None:
+        summary = summary.merge(bootstrap, on=GROUP_KEYS, how="left")
+    if baselines is not None:
+        summary = summary.merge(baselines, on="task", how="left")
+    return summary
+
+
+def paired_differences(runs: pd.DataFrame, level: float,
+                       references: Iterable[str] = REFERENCES) -> pd.DataFrame:
+    """Per task, setting and reference in the sweep: every other optimizer minus the reference.
+
+    Runs are paired by seed (same initialization and data order); only seeds where both
+    finished count (``pairs``). See :func:`adaopt.statistics.paired_difference`.
+    """
+    scores = runs.assign(score=runs.score.where(runs.status != "diverged"))
+    table = scores.pivot(index=["task", "setting", "seed"], columns="optimizer", values="score")
+    present = [name for name in references if name in table.columns]
+    rows = []
+    for task, setting in runs[["task", "setting"]].drop_duplicates().itertuples(index=False):
+        group = table.loc[(task, setting)]
+        for reference, optimizer in itertools.product(present, runs.optimizer.unique()):
+            if optimizer == reference:
+                continue
+            result = paired_difference(group[optimizer].to_numpy(), group[reference].to_numpy(),
+                                       level)
+            rows.append({"task": task, "setting": setting, "reference": reference,
+                         "optimizer": optimizer, "pairs": result.pairs,
+                         "difference": result.mean, "low": result.low, "high": result.high,
+                         "p_value": result.p_value, "confidence": level})
+    return pd.DataFrame(rows, columns=["task", "setting", "reference", "optimizer", "pairs",
+                                       "difference", "low", "high", "p_value", "confidence"])
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+
+def _digits(frame: pd.DataFrame) -> dict[str, int]:
+    """Per task, decimals for its scores: 1 on SQuAD's 0-100 scale, 3 on fractions."""
+    return {task: 1 if group["mean"].abs().max() > 1 else 3
+            for task, group in frame.groupby("task", sort=False)}
+
+
+def finished_label(row: pd.Series) -> str:
+    """``3/3`` or ``2/3, 1 diverged``: how many seeds finished of how many ran."""
+    label = f"{row.finished}/{row.seeds}"
+    return label + (f", {row.diverged} diverged" if 0 < row.diverged < row.seeds else "")
+
+
+def headline_cell(row: pd.Series, digits: int) -> str:
+    """``0.812 ± 0.031 (3/3)``, ``0.700 (1/3, 2 diverged)`` or ``diverged (0/3)``."""
+    if row.finished == 0:
+        return f"diverged ({finished_label(row)})"
+    half = "" if math.isnan(row.ci_low) else f" ± {(row.ci_high - row.ci_low) / 2:.{digits}f}"
+    return f"{row['mean']:.{digits}f}{half} ({finished_label(row)})"
+
+
+def _optimizer_by_task(rows: pd.DataFrame, cells: pd.Series, metrics: pd.Series) -> str:
+    """A Markdown table, optimizers (registry order) by tasks (given order), of ``cells``."""
+    table = rows.assign(cell=cells).pivot(index="optimizer", columns="task", values="cell")
+    tasks = list(dict.fromkeys(rows.task))
+    table = table.loc[[name for name in OPTIMIZERS if name in table.index], tasks]
+    table.columns = [f"{task} ({metrics[task]})" for task in tasks]
+    return table.rename_axis("optimizer").fillna("").to_markdown()
+
+
+def _settings(frame: pd.DataFrame) -> list[str]:
+    return [name for name in SETTINGS if name in set(frame.setting)]
+
+
+def headline_markdown(summary: pd.DataFrame) -> str:
+    """The paper's table: per setting, optimizer x task, ``mean ± t half-width (k/n)``."""
+    digits = _digits(summary)
+    metrics = summary.drop_duplicates("task").set_index("task").metric
+    sections = []
+    for setting in _settings(summary):
+        rows = summary[summary.setting == setting]
+        cells = [headline_cell(row, digits[row.task]) for _, row in rows.iterrows()]
+        sections.append(f"### {setting}\n\n"
+                        + _optimizer_by_task(rows, pd.Series(cells, index=rows.index), metrics))
+    return "\n\n".join(sections) + "\n"
+
+
+def paired_cell(row: pd.Series, digits: int) -> str:
+    """``+0.012 [-0.004, 0.028], p 0.12 (3 pairs)``; ``n/a`` where under two pairs.
+
+    A NaN p-value with an interval (identical runs, see ``paired_difference``) reads ``—``.
+    """
+    if row.pairs == 0:
+        return "n/a (0 pairs)"
+    if math.isnan(row.low):
+        return f"{row.difference:+.{digits}f}, n/a ({row.pairs} pair)"
+    p = "—" if math.isnan(row.p_value) else f"{row.p_value:.2g}"
+    return (f"{row.difference:+.{digits}f} [{row.low:+.{digits}f}, {row.high:+.{digits}f}], "
+            f"p {p} ({row.pairs} pairs)")
+
+
+def paired_markdown(paired: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """Per setting and reference, optimizer x task: the paired difference to the reference."""
+    digits = _digits(summary)
+    metrics = summary.drop_duplicates("task").set_index("task").metric
+    sections = []
+    for setting in _settings(paired):
+        for reference in [name for name in REFERENCES if name in set(paired.reference)]:
+            rows = paired[(paired.setting == setting) & (paired.reference == reference)]
+            cells = [paired_cell(row, digits[row.task]) for _, row in rows.iterrows()]
+            sections.append(f"### {setting}: minus {reference}\n\n"
+                            + _optimizer_by_task(rows, pd.Series(cells, index=rows.index),
+                                                 metrics))
+    return "\n\n".join(sections) + "\n" if sections else "No reference optimizer in the sweep.\n"
 
 
 def _other_metrics(row: pd.Series) -> str:
@@ -178,60 +395,76 @@ def _other_metrics(row: pd.Series) -> str:
     return "; ".join(parts)
 
 
-def to_markdown(summary: pd.DataFrame) -> str:
-    """The summary as a Markdown table; a cell whose every seed diverged reads ``diverged``.
+def _interval(low: float, high: float) -> str:
+    return "" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
 
-    ``mean ± std`` is the task's model-selection metric; ``other metrics`` lists the task's
-    other dev metrics at the same evaluations (SQuAD: ``exact_match`` beside ``f1``).
+
+def _time_to_target(row: pd.Series) -> str:
+    """``12.3 s (mean 11.0; 2/3 reached)``: the median, where not reached counts as +inf."""
+    median = ("not reached" if math.isinf(row.time_to_target_median_s)
+              else f"{row.time_to_target_median_s:.1f} s")
+    mean = ("" if math.isnan(row.time_to_target_mean_s)
+            else f"mean {row.time_to_target_mean_s:.1f}; ")
+    return f"{median} ({mean}{row.reached_target}/{row.seeds} reached)"
+
+
+def _baseline(row: pd.Series) -> str:
+    value = row.get("baseline", math.nan)
+    return "" if pd.isna(value) else f"{value:.4f} ({row.baseline_rule})"
+
+
+def to_markdown(summary: pd.DataFrame) -> str:
+    """Every cell in detail: the score with both intervals, other metrics, baseline, costs.
+
+    ``mean ± std`` is the model-selection metric over the finished seeds (k/n); ``other
+    metrics`` the task's other dev metrics (SQuAD: ``exact_match`` beside ``f1``).
     """
-    shown = summary.copy()
-    shown["score"] = [
-        "diverged" if row.diverged == row.seeds
-        else f"{row['mean']:.4f} ± {0.0 if math.isnan(row['std']) else row['std']:.4f}"
-        + (f" ({row.diverged} diverged)" if row.diverged else "")
-        for _, row in shown.iterrows()
-    ]
-    shown["95% CI"] = [
-        "" if math.isnan(row.ci95_low) else f"[{row.ci95_low:.4f}, {row.ci95_high:.4f}]"
-        for _, row in shown.iterrows()
-    ]
-    shown["other metrics"] = [_other_metrics(row) for _, row in shown.iterrows()]
     columns = {
         "task": "task", "setting": "setting", "optimizer": "optimizer", "metric": "metric",
-        "score": "mean ± std", "95% CI": "95% CI", "other metrics": "other metrics (mean ± std)",
-        "time_to_target_s": "time to target (s)", "train_samples_per_s": "samples/s",
-        "peak_memory_mb": "peak MiB",
+        "finished": "finished", "score": "mean ± std", "t": "t-interval",
+        "bootstrap": "bootstrap interval", "other": "other metrics (mean ± std)",
+        "baseline_shown": "baseline", "target": "target", "ttt": "time to target (median)",
+        "train_samples_per_s": "samples/s", "peak_memory_mb": "peak MiB",
     }
-    table = shown.sort_values(["task", "setting", "optimizer"])[list(columns)]
-    table = table.rename(columns=columns)
-    return table.to_markdown(index=False, floatfmt=".1f") + "\n"
+    shown = summary.assign(
+        finished=[finished_label(row) for _, row in summary.iterrows()],
+        score=["diverged" if row.finished == 0 else
+               f"{row['mean']:.4f} ± {0.0 if math.isnan(row['std']) else row['std']:.4f}"
+               for _, row in summary.iterrows()],
+        t=[_interval(row.ci_low, row.ci_high) for _, row in summary.iterrows()],
+        bootstrap=[_interval(row.get("bootstrap_low", math.nan), row.get("bootstrap_high",
+                                                                         math.nan))
+                   for _, row in summary.iterrows()],
+        other=[_other_metrics(row) for _, row in summary.iterrows()],
+        baseline_shown=[_baseline(row) for _, row in summary.iterrows()],
+        ttt=[_time_to_target(row) for _, row in summary.iterrows()],
+    )
+    table = shown[list(columns)].rename(columns=columns)
+    return table.to_markdown(index=False, floatfmt=".4g") + "\n"
 
 
-def headline_markdown(summary: pd.DataFrame) -> str:
-    """The paper's table: per setting, optimizer x task, the model-selection metric's mean.
+def unfinished_markdown(runs: pd.DataFrame) -> str:
+    """The runs whose status is not ``ok`` (diverged or stopped early), one row each."""
+    columns = [*RUN_KEYS, "status", "diverged_on", "steps", "best_step", "last_finite_loss"]
+    rows = runs[runs.status != "ok"][columns]
+    return rows.to_markdown(index=False, floatfmt=".4g") + "\n" if len(rows) else "None.\n"
 
-    Each cell reads ``mean ± h`` with ``h`` the half-width of the 95% CI over seeds (just
-    ``mean`` where fewer than two seeds finished, ``diverged`` where none did). Tasks keep the
-    summary's order; settings and optimizers the order they are defined in.
-    """
-    sections = []
-    for setting in [name for name in SETTINGS if name in set(summary.setting)]:
-        rows = summary[summary.setting == setting]
-        digits = {task: 1 if group["mean"].abs().max() > 1 else 3  # SQuAD's 0-100 scale
-                  for task, group in rows.groupby("task")}
-        table = rows.pivot(index="optimizer", columns="task", values="mean").astype(object)
-        for _, row in rows.iterrows():
-            d = digits[row.task]
-            if row.diverged == row.seeds:
-                cell = "diverged"
-            elif math.isnan(row.ci95_low):
-                cell = f"{row['mean']:.{d}f}"
-            else:
-                cell = f"{row['mean']:.{d}f} ± {(row.ci95_high - row.ci95_low) / 2:.{d}f}"
-            table.loc[row.optimizer, row.task] = cell
-        metrics = rows.drop_duplicates("task").set_index("task").metric
-        table = table.loc[[name for name in OPTIMIZERS if name in table.index],
-                          list(dict.fromkeys(rows.task))]
-        table.columns = [f"{task} ({metrics[task]})" for task in table.columns]
-        sections.append(f"### {setting}\n\n" + table.rename_axis("optimizer").to_markdown())
-    return "\n\n".join(sections) + "\n"
+
+def report_markdown(summary: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """``results/summary.md``: the paper's table, the paired comparisons, every cell, the
+    runs that did not finish normally."""
+    level = f"{summary.confidence.iloc[0]:.0%}"
+    return (
+        "## The paper's table\n\n"
+        "Dev set, scored once with the weights selected on the selection split: mean over the "
+        f"finished seeds ± half-width of the {level} Student-t interval (finished/run seeds); "
+        "the bootstrap interval over seeds and dev examples is in the detailed table.\n\n"
+        f"{headline_markdown(summary)}\n"
+        "## Paired comparisons\n\n"
+        f"Dev score minus the reference's, paired by seed over the seeds where both finished: "
+        f"mean difference [{level} interval], paired t-test p-value (— where every pair is "
+        "identical); n/a with fewer than two pairs.\n\n"
+        f"{paired_markdown(paired, summary)}\n"
+        f"## Every cell\n\n{to_markdown(summary)}\n"
+        f"## Runs that did not finish normally\n\n{unfinished_markdown(runs)}"
+    )

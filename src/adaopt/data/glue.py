@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,19 +95,25 @@ def read_split(task: str | TaskSpec, path: str | os.PathLike[str]) -> pd.DataFra
     return pd.DataFrame({**frame, "label": labels})
 
 
+# The steps that drop training rows, in the order they run; dev only loses missing rows.
+TRAIN_DROPS = ("dropped_missing", "dropped_duplicate", "dropped_conflicting", "dropped_leakage")
+
+
 def cleaning_counts(
-    train: pd.DataFrame, train_ok: pd.DataFrame, unique: pd.DataFrame, kept: pd.DataFrame,
-    dev: pd.DataFrame, dev_ok: pd.DataFrame,
+    train_steps: Sequence[pd.DataFrame], dev: pd.DataFrame, dev_ok: pd.DataFrame
 ) -> dict[str, dict[str, int]]:
-    """Rows after each cleaning step (read, without missing, without duplicates, without
-    leakage), as the drops the prepare report shows; shared by GLUE and SQuAD."""
+    """Rows after each cleaning step, as the drops the prepare report shows; shared by GLUE
+    and SQuAD, so that both report the same keys.
+
+    ``train_steps`` is train as read, then after each step of :data:`TRAIN_DROPS` (a step a
+    task does not have repeats the frame before it: it drops nothing).
+    """
+    drops = zip(TRAIN_DROPS, train_steps[:-1], train_steps[1:], strict=True)
     return {
         "train": {
-            "read": len(train),
-            "dropped_missing": len(train) - len(train_ok),
-            "dropped_duplicate": len(train_ok) - len(unique),
-            "dropped_leakage": len(unique) - len(kept),
-            "kept": len(kept),
+            "read": len(train_steps[0]),
+            **{key: len(before) - len(after) for key, before, after in drops},
+            "kept": len(train_steps[-1]),
         },
         "dev": {
             "read": len(dev),
@@ -122,10 +129,13 @@ def clean(
     """Drop rows that would bias training or evaluation, and count each drop.
 
     Both splits lose rows with missing text or label. Train also loses exact duplicate
-    rows (text and label), then rows whose text tuple occurs in dev (leakage: the model
-    would be scored on sentences it trained on). Dev is otherwise kept whole so that
-    scores stay comparable with published ones. Returns the cleaned frames (fresh index,
-    ``int64`` or ``float64`` labels) and ``{"train": {...}, "dev": {...}}`` row counts.
+    rows (text and label), then every row of a text tuple whose labels (scores) conflict:
+    no label is known to be right, and keeping them would put one text in both the selection
+    and the training split. Then train loses rows whose text tuple occurs in dev (leakage:
+    the model would be scored on sentences it trained on). Dev is otherwise kept whole so
+    that scores stay comparable with published ones. Returns the cleaned frames (fresh
+    index, ``int64`` or ``float64`` labels) and ``{"train": {...}, "dev": {...}}`` row counts
+    (:func:`cleaning_counts`).
     """
     spec = get_task(task)
     text = list(spec.text_columns)
@@ -140,10 +150,13 @@ def clean(
 
     train_ok, dev_ok = drop_missing(train), drop_missing(dev)
     unique = train_ok[~train_ok.duplicated(subset=needed)]
-    in_dev = pd.MultiIndex.from_frame(unique[text]).isin(pd.MultiIndex.from_frame(dev_ok[text]))
-    kept = unique[~in_dev]
+    consistent = unique[~unique.duplicated(subset=text, keep=False)]
+    in_dev = pd.MultiIndex.from_frame(consistent[text]).isin(
+        pd.MultiIndex.from_frame(dev_ok[text])
+    )
+    kept = consistent[~in_dev]
 
-    counts = cleaning_counts(train, train_ok, unique, kept, dev, dev_ok)
+    counts = cleaning_counts((train, train_ok, unique, consistent, kept), dev, dev_ok)
 
     def finish(df: pd.DataFrame) -> pd.DataFrame:
         return df.astype({"label": dtype}).reset_index(drop=True)

@@ -2,7 +2,10 @@
 
 How a task's files become splits is looked up by ``TaskSpec.kind`` (:data:`BUILDERS`): GLUE
 TSVs give one row per example; SQuAD JSON gives token windows (features) per question, with
-the dev questions themselves saved beside them for decoding and scoring.
+the selection and dev questions themselves saved beside them for decoding and scoring. The
+selection split (:mod:`adaopt.protocol.splits`) is carved out of the cleaned training data
+before that is subsampled. Each report carries the task's trivial baseline on dev
+(:data:`BASELINES`), which :func:`check_targets` holds the time-to-target lines above.
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ from transformers import PreTrainedTokenizerBase
 from adaopt import qa
 from adaopt.data.glue import clean, read_split, subsample
 from adaopt.data.squad import clean_squad
+from adaopt.metrics import glue_metrics
+from adaopt.protocol.splits import (
+    DEV,
+    SELECTION,
+    TRAIN,
+    carve_articles,
+    carve_examples,
+    examples_split,
+)
 from adaopt.tasks import TaskSpec, get_task
 
 
@@ -78,6 +90,7 @@ class Limits:
 
     max_train_samples: int | None
     max_eval_samples: int | None
+    selection_samples: int
     seed: int
     max_length: int
     qa_max_length: int
@@ -86,7 +99,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class Built:
-    """A task's splits, the rows per split after each step, and the token settings used.
+    """A task's splits, the rows per split after each step, the token settings used and the
+    task's trivial baseline (:func:`trivial_baseline`).
 
     ``token_settings["max_length"]`` is the length limit the ``length`` columns are held to.
     """
@@ -94,6 +108,95 @@ class Built:
     splits: DatasetDict
     rows: dict[str, dict[str, int]]
     token_settings: dict[str, int]
+    baseline: dict[str, str | float]
+
+
+def _majority_class(spec: TaskSpec, train: pd.DataFrame, dev: pd.DataFrame) -> float:
+    """Always the training split's most frequent label (ties: the lowest id), scored on dev."""
+    majority = train["label"].mode().iloc[0]
+    labels = dev["label"].to_numpy()
+    return glue_metrics(spec.name, np.full(len(labels), majority), labels)[spec.metric]
+
+
+def _zero(spec: TaskSpec, train: pd.DataFrame, dev: pd.DataFrame) -> float:
+    """0 whatever the data: a constant prediction does not correlate (regression), and an empty
+    answer shares no token with any gold answer (extractive QA's F1)."""
+    return 0.0
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What a trivial predictor does, and its model-selection metric given (spec, train, dev)."""
+
+    rule: str
+    score: Callable[[TaskSpec, pd.DataFrame, pd.DataFrame], float]
+
+
+# The trivial baseline of a task's model-selection metric, by TaskSpec.kind.
+BASELINES: dict[str, Baseline] = {
+    "classification": Baseline("always predict the training split's majority class",
+                               _majority_class),
+    "regression": Baseline("predict one constant score (zero correlation)", _zero),
+    "extractive_qa": Baseline("predict an empty answer (F1 0)", _zero),
+}
+
+
+def trivial_baseline(
+    task: str | TaskSpec, train: pd.DataFrame, dev: pd.DataFrame
+) -> dict[str, str | float]:
+    """``{"rule", "value"}``: the task's model-selection metric on ``dev`` of a predictor that
+    learns nothing (or only the label frequencies of ``train``), on the metric's own scale.
+
+    A time-to-target line at or below it would be reached without learning anything.
+    """
+    spec = get_task(task)
+    baseline = BASELINES[spec.kind]
+    return {"rule": baseline.rule, "value": float(baseline.score(spec, train, dev))}
+
+
+def check_targets(reports: dict[str, dict], targets: dict[str, float]) -> None:
+    """Raise ValueError (one line) for the first time-to-target line that is not strictly above
+    its task's trivial baseline (``reports[task]["baseline"]``, as :func:`prepare_task`
+    reports it): the time to reach it would measure nothing. Tasks without a target are not
+    checked (``params.yaml`` requires one per task).
+    """
+    for task, report in reports.items():
+        if task not in targets:
+            continue
+        target, baseline = targets[task], report["baseline"]
+        if target <= baseline["value"]:
+            raise ValueError(
+                f"evaluate.targets.{task}={target} is not above the task's trivial baseline "
+                f"{baseline['value']:.4g} on dev ({baseline['rule']}); set a target above it"
+            )
+
+
+def _draw(
+    spec: TaskSpec,
+    train: pd.DataFrame,
+    dev: pd.DataFrame,
+    limits: Limits,
+    carve: Callable[[pd.DataFrame, int, int, str], tuple[pd.DataFrame, pd.DataFrame]],
+) -> dict[str, pd.DataFrame]:
+    """The cleaned frames cut into splits: selection carved out of train first (so it does not
+    depend on ``max_train_samples``), then the rest of train and dev subsampled."""
+    selection, rest = carve(train, limits.selection_samples, limits.seed, spec.name)
+    return {
+        TRAIN: subsample(rest, limits.max_train_samples, limits.seed),
+        SELECTION: selection,
+        DEV: subsample(dev, limits.max_eval_samples, limits.seed),
+    }
+
+
+def _rows(counts: dict[str, dict[str, int]], drawn: dict[str, pd.DataFrame]
+          ) -> dict[str, dict[str, int]]:
+    """Rows per split: the cleaning counts, then how many went to selection and were drawn."""
+    selected = len(drawn[SELECTION])
+    return {
+        TRAIN: {**counts["train"], "to_selection": selected, "subsampled": len(drawn[TRAIN])},
+        SELECTION: {"carved": selected},
+        DEV: {**counts["dev"], "subsampled": len(drawn[DEV])},
+    }
 
 
 # How a task's release files are read (and checked), by TaskSpec.kind.
@@ -112,20 +215,17 @@ def read_release(spec: TaskSpec, raw_dir: Path) -> tuple[pd.DataFrame, pd.DataFr
 
 def build_glue(spec: TaskSpec, raw_dir: Path, tokenizer: PreTrainedTokenizerBase,
                limits: Limits) -> Built:
-    """Release TSVs: clean, subsample, one tokenized row per example."""
+    """Release TSVs: clean, carve selection, subsample, one tokenized row per example."""
     train, dev, counts = clean(*read_release(spec, raw_dir), spec)
-    frames = {
-        "train": subsample(train, limits.max_train_samples, limits.seed),
-        "validation": subsample(dev, limits.max_eval_samples, limits.seed),
-    }
-    rows = {"train": counts["train"], "validation": counts["dev"]}
+    frames = _draw(spec, train, dev, limits, carve_examples)
     return Built(
         splits=DatasetDict({
             name: tokenize(frame, tokenizer, spec, limits.max_length)
             for name, frame in frames.items()
         }),
-        rows={name: {**rows[name], "subsampled": len(frame)} for name, frame in frames.items()},
+        rows=_rows(counts, frames),
         token_settings={"max_length": limits.max_length},
+        baseline=trivial_baseline(spec, frames[TRAIN], frames[DEV]),
     )
 
 
@@ -184,37 +284,43 @@ def _without_long_questions(frame: pd.DataFrame, tokenizer: PreTrainedTokenizerB
     return frame[fits].reset_index(drop=True)
 
 
+def _examples(frame: pd.DataFrame) -> Dataset:
+    """The questions themselves (id, context, gold answers), which decoding and scoring need."""
+    return Dataset.from_dict(
+        {column: frame[column].tolist() for column in _QA_EXAMPLES}, features=_QA_EXAMPLES
+    )
+
+
 def build_squad(spec: TaskSpec, raw_dir: Path, tokenizer: PreTrainedTokenizerBase,
                 limits: Limits) -> Built:
-    """Official SQuAD JSON: clean and subsample questions, then cut them into windows.
+    """Official SQuAD JSON: clean, carve selection (whole articles), subsample questions, then
+    cut them into windows.
 
     ``train`` features carry start/end token positions (the CLS token where a window misses
-    the answer), ``validation`` features their question's ``example_id`` and the offsets of
-    their context tokens; ``validation_examples`` holds those questions (id, context, gold
-    answers), which decoding and scoring need.
+    the answer); ``selection`` and ``validation`` features are scored alike: each carries its
+    question's ``example_id`` and the offsets of its context tokens, and
+    ``selection_examples``/``validation_examples`` hold those questions.
     """
     train, dev, counts = clean_squad(*read_release(spec, raw_dir))
-    train = subsample(train, limits.max_train_samples, limits.seed)
-    dev = subsample(dev, limits.max_eval_samples, limits.seed)
-    subsampled = {"train": len(train), "dev": len(dev)}
-    train, dev = (_without_long_questions(frame, tokenizer, limits) for frame in (train, dev))
-    for split, frame in (("train", train), ("dev", dev)):
-        counts[split]["dropped_long_question"] = subsampled[split] - len(frame)
+    drawn = _draw(spec, train, dev, limits, carve_articles)
+    questions = {
+        name: _without_long_questions(frame, tokenizer, limits) for name, frame in drawn.items()
+    }
     window = (tokenizer, limits.qa_max_length, limits.doc_stride)
-    splits = DatasetDict({
-        "train": qa_features(train, qa.prepare_train_features, *window),
-        "validation": qa_features(dev, qa.prepare_eval_features, *window),
-        "validation_examples": Dataset.from_dict(
-            {column: dev[column].tolist() for column in _QA_EXAMPLES}, features=_QA_EXAMPLES
-        ),
-    })
+    splits = DatasetDict({TRAIN: qa_features(questions[TRAIN], qa.prepare_train_features,
+                                             *window)})
+    for name in (SELECTION, DEV):
+        splits[name] = qa_features(questions[name], qa.prepare_eval_features, *window)
+        splits[examples_split(name)] = _examples(questions[name])
+    rows = _rows(counts, drawn)
+    rows[SELECTION]["articles"] = int(drawn[SELECTION]["title"].nunique())
+    for name, frame in questions.items():
+        rows[name]["dropped_long_question"] = len(drawn[name]) - len(frame)
     return Built(
         splits=splits,
-        rows={
-            "train": {**counts["train"], "subsampled": subsampled["train"]},
-            "validation": {**counts["dev"], "subsampled": subsampled["dev"]},
-        },
+        rows=rows,
         token_settings={"max_length": limits.qa_max_length, "doc_stride": limits.doc_stride},
+        baseline=trivial_baseline(spec, questions[TRAIN], questions[DEV]),
     )
 
 
@@ -234,24 +340,30 @@ def prepare_task(
     *,
     max_train_samples: int | None,
     max_eval_samples: int | None,
+    selection_samples: int,
     max_length: int,
     seed: int,
     qa_max_length: int = 384,
     doc_stride: int = 128,
 ) -> dict[str, Any]:
-    """Read, clean, subsample and tokenize one task; save it to ``out_dir/<task>``.
+    """Read, clean, carve, subsample and tokenize one task; save it to ``out_dir/<task>``.
 
-    The saved ``DatasetDict`` has ``train`` and ``validation`` splits (extractive QA: token
-    windows, and ``validation_examples``, the dev questions) and replaces any earlier one
-    only once it is complete. Samples are counted in examples (questions), drawn with
-    ``seed``. ``max_length`` applies to the GLUE tasks, ``qa_max_length`` and ``doc_stride``
-    to extractive QA. Returns a JSON-serializable report (row counts after each step, token
-    length statistics per split with a ``length`` column) for the caller to write next to it.
+    The saved ``DatasetDict`` has ``train``, ``selection`` and ``validation`` splits
+    (:mod:`adaopt.protocol.splits`; extractive QA: token windows, with the selection and dev
+    questions in ``selection_examples`` and ``validation_examples``) and replaces any earlier
+    one only once it is complete. Samples are counted in examples (questions), drawn with
+    ``seed``: ``selection_samples`` (extractive QA: at least, in whole articles) are carved
+    out of the cleaned training data, then ``max_train_samples`` of the rest and
+    ``max_eval_samples`` of dev are drawn. ``max_length`` applies to the GLUE tasks,
+    ``qa_max_length`` and ``doc_stride`` to extractive QA. Returns a JSON-serializable report
+    (row counts after each step, token length statistics per split with a ``length`` column,
+    the trivial baseline on dev) for the caller to write next to it. Raises ValueError (one
+    line) where the selection split would take all the training data.
     """
     spec = get_task(task)
     raw_dir = Path(raw_dir)
-    limits = Limits(max_train_samples, max_eval_samples, seed, max_length, qa_max_length,
-                    doc_stride)
+    limits = Limits(max_train_samples, max_eval_samples, selection_samples, seed, max_length,
+                    qa_max_length, doc_stride)
     built = BUILDERS[spec.kind](spec, raw_dir, tokenizer, limits)
     splits = built.splits
 
@@ -268,14 +380,16 @@ def prepare_task(
         "metric": spec.metric,
         "num_labels": spec.num_labels,
         "files": {
-            "train": str(raw_dir / spec.train_path),
-            "validation": str(raw_dir / spec.dev_path),
+            TRAIN: str(raw_dir / spec.train_path),
+            DEV: str(raw_dir / spec.dev_path),
         },
         "output": str(target),
         **built.token_settings,
         "seed": seed,
-        "max_samples": {"train": max_train_samples, "validation": max_eval_samples},
+        "max_samples": {TRAIN: max_train_samples, DEV: max_eval_samples},
+        "selection_samples": selection_samples,
         "rows": built.rows,
+        "baseline": built.baseline,
         "token_length": {
             name: _length_stats(np.asarray(split["length"]), limit)
             for name, split in splits.items()

@@ -1,0 +1,205 @@
+"""The statistics behind the comparison: intervals over seeds, paired tests, the bootstrap.
+
+Three questions, three tools. How precisely do the seeds pin down an optimizer's mean? A
+Student-t interval over seeds. Is optimizer A better than B? A paired t-test over seeds (the
+same seed gives both the same initialization and data order, so pairing removes that noise).
+How much would the number move on another dev set of the same size? A bootstrap that resamples
+the seeds and the dev examples together, recomputing the metric from the saved predictions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+
+def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval for the mean; undefined (NaN) with fewer than two finite values.
+
+    Identical values give exactly ``(value, value)``: their float mean and standard error
+    would otherwise leave a spurious width of a few ulps (0.7 three times has sem 1e-16).
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return math.nan, math.nan
+    if np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    low, high = stats.t.interval(level, len(values) - 1, loc=values.mean(),
+                                 scale=stats.sem(values))
+    return float(low), float(high)
+
+
+# ----------------------------------------------------------------------------- paired test
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``values - reference`` over the seeds where both finished: mean, interval, p-value."""
+
+    mean: float
+    low: float
+    high: float
+    p_value: float
+    pairs: int
+
+
+def paired_difference(values: np.ndarray, reference: np.ndarray, level: float = 0.95
+                      ) -> PairedDifference:
+    """Paired t-test (``scipy.stats.ttest_rel``) of two optimizers' scores, aligned by seed.
+
+    A NaN on either side (a diverged run) drops that seed's pair. With fewer than two pairs
+    the interval and p-value are NaN (nothing to estimate the spread from). When every pair
+    differs by the same amount the spread is zero and the t statistic is d/0: the interval is
+    [d, d], and the p-value is 0 for d != 0 (t is infinite) but NaN for d == 0, because t is
+    then 0/0: identical runs carry no evidence either way, and a p of 1.0 would pretend a test
+    was run. Tables show that NaN as "—".
+    """
+    values, reference = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    both = np.isfinite(values) & np.isfinite(reference)
+    values, reference = values[both], reference[both]
+    pairs = len(values)
+    differences = values - reference
+    mean = float(differences.mean()) if pairs else math.nan
+    if pairs < 2:
+        return PairedDifference(mean, math.nan, math.nan, math.nan, pairs)
+    if np.ptp(differences) == 0:
+        p_value = math.nan if mean == 0 else 0.0
+        return PairedDifference(mean, mean, mean, p_value, pairs)
+    result = stats.ttest_rel(values, reference)
+    interval = result.confidence_interval(level)
+    return PairedDifference(mean, float(interval.low), float(interval.high),
+                            float(result.pvalue), pairs)
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+
+@dataclass(frozen=True)
+class BootstrapDraws:
+    """Which seeds and dev examples each bootstrap draw takes (rows are draws).
+
+    ``examples`` holds one index vector per draw, shared by every seed: all seeds score the
+    same dev set, so a draw is one alternative dev set that all of them are scored on.
+    """
+
+    seeds: np.ndarray  # (draws, n_seeds) indices into the finished seeds
+    examples: np.ndarray  # (draws, n_examples) indices into the dev set
+
+    def example_weights(self) -> np.ndarray:
+        """How often each dev example occurs in each draw: (draws, n_examples) counts."""
+        draws, n = self.examples.shape
+        flat = (self.examples + n * np.arange(draws)[:, None]).ravel()
+        return np.bincount(flat, minlength=draws * n).reshape(draws, n).astype(float)
+
+
+def bootstrap_draws(n_seeds: int, n_examples: int, samples: int, seed: int = 0
+                    ) -> BootstrapDraws:
+    """``samples`` draws with replacement from a seeded generator: same inputs, same draws."""
+    rng = np.random.default_rng(seed)
+    examples = rng.integers(0, n_examples, size=(samples, n_examples))
+    seeds = rng.integers(0, n_seeds, size=(samples, n_seeds))
+    return BootstrapDraws(seeds=seeds, examples=examples)
+
+
+# Each metric, recomputed on every draw at once from weighted sums: ``weights`` (draws, n) counts
+# how often a draw takes each example, ``predictions`` (runs, n); results are (runs, draws).
+# Same definitions as adaopt.metrics.glue (which the tests check them against).
+Resampled = Callable[[np.ndarray, Any, np.ndarray], np.ndarray]
+
+
+def _weighted(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per run and draw, the weighted sum of ``values`` (runs, n) or ``values`` (n,)."""
+    return np.atleast_2d(values).astype(float) @ weights.T
+
+
+def _accuracy(predictions: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return _weighted(weights, predictions == labels) / weights.sum(axis=1)
+
+
+def _mean(scores: np.ndarray, _labels: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
+    """Per-example scores averaged (SQuAD: per-question exact match or F1)."""
+    return _weighted(weights, scores) / weights.sum(axis=1)
+
+
+def _binary_f1(predictions: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    true_positives = _weighted(weights, (predictions == 1) & (labels == 1))
+    denominator = _weighted(weights, predictions == 1) + _weighted(weights, labels == 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 2 * true_positives / denominator, 0.0)
+
+
+def _matthews(predictions: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Multiclass Matthews correlation from weighted class counts; 0 where undefined."""
+    classes = np.union1d(labels, predictions)
+    total = weights.sum(axis=1)
+    correct = _weighted(weights, predictions == labels)
+    true_sums = np.stack([_weighted(weights, labels == c)[0] for c in classes])  # (k, draws)
+    predicted = np.stack([_weighted(weights, predictions == c) for c in classes])  # (k, runs, d)
+    covariance = correct * total - np.einsum("kd,krd->rd", true_sums, predicted)
+    predicted_variance = total**2 - (predicted**2).sum(axis=0)
+    true_variance = total**2 - (true_sums**2).sum(axis=0)
+    denominator = predicted_variance * true_variance
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, covariance / np.sqrt(denominator), 0.0)
+
+
+def _pearson(predictions: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Pearson correlation from weighted moments; NaN where either side is constant."""
+    x = np.atleast_2d(predictions).astype(float)
+    x = x - x.mean(axis=1, keepdims=True)  # centred first: the moments below lose no digits
+    y = labels.astype(float) - labels.mean()
+    total = weights.sum(axis=1)
+    mean_x, mean_y = _weighted(weights, x) / total, _weighted(weights, y) / total
+    covariance = _weighted(weights, x * y) / total - mean_x * mean_y
+    variance_x = _weighted(weights, x**2) / total - mean_x**2
+    variance_y = _weighted(weights, y**2) / total - mean_y**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = covariance / np.sqrt(variance_x * variance_y)
+    return np.where((variance_x > 0) & (variance_y > 0), np.clip(r, -1, 1), math.nan)
+
+
+RESAMPLED: dict[str, Resampled] = {
+    "accuracy": _accuracy,
+    "f1": _binary_f1,
+    "matthews_correlation": _matthews,
+    "pearson": _pearson,
+    "mean": _mean,
+}
+
+
+def bootstrap_statistics(metric: str, predictions: np.ndarray, labels: np.ndarray | None,
+                         draws: BootstrapDraws) -> np.ndarray:
+    """Per draw, the metric on the draw's dev examples averaged over the draw's seeds.
+
+    ``predictions`` holds one row per finished seed; ``metric`` names a GLUE metric or
+    ``mean`` for per-example scores (SQuAD's per-question EM/F1, passed as ``predictions``,
+    without ``labels``).
+    """
+    if metric not in RESAMPLED:
+        raise ValueError(f"no bootstrap for metric {metric!r}; known: {', '.join(RESAMPLED)}")
+    weights = draws.example_weights()
+    scores = RESAMPLED[metric](np.atleast_2d(predictions), labels, weights)  # (seeds, draws)
+    return np.take_along_axis(scores.T, draws.seeds, axis=1).mean(axis=1)
+
+
+def bootstrap_interval(metric: str, predictions: np.ndarray, labels: np.ndarray | None,
+                       level: float, samples: int, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of the seed mean under resampled seeds and resampled dev examples.
+
+    Unlike the t-interval, it also covers the dev set's own sampling noise: a dev set of a few
+    hundred examples moves accuracy by whole points. NaN without any finished seed.
+    """
+    predictions = np.atleast_2d(predictions)
+    if predictions.shape[0] == 0 or predictions.shape[1] == 0:
+        return math.nan, math.nan
+    draws = bootstrap_draws(predictions.shape[0], predictions.shape[1], samples, seed)
+    values = bootstrap_statistics(metric, predictions, labels, draws)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)

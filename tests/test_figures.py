@@ -1,0 +1,95 @@
+"""Tests of adaopt.figures: every figure is drawn from a synthetic sweep, identically twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import synthetic_runs as synthetic
+from matplotlib.figure import Figure
+
+from adaopt import figures
+from adaopt.summary import load_logs, load_runs, paired_differences, sweep_cells
+
+PNG = b"\x89PNG\r\n\x1a\n"
+NAMES = ["training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
+         "paired_difference.png"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
+    runs_dir = synthetic.write_project(tmp_path_factory.mktemp("project")) / "runs"
+    cells = sweep_cells(synthetic.params())
+    runs = load_runs(runs_dir, cells)
+    return {"runs": runs, "train_log": load_logs(runs_dir, "train", cells),
+            "evals": load_logs(runs_dir, "eval", cells),
+            "paired": paired_differences(runs, 0.95)}
+
+
+def draw(inputs: dict[str, pd.DataFrame], out: Path) -> list[Path]:
+    return figures.draw_all(inputs["runs"], inputs["train_log"], inputs["evals"],
+                            inputs["paired"], out, 0.95)
+
+
+def test_every_figure_is_written_and_redraws_identically(inputs, tmp_path: Path) -> None:
+    first, second = draw(inputs, tmp_path / "a"), draw(inputs, tmp_path / "b")
+    assert [path.name for path in first] == NAMES
+    for one, two in zip(first, second, strict=True):
+        assert one.read_bytes()[:8] == PNG
+        assert one.read_bytes() == two.read_bytes(), one.name
+
+
+@pytest.fixture
+def kept(monkeypatch: pytest.MonkeyPatch) -> list[Figure]:
+    """The figures as drawn, kept open instead of saved."""
+    drawn: list[Figure] = []
+
+    def keep(figure: Figure, path: Path) -> Path:
+        drawn.append(figure)
+        return path
+
+    monkeypatch.setattr(figures, "_save", keep)
+    yield drawn
+    for figure in drawn:
+        plt.close(figure)
+
+
+def texts(figure: Figure) -> dict[str, list[str]]:
+    return {ax.get_title(): [text.get_text() for text in ax.texts] for ax in figure.axes}
+
+
+def test_final_metric_marks_finished_seeds_on_every_bar(inputs, kept, tmp_path: Path) -> None:
+    figures.final_metric(inputs["runs"], tmp_path / "final_metric.png")
+    panels = texts(kept[0])
+    assert sorted(panels) == ["squad · exact_match", "squad · f1", "sst2 · accuracy"]
+    labels = panels["sst2 · accuracy"]
+    assert len(labels) == len(synthetic.OPTIMIZERS) * 2  # one per bar, diverged ones too
+    assert labels.count("3/3") == 6 and "2/3" in labels and "diverged 0/3" in labels
+
+
+def test_bar_labels_sit_on_seaborns_bars(inputs, kept, tmp_path: Path) -> None:
+    figures.final_metric(inputs["runs"], tmp_path / "final_metric.png")
+    ax = kept[0].axes[0]
+    bars = sorted(round(bar.get_x() + bar.get_width() / 2, 6) for bar in ax.patches
+                  if bar.get_height() == bar.get_height() and bar.get_width() > 0)
+    labelled = {round(text.get_position()[0], 6) for text in ax.texts
+                if text.get_text() != "diverged 0/3"}
+    assert set(bars) == labelled
+
+
+def test_paired_difference_has_a_panel_per_task_and_setting(inputs, kept,
+                                                            tmp_path: Path) -> None:
+    figures.paired_difference(inputs["paired"], tmp_path / "paired_difference.png")
+    axes = kept[0].axes
+    assert len(axes) == len(synthetic.TASKS) * 2
+    assert [tick.get_text() for tick in axes[-1].get_xticklabels()] == ["sgd", "adam", "lamb"]
+    assert "n=3" in [text.get_text() for text in axes[0].texts]
+
+
+def test_paired_difference_without_a_reference_still_writes_a_figure(tmp_path: Path) -> None:
+    empty = pd.DataFrame(columns=["task", "setting", "reference", "optimizer", "pairs",
+                                  "difference", "low", "high", "p_value"])
+    path = figures.paired_difference(empty, tmp_path / "paired_difference.png")
+    assert path.read_bytes()[:8] == PNG
