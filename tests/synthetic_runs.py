@@ -144,8 +144,29 @@ def write_prepared(prepared: Path) -> None:
     ).save_to_disk(str(prepared / "squad"))
 
 
+# (optimizer, setting) -> the chosen lr of its tune stage; sgd's fair space never finished.
+CHOSEN_LR = {"sgd": 0.1, "adam": 1e-4, "adamw": 1e-4, "lamb": 0.01}
+GRID = {"sgd": [0.01, 0.1], "adam": [1e-4, 1e-3], "adamw": [1e-4, 1e-3], "lamb": [1e-3, 1e-2]}
+
+
+def write_choices(tuning: Path) -> None:
+    """What the tune stages would have written: the choice, its grid-edge flags, the trials."""
+    for task, optimizer, setting in itertools.product(TASKS, OPTIMIZERS, SETTINGS):
+        failed = (optimizer, setting) == ("sgd", "fair")
+        lr = GRID[optimizer][0] if failed else CHOSEN_LR[optimizer]
+        side = "lower" if lr == GRID[optimizer][0] else "upper"
+        io.write_json(tuning / task / optimizer / setting / "choice.json", {
+            "task": task, "optimizer": optimizer, "setting": setting, "trials": 2,
+            "space": {"lr": GRID[optimizer]}, "hparams": {"lr": lr}, "trial": 0,
+            "score": float("nan") if failed else 0.7, "edges": {"lr": side},
+            "no_finished_trial": failed,
+        })
+
+
 def write_project(root: Path) -> Path:
-    """``runs/``, ``data/prepared`` and ``data/prepare_report.json`` under ``root``."""
+    """``runs/``, ``tuning/``, ``data/prepared`` and ``data/prepare_report.json`` under
+    ``root``."""
+    write_choices(root / "tuning")
     runs = root / "runs"
     for task, (optimizer, setting) in itertools.product(TASKS, CORRECT):
         for seed, correct in zip(SEEDS, CORRECT[optimizer, setting], strict=True):

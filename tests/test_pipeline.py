@@ -146,10 +146,12 @@ def test_changing_one_search_space_outdates_only_that_optimizer(smoke_repo: Path
 
     stale = _stale_after(smoke_repo, double)
     tasks = load_params(smoke_repo / "params.yaml").data.tasks
-    adamw = {f"{stage}@{task}-adamw-{setting}" for stage in ("tune", "train")
-             for task in tasks for setting in SETTINGS}
-    assert adamw <= stale
-    assert stale - adamw <= {"evaluate", "figures"}
+    tune, train = ({f"{stage}@{task}-adamw-{setting}" for task in tasks for setting in SETTINGS}
+                   for stage in ("tune", "train"))
+    assert tune <= stale
+    # AdamW's train stages follow through their choice.json (re-run where it changes); no other
+    # optimizer's stage is touched.
+    assert stale - tune <= train | {"evaluate", "figures"}
 
 
 def test_changing_the_fair_setting_outdates_only_fair_runs(smoke_repo: Path) -> None:
@@ -218,7 +220,7 @@ def test_killed_training_stage_resumes_from_its_checkpoint(tmp_path: Path) -> No
     params["sweep"]["seeds"] = [0]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     tune = "tune@sst2-adaptive_adam-traditional"
-    dvc(repo, "repro", "-s", "prepare")
+    dvc(repo, "repro", "prepare")
     dvc(repo, "repro", "-s", tune)
     stage = "train@sst2-adaptive_adam-traditional"
     cell = Path("runs/sst2/adaptive_adam/traditional")

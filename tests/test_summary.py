@@ -17,6 +17,7 @@ from adaopt.summary import (
     bootstrap_intervals,
     headline_markdown,
     load_baselines,
+    load_choices,
     load_logs,
     load_runs,
     paired_differences,
@@ -25,6 +26,7 @@ from adaopt.summary import (
     sweep_cells,
     time_to_target,
     to_markdown,
+    tuning_markdown,
 )
 
 LEVEL = 0.95
@@ -47,7 +49,8 @@ def tables(project: Path) -> dict[str, pd.DataFrame]:
     baselines = load_baselines(project / "data" / "prepare_report.json")
     summary = summarize(runs, ttt, LEVEL, bootstrap, baselines)
     return {"runs": runs, "evals": evals, "ttt": ttt, "summary": summary,
-            "paired": paired_differences(runs, LEVEL)}
+            "paired": paired_differences(runs, LEVEL),
+            "choices": load_choices(project / "tuning", params)}
 
 
 def cell(tables: dict[str, pd.DataFrame], task: str, optimizer: str, setting: str) -> pd.Series:
@@ -284,11 +287,12 @@ def test_detailed_table_shows_k_of_n_both_intervals_and_time_to_target(tables) -
 
 
 def test_report_opens_with_the_papers_table_then_paired_then_every_cell(tables) -> None:
-    report = report_markdown(tables["summary"], tables["paired"], tables["runs"])
+    report = report_markdown(tables["summary"], tables["paired"], tables["runs"],
+                             tables["choices"])
     assert report.startswith("## The paper's table")
     headings = [line for line in report.splitlines() if line.startswith("## ")]
     assert headings == ["## The paper's table", "## Paired comparisons", "## Every cell",
-                        "## Runs that did not finish normally"]
+                        "## Tuned hyperparameters", "## Runs that did not finish normally"]
     paired = report.split("## Paired comparisons")[1].split("## Every cell")[0]
     rows = table_rows(paired.split("### traditional: minus adamw")[1].split("###")[0])
     assert rows["adam"][0] == "+0.000 [+0.000, +0.000], p — (3 pairs)"
@@ -297,3 +301,30 @@ def test_report_opens_with_the_papers_table_then_paired_then_every_cell(tables) 
         "n/a (0 pairs)"
     unfinished = report.split("## Runs that did not finish normally")[1]
     assert "early_stopped" in unfinished and unfinished.count("| diverged ") == 8
+
+
+# ----------------------------------------------------------------------------- tuning
+
+
+def test_the_choices_of_the_sweep_are_read_with_their_flags(tables) -> None:
+    choices = tables["choices"].set_index(["task", "optimizer", "setting"])
+    assert len(choices) == len(synthetic.TASKS) * len(synthetic.OPTIMIZERS) * 2
+    assert choices.loc[("sst2", "lamb", "fair"), "hparams.lr"] == 0.01
+    assert choices.loc[("sst2", "lamb", "fair"), "edges"] == "lr at the upper edge"
+    assert choices.loc[("squad", "sgd", "fair"), "no_finished_trial"]
+    assert not choices.loc[("squad", "sgd", "traditional"), "no_finished_trial"]
+
+
+def test_a_missing_choice_is_named(project: Path) -> None:
+    params = synthetic.params()
+    raw = params.model_dump(mode="json")
+    raw["sweep"]["optimizers"] = [*raw["sweep"]["optimizers"], "rmsprop"]
+    with pytest.raises(FileNotFoundError, match=r"rmsprop/traditional/choice\.json: missing"):
+        load_choices(project / "tuning", parse_params(raw))
+
+
+def test_the_tuning_table_shows_each_choice_and_its_edge(tables) -> None:
+    lines = tuning_markdown(tables["choices"]).splitlines()
+    assert [c.strip() for c in lines[0].split("|")[1:5]] == ["task", "setting", "optimizer", "lr"]
+    lamb = next(line for line in lines if "| lamb " in line and "| fair " in line)
+    assert "| 0.01 " in lamb and "lr at the upper edge" in lamb

@@ -28,6 +28,7 @@ from datasets import DatasetDict
 from transformers import PreTrainedTokenizerBase
 
 from adaopt.metrics import glue_metrics, squad_metrics
+from adaopt.protocol.splits import examples_split
 from adaopt.qa import postprocess_predictions
 from adaopt.tasks import TaskSpec
 from adaopt.training import device, make_loader
@@ -110,7 +111,7 @@ class _SpanDecoder:
 
     def __init__(self, splits: DatasetDict, split: str, task: TaskSpec, post: PostProcessing
                  ) -> None:
-        examples = splits[f"{split}_examples"]
+        examples = splits[examples_split(split)]
         features = splits[split]
         # Read once: the offsets of every window are the bulk of the dev data.
         self.examples = {"id": list(examples["id"]), "context": list(examples["context"])}
@@ -171,8 +172,8 @@ class Evaluator:
         post = PostProcessing(n_best, max_answer_length)
         self.decode = DECODERS[task.kind](splits, split, task, post)
         self.loader = make_loader(splits[split], tokenizer, batch_size, train=False)
-        self.examples = len(splits[f"{split}_examples"] if f"{split}_examples" in splits
-                            else splits[split])
+        examples = examples_split(split)
+        self.examples = len(splits[examples] if examples in splits else splits[split])
 
     def __call__(self, model: torch.nn.Module) -> tuple[Scores, Predictions]:
         outputs = forward_outputs(model, self.loader, self.bf16, self.decode.outputs)

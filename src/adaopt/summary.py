@@ -443,6 +443,43 @@ def to_markdown(summary: pd.DataFrame) -> str:
     return table.to_markdown(index=False, floatfmt=".4g") + "\n"
 
 
+def load_choices(tuning_dir: str | Path, params: Params) -> pd.DataFrame:
+    """One row per (task, optimizer, setting) of the sweep: what its tune stage chose and how.
+
+    ``edges`` names the hyperparameters whose choice lies on the edge of its grid, where the
+    best value may lie outside it; ``no_finished_trial`` marks a space where every trial
+    diverged.
+    """
+    rows = []
+    for task, optimizer, setting in itertools.product(params.data.tasks, params.sweep.optimizers,
+                                                      SETTINGS):
+        path = Path(tuning_dir) / task / optimizer / setting / "choice.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing; run its tune stage first")
+        choice = json.loads(path.read_text())
+        rows.append({
+            "task": task, "optimizer": optimizer, "setting": setting,
+            "trials": choice["trials"], "selection_score": choice["score"],
+            **{f"hparams.{name}": value for name, value in choice["hparams"].items()},
+            "edges": ", ".join(f"{name} at the {side} edge"
+                               for name, side in sorted(choice["edges"].items())),
+            "no_finished_trial": choice["no_finished_trial"],
+        })
+    return pd.DataFrame(rows)
+
+
+def tuning_markdown(choices: pd.DataFrame) -> str:
+    """The tuned values per (task, setting, optimizer), with the grid-edge flags."""
+    hparams = [column for column in choices.columns if column.startswith("hparams.")]
+    shown = choices.assign(**{
+        column.removeprefix("hparams."): choices[column].map(
+            lambda value: "" if pd.isna(value) else f"{value:g}") for column in hparams})
+    columns = ["task", "setting", "optimizer", *(c.removeprefix("hparams.") for c in hparams),
+               "trials", "selection_score", "edges", "no_finished_trial"]
+    table = shown.sort_values(["task", "setting"], kind="stable")[columns]
+    return table.to_markdown(index=False, floatfmt=".4g") + "\n"
+
+
 def unfinished_markdown(runs: pd.DataFrame) -> str:
     """The runs whose status is not ``ok`` (diverged or stopped early), one row each."""
     columns = [*RUN_KEYS, "status", "diverged_on", "steps", "best_step", "last_finite_loss"]
@@ -450,9 +487,10 @@ def unfinished_markdown(runs: pd.DataFrame) -> str:
     return rows.to_markdown(index=False, floatfmt=".4g") + "\n" if len(rows) else "None.\n"
 
 
-def report_markdown(summary: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFrame) -> str:
+def report_markdown(summary: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFrame,
+                    choices: pd.DataFrame) -> str:
     """``results/summary.md``: the paper's table, the paired comparisons, every cell, the
-    runs that did not finish normally."""
+    tuned values, the runs that did not finish normally."""
     level = f"{summary.confidence.iloc[0]:.0%}"
     return (
         "## The paper's table\n\n"
@@ -466,5 +504,10 @@ def report_markdown(summary: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFr
         "identical); n/a with fewer than two pairs.\n\n"
         f"{paired_markdown(paired, summary)}\n"
         f"## Every cell\n\n{to_markdown(summary)}\n"
+        "## Tuned hyperparameters\n\n"
+        "Chosen per (task, setting, optimizer) by the tune stage: the grid point with the best "
+        "selection-split score, every optimizer with the same number of trials "
+        "(`tuning/<task>/<optimizer>/<setting>/trials.csv` has every trial).\n\n"
+        f"{tuning_markdown(choices)}\n"
         f"## Runs that did not finish normally\n\n{unfinished_markdown(runs)}"
     )
