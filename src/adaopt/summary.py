@@ -21,6 +21,7 @@ import pandas as pd
 from adaopt.config import SETTINGS, Params
 from adaopt.metrics.squad import exact_match_score, f1_score, metric_max_over_ground_truths
 from adaopt.optim import OPTIMIZERS
+from adaopt.protocol.splits import DEV, examples_split
 from adaopt.statistics import bootstrap_interval, confidence_interval, paired_difference
 from adaopt.tasks import get_task
 from adaopt.training import EFFICIENCY
@@ -169,7 +170,7 @@ def _squad_scores(predictions: list[dict[str, str]], dev: Any, metric: str) -> n
 def _load_dev(prepared_dir: str | Path, task: str) -> Any:
     from datasets import load_from_disk  # heavy; only the bootstrap needs it
 
-    split = "validation_examples" if get_task(task).kind == "extractive_qa" else "validation"
+    split = examples_split(DEV) if get_task(task).kind == "extractive_qa" else DEV
     return load_from_disk(str(Path(prepared_dir) / task))[split]
 
 
