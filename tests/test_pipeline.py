@@ -215,7 +215,8 @@ def test_killed_training_stage_resumes_from_its_checkpoint(tmp_path: Path) -> No
     repo = smoke_copy(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"]["tasks"] = ["sst2"]
-    params["train"].update(max_steps=300, eval_every=50, checkpoint_every=10, threads=1)
+    params["train"].update(max_steps=300, eval_every=50, checkpoint_every=10,
+                           checkpoint_interval_s=0, threads=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     params["sweep"]["seeds"] = [0]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -59,7 +59,8 @@ def write_choice(path: Path, lr: float = 1e-3) -> Path:
 def long_smoke_params(tmp_path: Path) -> Path:
     """The smoke profile, trained long enough (and checkpointed often enough) to be killed."""
     raw = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
-    raw["train"].update(max_steps=300, eval_every=50, checkpoint_every=10, threads=1)
+    raw["train"].update(max_steps=300, eval_every=50, checkpoint_every=10,
+                        checkpoint_interval_s=0, threads=1)
     parse_params(raw)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))

@@ -137,7 +137,8 @@ def test_outcome_holds_no_timings_and_efficiency_holds_only_timings(dataset, tok
     result = run(dataset, tokenizer, "sgd", {"lr": 0.1}, config(max_steps=2, eval_every=2))
     assert set(result.outcome()) == {"status", "steps", "best_step", "best", "last",
                                      "last_finite_loss", "diverged_on"}
-    assert set(result.efficiency()) == {"wall_time_s", "train_samples_per_s", "peak_memory_mb"}
+    assert set(result.efficiency()) == {"wall_time_s", "train_samples_per_s", "peak_memory_mb",
+                                        "scoring_time_s"}
 
 
 def _sgd(model: torch.nn.Module, lr: float, steps: int) -> Any:
@@ -349,3 +350,23 @@ def test_adaptive_adam_controller_state_follows_the_reports(dataset, tokenizer) 
     assert scheduler.best == 0.7
     assert scheduler.num_reductions == 1
     assert scheduler.scale == 0.5
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize(("interval", "saved"), [(0.0, True), (1e9, False)])
+def test_a_run_shorter_than_the_checkpoint_interval_writes_no_checkpoint(
+    dataset, tokenizer, tmp_path, interval: float, saved: bool,
+) -> None:
+    seed_everything(0)
+    model = tiny_bert(0)
+    opt = _sgd(model, 0.1, 6)
+    cfg = config(max_steps=6, eval_every=2, checkpoint_interval_s=interval)
+    loader = make_loader(dataset, tokenizer, cfg.batch_size, train=True, seed=0)
+    path = tmp_path / "run.pt"
+    result = train(model, opt.optimizer, opt.scheduler, loader, scripted_eval([0.5]), cfg,
+                   metric="accuracy", max_grad_norm=None, checkpoint=path, progress=False)
+    assert path.exists() == saved
+    assert result.scoring_time_s > 0 and set(result.efficiency()) == {
+        "wall_time_s", "train_samples_per_s", "peak_memory_mb", "scoring_time_s"}

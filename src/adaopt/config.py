@@ -119,6 +119,9 @@ class TrainConfig(_Section):
     eval_every: PositiveInt = 20
     early_stopping_patience: PositiveInt | None = None
     checkpoint_every: PositiveInt | None = None  # None: at every evaluation
+    # At a checkpoint step, save only once the run has trained this long since its start or
+    # last save: a 16-step run is cheaper to redo than to checkpoint (0: save at every one).
+    checkpoint_interval_s: Annotated[float, Field(ge=0.0)] = 60.0
     bf16: bool = False
     group_by_length: bool = True
     threads: PositiveInt | None = None

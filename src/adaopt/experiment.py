@@ -16,6 +16,7 @@ import gc
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -170,9 +171,12 @@ def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting:
                folder: Path, store: _CheckpointStore, progress: bool) -> None:
     """One evaluation seed: train, then score the selected weights on dev, then write it out."""
     key = f"seed{seed}"
+    started = time.perf_counter()
     result, model = work.train_run(optimizer, section, setting, seed,
                                    work.params.train.max_steps, store.checkpoint(key), progress)
+    scoring_started = time.perf_counter()
     scores, predictions = ({}, {}) if result.status == "diverged" else work.dev(model)
+    dev_seconds = time.perf_counter() - scoring_started
     _release(model)
     outcome = result.outcome()
     metrics = {
@@ -188,7 +192,11 @@ def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting:
         frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else LOG_COLUMNS[kind])
         io.write_with(folder / f"{kind}.csv", lambda p, f=frame: f.to_csv(p, index=False))
     io.write_json(folder / "predictions.json", predictions)
-    io.write_json(folder / "efficiency.json", result.efficiency())
+    efficiency = result.efficiency()
+    io.write_json(folder / "efficiency.json", {
+        **efficiency, "scoring_time_s": efficiency["scoring_time_s"] + dev_seconds,
+        "run_time_s": time.perf_counter() - started,  # model load, checkpoints, writing included
+    })
     io.write_json(folder / "metrics.json", metrics)
     store.finish(key, result)
 

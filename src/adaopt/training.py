@@ -161,6 +161,8 @@ class LoopState:
     bad_evals: int = 0
     samples: int = 0
     train_seconds: float = 0.0  # optimizer steps only: evaluation and checkpoints excluded
+    scoring_seconds: float = 0.0  # the evaluations
+    saved_at_seconds: float = 0.0  # train_seconds at the last checkpoint
     peak_memory_mb: float = 0.0
 
 
@@ -183,6 +185,7 @@ class RunResult:
     wall_time_s: float
     train_samples_per_s: float
     peak_memory_mb: float
+    scoring_time_s: float
     train_log: list[dict[str, float]] = field(default_factory=list, repr=False)
     eval_log: list[dict[str, float]] = field(default_factory=list, repr=False)
 
@@ -200,6 +203,7 @@ class RunResult:
             wall_time_s=seconds,
             train_samples_per_s=state.samples / seconds if seconds > 0 else 0.0,
             peak_memory_mb=max(state.peak_memory_mb, peak_memory_mb()),
+            scoring_time_s=state.scoring_seconds,
             train_log=state.train_log,
             eval_log=state.eval_log,
         )
@@ -207,14 +211,15 @@ class RunResult:
     def outcome(self) -> dict[str, Any]:
         """What the run reached: the same seed on the same machine gives the same values."""
         return {key: value for key, value in asdict(self).items()
-                if key not in EFFICIENCY and key not in _BULK}
+                if key not in (*EFFICIENCY, *_TIMINGS, *_BULK)}
 
     def efficiency(self) -> dict[str, float]:
         """What the run cost: timings and memory, which vary from run to run."""
-        return {key: getattr(self, key) for key in EFFICIENCY}
+        return {key: getattr(self, key) for key in (*EFFICIENCY, *_TIMINGS)}
 
 
 _BULK = ("train_log", "eval_log")  # written to files of their own
+_TIMINGS = ("scoring_time_s",)  # how the run's time splits; not compared between optimizers
 Evaluate = Callable[[torch.nn.Module], tuple[dict[str, float], dict[str, Any]]]
 
 
@@ -308,7 +313,9 @@ def train(
                                 "grad_norm": grad_norm, "elapsed_s": elapsed})
         bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{float(lr):.2e}")
         if step % config.eval_every == 0 or step == config.max_steps:
+            scoring_started = time.perf_counter()
             scores, _ = evaluate(model)
+            state.scoring_seconds += time.perf_counter() - scoring_started
             state.last = scores
             state.eval_log.append({"step": step, "elapsed_s": elapsed, **scores})
             if hasattr(scheduler, "report"):
@@ -323,7 +330,9 @@ def train(
             if patience is not None and state.bad_evals >= patience:
                 status = "early_stopped"
                 break
-        if checkpoint is not None and step % every == 0 and step < config.max_steps:
+        due = state.train_seconds - state.saved_at_seconds >= config.checkpoint_interval_s
+        if checkpoint is not None and step % every == 0 and step < config.max_steps and due:
+            state.saved_at_seconds = state.train_seconds
             state.peak_memory_mb = max(state.peak_memory_mb, peak_memory_mb())
             save_checkpoint(
                 checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
