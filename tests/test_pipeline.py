@@ -127,6 +127,23 @@ def test_second_repro_does_nothing_quickly(smoke_repo: Path) -> None:
     assert seconds <= 5.0, f"a no-op dvc repro took {seconds:.1f} s"
 
 
+def test_dvc_metrics_show_is_the_papers_table(smoke_repo: Path) -> None:
+    """One row per task, one column per (setting, optimizer): no data-preparation keys."""
+    shown = json.loads(dvc(smoke_repo, "metrics", "show", "--json").stdout)[""]["data"]
+    params = load_params(smoke_repo / "params.yaml")
+    assert set(shown) == {f"results/headline/{task}.json" for task in params.data.tasks}
+    for metrics in shown.values():
+        assert set(metrics["data"]) == set(SETTINGS)
+        for row in metrics["data"].values():
+            assert set(row) == set(params.sweep.optimizers)
+    assert "prepare_report" not in json.dumps(shown)
+
+
+def test_dvc_plots_show_gives_the_figures_only(smoke_repo: Path) -> None:
+    plots = json.loads(dvc(smoke_repo, "plots", "show", "--json").stdout)["data"]
+    assert sorted(plots) == sorted(f"figures/{name}" for name in FIGURES)
+
+
 def _stale_after(repo: Path, change: Callable[[dict], None]) -> set[str]:
     params_path = repo / "params.yaml"
     original = params_path.read_text()

@@ -355,6 +355,19 @@ def headline_markdown(summary: pd.DataFrame) -> str:
     return "\n\n".join(sections) + "\n"
 
 
+def headline_metrics(summary: pd.DataFrame) -> dict[str, dict[str, dict[str, float | None]]]:
+    """The paper's table as DVC metrics, one file per task: ``{setting: {optimizer: mean}}``.
+
+    ``dvc metrics show`` then prints one row per task and one column per (setting, optimizer);
+    a cell where no seed finished is ``None``.
+    """
+    tables: dict[str, dict[str, dict[str, float | None]]] = {}
+    for row in summary.itertuples(index=False):
+        value = None if math.isnan(row.mean) else round(float(row.mean), 4)
+        tables.setdefault(row.task, {}).setdefault(row.setting, {})[row.optimizer] = value
+    return tables
+
+
 def paired_cell(row: pd.Series, digits: int) -> str:
     """``+0.012 [-0.004, 0.028], p 0.12 (3 pairs)``; ``n/a`` where under two pairs.
 
