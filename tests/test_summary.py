@@ -16,6 +16,7 @@ from adaopt.statistics import confidence_interval
 from adaopt.summary import (
     bootstrap_intervals,
     headline_markdown,
+    headline_metrics,
     load_baselines,
     load_choices,
     load_logs,
@@ -328,3 +329,12 @@ def test_the_tuning_table_shows_each_choice_and_its_edge(tables) -> None:
     assert [c.strip() for c in lines[0].split("|")[1:5]] == ["task", "setting", "optimizer", "lr"]
     lamb = next(line for line in lines if "| lamb " in line and "| fair " in line)
     assert "| 0.01 " in lamb and "lr at the upper edge" in lamb
+
+
+def test_headline_metrics_are_the_papers_table_per_task(tables) -> None:
+    metrics = headline_metrics(tables["summary"])
+    assert set(metrics) == set(synthetic.TASKS)
+    assert set(metrics["sst2"]) == set(SETTINGS)
+    assert metrics["sst2"]["fair"]["sgd"] is None  # no seed finished
+    adamw = cell(tables, "sst2", "adamw", "traditional")["mean"]
+    assert metrics["sst2"]["traditional"]["adamw"] == round(adamw, 4)
