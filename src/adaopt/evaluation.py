@@ -27,7 +27,7 @@ import torch
 from datasets import DatasetDict
 from transformers import PreTrainedTokenizerBase
 
-from adaopt.metrics import glue_metrics, squad_metrics
+from adaopt.metrics import GLUE_METRIC_PATH, SQUAD_METRIC_PATH, load_metric
 from adaopt.protocol.splits import examples_split
 from adaopt.qa import postprocess_predictions
 from adaopt.tasks import TaskSpec
@@ -98,11 +98,12 @@ class _GlueDecoder:
                  ) -> None:
         self.task = task
         self.labels = np.asarray(splits[split]["labels"])
+        self.metric = load_metric(GLUE_METRIC_PATH, task.name)
 
     def __call__(self, outputs: dict[str, np.ndarray]) -> tuple[Scores, Predictions]:
         logits = outputs["logits"]
         predicted = logits[:, 0] if self.task.is_regression else logits.argmax(-1)
-        scores = glue_metrics(self.task.name, predicted, self.labels)
+        scores = self.metric.compute(predictions=predicted, references=self.labels)
         return scores, {str(i): value.item() for i, value in enumerate(predicted)}
 
 
@@ -115,10 +116,12 @@ class _SpanDecoder:
         features = splits[split]
         # Read once: the offsets of every window are the bulk of the dev data.
         self.examples = {"id": list(examples["id"]), "context": list(examples["context"])}
-        self.references = {
-            qid: list(answers["text"])
-            for qid, answers in zip(examples["id"], examples["answers"], strict=True)
-        }
+        # The hub's SQuAD references, one per id (as the predictions are).
+        answers_by_id = dict(zip(examples["id"], examples["answers"], strict=True))
+        self.references = [
+            {"id": qid, "answers": answers} for qid, answers in answers_by_id.items()
+        ]
+        self.metric = load_metric(SQUAD_METRIC_PATH)
         self.features = {
             "example_id": list(features["example_id"]),
             "offset_mapping": list(features["offset_mapping"]),
@@ -134,7 +137,11 @@ class _SpanDecoder:
             n_best=self.post.n_best,
             max_answer_length=self.post.max_answer_length,
         )
-        return squad_metrics(predictions, self.references), predictions
+        scores = self.metric.compute(
+            predictions=[{"id": qid, "prediction_text": text} for qid, text in predictions.items()],
+            references=self.references,
+        )
+        return scores, predictions
 
 
 # How model outputs become predictions and scores, by TaskSpec.kind.
