@@ -21,12 +21,14 @@ from adaopt.optim import (
     OPTIMIZERS,
     AdaptiveLR,
     Lamb,
+    RMSprop,
     build_adaptive_adam,
     build_method,
     build_optimizer,
     fastest_impl_kwargs,
     param_groups,
 )
+from adaopt.optim._impl import BLOCK_NUMEL, cache_blocks
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -74,18 +76,22 @@ def roundtrip(obj: object) -> object:
 # ----------------------------------------------------------------------------- LAMB
 
 
-def _lamb_params(foreach: bool) -> tuple[list[nn.Parameter], Lamb]:
+def _lamb_params(**impl: bool) -> tuple[list[nn.Parameter], Lamb]:
     g = torch.Generator().manual_seed(0)
     shapes = [(1,), (7,), (5, 3), (2, 3, 4), ()]
     params = [nn.Parameter(torch.randn(s, generator=g, dtype=torch.float64)) for s in shapes]
     params.append(nn.Parameter(torch.zeros(6, dtype=torch.float64)))  # ||p|| = 0 -> trust 1
     params.append(nn.Parameter(torch.randn(4, generator=g, dtype=torch.float64)))  # grad None
-    return params, Lamb(params, lr=1e-2, weight_decay=0.1, foreach=foreach)
+    return params, Lamb(params, lr=1e-2, weight_decay=0.1, **impl)
 
 
-def test_foreach_matches_forloop() -> None:
+FAST_PATHS = [{"foreach": True}, {"fused": True}]
+
+
+@pytest.mark.parametrize("impl", FAST_PATHS, ids=["foreach", "fused"])
+def test_fast_paths_match_forloop(impl: dict[str, bool]) -> None:
     ref_params, ref = _lamb_params(foreach=False)
-    fe_params, fe = _lamb_params(foreach=True)
+    fe_params, fe = _lamb_params(**impl)
     frozen_before = fe_params[-1].detach().clone()
     g = torch.Generator().manual_seed(1)
     for _ in range(50):
@@ -97,7 +103,7 @@ def test_foreach_matches_forloop() -> None:
     for a, b in zip(ref_params, fe_params, strict=True):
         torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
     # the parameters moved, so the comparison above was not between two untouched copies
-    assert not torch.equal(fe_params[2], _lamb_params(foreach=True)[0][2])
+    assert not torch.equal(fe_params[2], _lamb_params(**impl)[0][2])
     # the grad-None parameter is untouched and has no state, in both paths
     assert torch.equal(fe_params[-1], frozen_before)
     assert fe_params[-1] not in fe.state and ref_params[-1] not in ref.state
@@ -106,27 +112,127 @@ def test_foreach_matches_forloop() -> None:
         assert opt.state[params[0]]["step"].item() == 50
 
 
+def _two_group_lamb(**impl: bool) -> tuple[list[nn.Parameter], Lamb]:
+    """Decay and no-decay groups with tensors that span several cache blocks or share one."""
+    g = torch.Generator().manual_seed(3)
+    big = BLOCK_NUMEL + BLOCK_NUMEL // 2 + 3  # two blocks, the second one partial
+
+    def param(*shape: int) -> nn.Parameter:
+        return nn.Parameter(torch.randn(shape, generator=g, dtype=torch.float64))
+
+    decay = [param(big), param(64, 32), param(7), nn.Parameter(torch.zeros(5, 3).double())]
+    no_decay = [param(32), param(), param(BLOCK_NUMEL - 10), param(9)]  # the last: zero gradient
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    return [*decay, *no_decay], Lamb(groups, lr=1e-2, **impl)
+
+
+def _set_grads(runs: list[list[nn.Parameter]], g: torch.Generator) -> None:
+    """The same random gradients for each run's parameters; zero for the last parameter."""
+    for params in zip(*runs, strict=True):
+        grad = torch.randn(params[0].shape, generator=g, dtype=params[0].dtype)
+        if params[0] is runs[0][-1]:
+            grad.zero_()  # u = 0 in the no-decay group: ||u|| = 0 -> trust 1, no update
+        for p in params:
+            p.grad = grad.clone()
+
+
+def test_fused_lamb_matches_forloop_across_blocks_and_groups() -> None:
+    ref_params, ref = _two_group_lamb(foreach=False)
+    fused_params, fused = _two_group_lamb(fused=True)
+    g = torch.Generator().manual_seed(4)
+    for _ in range(20):
+        _set_grads([ref_params, fused_params], g)
+        ref.step()
+        fused.step()
+    for a, b in zip(ref_params, fused_params, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
+    assert not torch.equal(fused_params[0], _two_group_lamb()[0][0])  # it moved
+    assert torch.equal(fused_params[-1], _two_group_lamb()[0][-1])  # u = 0: it did not
+
+
+def test_fused_lamb_checkpoint_continues_as_if_uninterrupted() -> None:
+    """Mid-run ``state_dict`` round trips: fused -> fused is exact, foreach <-> fused agree."""
+    g = torch.Generator().manual_seed(5)
+    grads = [
+        [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in _two_group_lamb()[0]]
+        for _ in range(6)
+    ]
+
+    def run(params: list[nn.Parameter], opt: Lamb, steps: list[list[torch.Tensor]]) -> None:
+        for step_grads in steps:
+            for p, grad in zip(params, step_grads, strict=True):
+                p.grad = grad.clone()
+            opt.step()
+
+    ref_params, ref = _two_group_lamb(fused=True)
+    run(ref_params, ref, grads)
+    for first, second in (("fused", "fused"), ("foreach", "fused"), ("fused", "foreach")):
+        params, opt = _two_group_lamb(**{first: True})
+        run(params, opt, grads[:3])
+        saved = roundtrip({"params": [p.detach() for p in params], "optim": opt.state_dict()})
+        params, opt = _two_group_lamb(**{second: True})
+        with torch.no_grad():
+            for p, value in zip(params, saved["params"], strict=True):
+                p.copy_(value)
+        opt.load_state_dict(saved["optim"])
+        for group in opt.param_groups:  # loading restores the saved path: switch it explicitly
+            group.update({"foreach": None, "fused": None, second: True})
+        run(params, opt, grads[3:])
+        for a, b in zip(ref_params, params, strict=True):
+            if first == second:
+                assert torch.equal(a, b)
+            else:
+                torch.testing.assert_close(b, a, atol=1e-12, rtol=0)
+
+
+def test_fused_lamb_keeps_a_non_finite_update_in_its_own_tensor() -> None:
+    """The fused path reuses one scratch buffer for every tensor; a NaN left there by one tensor
+    must not reach the next (the kernel computes ``0 * scratch``), as it cannot in the reference.
+    """
+    runs = []
+    for impl in ({"foreach": False}, {"fused": True}):
+        torch.manual_seed(6)
+        params = [nn.Parameter(torch.randn(BLOCK_NUMEL + 1)), nn.Parameter(torch.randn(5))]
+        opt = Lamb(params, lr=0.1, **impl)
+        for t in range(3):
+            params[0].grad = torch.full_like(params[0], math.nan if t == 0 else 1.0)
+            params[1].grad = torch.ones(5)
+            opt.step()
+        runs.append(params)
+    (ref_nan, ref_ok), (nan, ok) = runs
+    assert ref_nan.isnan().all() and nan.isnan().all()
+    torch.testing.assert_close(ok, ref_ok)
+
+
 def test_lamb_first_step_matches_hand_computation() -> None:
     p0 = torch.tensor([3.0, -4.0], dtype=torch.float64)
     grad = torch.tensor([0.5, 2.0], dtype=torch.float64)
     lr, wd, eps = 0.1, 0.2, 1e-6
-    for foreach in (False, True):
+    for impl in ({"foreach": False}, *FAST_PATHS):
         p = nn.Parameter(p0.clone())
         p.grad = grad.clone()
-        Lamb([p], lr=lr, weight_decay=wd, eps=eps, foreach=foreach).step()
+        Lamb([p], lr=lr, weight_decay=wd, eps=eps, **impl).step()
         # step 1: m_hat = g, v_hat = g^2, so u = g / (|g| + eps) + wd * p
         u = grad / (grad.abs() + eps) + wd * p0
         trust = p0.norm() / u.norm()  # ||p0|| = 5
         torch.testing.assert_close(p.detach(), p0 - lr * trust * u, atol=1e-14, rtol=0)
 
 
-def test_lamb_foreach_handles_mixed_dtypes() -> None:
+@pytest.mark.parametrize("impl", FAST_PATHS, ids=["foreach", "fused"])
+def test_lamb_fast_paths_handle_mixed_dtypes_and_layouts(impl: dict[str, bool]) -> None:
+    """float32 and float64 side by side; half precision and a non-contiguous tensor, which the
+    fused path hands to the multi-tensor path."""
     g = torch.Generator().manual_seed(2)
-    values = [torch.randn(5, generator=g), torch.randn(3, 2, generator=g, dtype=torch.float64)]
+    values = [
+        torch.randn(5, generator=g),
+        torch.randn(3, 2, generator=g, dtype=torch.float64),
+        torch.randn(4, generator=g).to(torch.bfloat16),
+        torch.randn(4, 3, generator=g).t(),
+    ]
     runs = []
-    for foreach in (False, True):
+    for run_impl in ({"foreach": False}, impl):
         params = [nn.Parameter(v.clone()) for v in values]
-        opt = Lamb(params, lr=1e-2, foreach=foreach)
+        opt = Lamb(params, lr=1e-2, **run_impl)
         for _ in range(5):
             for p in params:
                 p.grad = torch.ones_like(p)
@@ -134,7 +240,111 @@ def test_lamb_foreach_handles_mixed_dtypes() -> None:
         runs.append(params)
     for a, b in zip(*runs, strict=True):
         assert b.dtype == a.dtype
-        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6)
+        tol = 1e-2 if a.dtype == torch.bfloat16 else 1e-6
+        torch.testing.assert_close(b, a, atol=tol, rtol=tol)
+
+
+def test_lamb_defaults_to_the_fused_path_on_cpu() -> None:
+    params = [nn.Parameter(torch.ones(3))]
+    assert fastest_impl_kwargs(Lamb, params) == {"fused": True}
+    with pytest.raises(ValueError, match="foreach=True is invalid with fused=True"):
+        Lamb(params, foreach=True, fused=True)
+
+
+def test_cache_blocks_cover_each_tensor_once_in_whole_tensor_windows() -> None:
+    numels = (5, BLOCK_NUMEL - 5, 1, 2 * BLOCK_NUMEL + 1, 0, 3, BLOCK_NUMEL)
+    windows = cache_blocks(numels)
+    covered: dict[int, list[tuple[int, int]]] = {}
+    for window in windows:
+        tensors = {i for block in window for i, _, _ in block}
+        assert tensors.isdisjoint(covered)  # a tensor lies in one window only
+        for block in window:
+            assert sum(n for _, _, n in block) <= BLOCK_NUMEL
+            for i, start, n in block:
+                covered.setdefault(i, []).append((start, n))
+    assert list(covered) == list(range(len(numels)))  # every tensor, in order
+    for i, pieces in covered.items():
+        starts = [start for start, _ in pieces]
+        assert starts == sorted(starts) and starts[0] == 0
+        assert all(a + n == b for (a, n), b in zip(pieces, starts[1:], strict=False))
+        assert sum(n for _, n in pieces) == numels[i]
+    assert [len(w) for w in windows] == [1, 1, 3, 1, 1]  # packed; packed; split; packed; whole
+
+
+# ----------------------------------------------------------------------------- RMSprop
+
+RMSPROP_OPTIONS = [
+    {},
+    {"weight_decay": 0.1},
+    {"alpha": 0.5, "eps": 1e-3},
+    {"maximize": True},
+    {"momentum": 0.9},  # torch's implementation: the fused kernel has no momentum
+    {"centered": True, "momentum": 0.5, "weight_decay": 0.01},
+]
+
+
+def _rmsprop_run(
+    cls: type, dtype: torch.dtype, options: dict, steps: int = 8, **impl: bool
+) -> list[nn.Parameter]:
+    """Steps with seeded gradients on two groups (one with its own lr), a tensor that spans two
+    cache blocks, a scalar, and a parameter without gradient."""
+    g = torch.Generator().manual_seed(7)
+    shapes = [(BLOCK_NUMEL + 17,), (6, 5), (), (3,), (2,)]
+    params = [nn.Parameter(torch.randn(s, generator=g, dtype=dtype)) for s in shapes]
+    groups = [{"params": params[:2]}, {"params": params[2:], "lr": 3e-3}]
+    opt = cls(groups, lr=1e-2, **options, **impl)
+    for _ in range(steps):
+        for p in params[:-1]:
+            p.grad = torch.randn(p.shape, generator=g, dtype=dtype)
+        opt.step()
+    return params
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("options", RMSPROP_OPTIONS, ids=str)
+def test_fused_rmsprop_matches_torch(options: dict, dtype: torch.dtype) -> None:
+    ref = _rmsprop_run(torch.optim.RMSprop, dtype, options, foreach=False)
+    ours = _rmsprop_run(RMSprop, dtype, options, fused=True)
+    for a, b in zip(ref, ours, strict=True):
+        torch.testing.assert_close(b, a)
+    initial = _rmsprop_run(RMSprop, dtype, options, steps=0)
+    assert not any(torch.equal(a, b) for a, b in zip(ours[:-1], initial[:-1], strict=True))
+    assert torch.equal(ours[-1], initial[-1])  # no gradient, no update
+
+
+def test_fused_rmsprop_checkpoints_load_into_torch_and_back() -> None:
+    g = torch.Generator().manual_seed(8)
+    grads = [torch.randn(6, 5, generator=g) for _ in range(6)]
+
+    def run(opt: torch.optim.Optimizer, p: nn.Parameter, steps: list[torch.Tensor]) -> None:
+        for grad in steps:
+            p.grad = grad.clone()
+            opt.step()
+
+    ref_p = nn.Parameter(torch.ones(6, 5))
+    run(torch.optim.RMSprop([ref_p], lr=1e-2), ref_p, grads)
+    for first, second in ((RMSprop, torch.optim.RMSprop), (torch.optim.RMSprop, RMSprop)):
+        p = nn.Parameter(torch.ones(6, 5))
+        opt = first([p], lr=1e-2)
+        run(opt, p, grads[:3])
+        saved = roundtrip(opt.state_dict())
+        p2 = nn.Parameter(p.detach().clone())
+        opt2 = second([p2], lr=1e-2)
+        opt2.load_state_dict(saved)
+        run(opt2, p2, grads[3:])
+        torch.testing.assert_close(p2, ref_p)
+        assert opt2.state[p2]["step"].item() == 6
+
+
+def test_fused_rmsprop_refuses_what_its_kernel_cannot_do() -> None:
+    params = [nn.Parameter(torch.ones(2))]
+    assert fastest_impl_kwargs(RMSprop, params) == {"fused": True}
+    with pytest.raises(ValueError, match="fused=True is invalid with differentiable=True"):
+        RMSprop(params, fused=True, differentiable=True)
+    with pytest.raises(ValueError, match="foreach=True is invalid with fused=True"):
+        RMSprop(params, foreach=True, fused=True)
+    with pytest.raises(ValueError, match=r"alpha=1\.0 is invalid"):
+        RMSprop(params, alpha=1.0)
 
 
 # ----------------------------------------------------------------------------- adaptive_adam
@@ -521,8 +731,8 @@ def test_default_learning_rate_lowers_the_loss(name: str) -> None:
         ("adam", "fused"),
         ("adamw", "fused"),
         ("adaptive_adam", "fused"),
-        ("rmsprop", "foreach"),  # no fused RMSprop in torch
-        ("lamb", "foreach"),
+        ("rmsprop", "fused"),  # ours: torch has no fused RMSprop
+        ("lamb", "fused"),
     ],
 )
 def test_fastest_implementation_is_selected(name: str, flag: str) -> None:
@@ -536,6 +746,7 @@ def test_implementation_override_and_fallback() -> None:
     opt = build_optimizer("adamw", tiny_net(), fused=False)
     assert not opt.defaults["fused"]
     assert not build_optimizer("lamb", tiny_net(), foreach=False).defaults["foreach"]
+    assert type(build_optimizer("rmsprop", tiny_net(), foreach=True)) is RMSprop
     complex_params = [nn.Parameter(torch.zeros(3, dtype=torch.complex64))]
     assert fastest_impl_kwargs(torch.optim.AdamW, complex_params) == {"foreach": True}
     assert fastest_impl_kwargs(torch.optim.RMSprop, [nn.Parameter(torch.zeros(1))]) == {

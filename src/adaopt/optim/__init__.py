@@ -2,11 +2,13 @@
 
 * :func:`build_method` / :func:`build_optimizer` / :data:`OPTIMIZERS` / :data:`DEFAULTS` - the
   registry (``registry.py``).
-* :class:`Lamb` - LAMB with a per-tensor reference path and a multi-tensor path (``lamb.py``).
+* :class:`Lamb` - LAMB with a per-tensor reference path, a multi-tensor path and a fused CPU path
+  (``lamb.py``).
+* :class:`RMSprop` - ``torch.optim.RMSprop`` plus a fused CPU path (``rmsprop.py``).
 * :class:`AdaptiveLR` - the controller of the paper's method, ``adaptive_adam`` = AdamW plus this
   warmup / decay / plateau learning-rate controller (``adaptive.py``); :func:`build_adaptive_adam`
   builds the pair.
-* :func:`fastest_impl_kwargs` - fused, else foreach, for torch's own optimizers (``_impl.py``).
+* :func:`fastest_impl_kwargs` - fused, else foreach, for torch's optimizers and ours (``_impl.py``).
 * :func:`validate_hparams` - the shared hyperparameter checks (``_validation.py``).
 """
 
@@ -24,6 +26,7 @@ from .registry import (
     param_groups,
     resolve_hparams,
 )
+from .rmsprop import RMSprop
 
 __all__ = [
     "CONTROLLED",
@@ -32,6 +35,7 @@ __all__ = [
     "OPTIMIZERS",
     "AdaptiveLR",
     "Lamb",
+    "RMSprop",
     "build_adaptive_adam",
     "build_method",
     "build_optimizer",

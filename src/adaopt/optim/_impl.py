@@ -1,23 +1,38 @@
-"""Pick the fastest implementation ``torch.optim`` offers for a set of parameters.
+"""Pick the fastest implementation of an optimizer, and the cache blocking our fused paths share.
 
 ``fused=True`` (one kernel per tensor that does the whole update) where the optimizer class has a
 fused kernel for every parameter's device and dtype, else ``foreach=True`` (multi-tensor ops), else
 nothing (torch's per-tensor loop). PyTorch itself defaults to foreach, never to fused, which is why
 this helper exists: on CPU, fused AdamW is several times faster than foreach AdamW.
+
+Our own optimizers (``Lamb``, ``RMSprop``) have a fused CPU path too. It streams the tensors in
+blocks (:func:`cache_blocks`) small enough that every pass after the first over a block reads the
+cache, not memory, and does its elementwise work in torch's fused Adam kernel; scratch memory comes
+from a :class:`Workspace` that lives as long as the optimizer.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import torch
 
-__all__ = ["fastest_impl_kwargs", "flat_params"]
+__all__ = [
+    "BLOCK_NUMEL",
+    "Workspace",
+    "cache_blocks",
+    "fastest_impl_kwargs",
+    "flat_params",
+    "split_fusable",
+    "supports_foreach",
+    "use_fused",
+]
 
-# Device types with fused kernels, per optimizer class (torch 2.13). Classes not listed have none.
+# Device types with fused kernels, per optimizer class (torch 2.13). Classes not listed have none,
+# unless they declare their own ``fused_devices`` (our optimizers do).
 # Adagrad's fused kernel exists on CPU only; the others follow torch's generic list.
 _GENERIC_FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu", "hpu", "mtia")
 _FUSED_DEVICES: dict[type[torch.optim.Optimizer], tuple[str, ...]] = {
@@ -27,6 +42,21 @@ _FUSED_DEVICES: dict[type[torch.optim.Optimizer], tuple[str, ...]] = {
     torch.optim.Adagrad: ("cpu",),
 }
 _FOREACH_TYPES = (torch.Tensor, torch.nn.Parameter)
+# What our fused paths take (torch's fused Adam kernel reads raw memory): contiguous CPU tensors of
+# these dtypes.
+_FUSED_DTYPES = (torch.float32, torch.float64)
+
+#: Elements per block of the fused CPU paths. The tensors one block touches (parameter, gradient,
+#: two moments and a scratch block, 2 MiB each in float32) stay in the 32 MiB L3 cache between the
+#: passes over the block; measured on MiniLM, 2**19 beat 2**18 and 2**20.
+BLOCK_NUMEL = 1 << 19
+
+#: Part of one tensor: (index of the tensor, first element, number of elements).
+Piece = tuple[int, int, int]
+#: Pieces processed together, at most ``BLOCK_NUMEL`` elements in all.
+Block = tuple[Piece, ...]
+#: Blocks that together hold whole tensors (see :func:`cache_blocks`).
+Window = tuple[Block, ...]
 
 
 def flat_params(params: Iterable[Any]) -> list[torch.Tensor]:
@@ -51,6 +81,8 @@ def _fused_devices(cls: type) -> tuple[str, ...]:
     for klass in cls.__mro__:  # a subclass of AdamW (say) inherits its base's kernel
         if klass in _FUSED_DEVICES:
             return _FUSED_DEVICES[klass]
+        if "fused_devices" in vars(klass):
+            return vars(klass)["fused_devices"]
     return ()
 
 
@@ -67,11 +99,91 @@ def fastest_impl_kwargs(cls: type, params: Iterable[Any]) -> dict[str, bool]:
         and all(t.device.type in devices and torch.is_floating_point(t) for t in tensors)
     ):
         return {"fused": True}
-    if (
-        tensors
-        and _accepts(cls, "foreach")
-        and all(type(t) in _FOREACH_TYPES for t in tensors)
-        and len({t.device for t in tensors}) == 1
-    ):
+    if _accepts(cls, "foreach") and supports_foreach(tensors):
         return {"foreach": True}
     return {}
+
+
+def supports_foreach(params: Iterable[Any]) -> bool:
+    """Whether torch's multi-tensor ops take these parameters: plain tensors on one device."""
+    tensors = flat_params(params)
+    return (
+        bool(tensors)
+        and all(type(t) in _FOREACH_TYPES for t in tensors)
+        and len({t.device for t in tensors}) == 1
+    )
+
+
+def use_fused(cls: type, group: dict[str, Any]) -> bool:
+    """Whether a param group of ``cls`` takes the fused path: as set, or the fastest if unset."""
+    if group["fused"] is not None or group["foreach"] is not None:
+        return bool(group["fused"])
+    return fastest_impl_kwargs(cls, group["params"]).get("fused", False)
+
+
+def split_fusable(
+    *tensorlists: list[torch.Tensor],
+) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+    """The rows (parameter, gradient, state..., step counter) a fused path takes, and the rest.
+
+    A row is fusable when its tensors, all but the last (the step counter), are contiguous and
+    the parameter is a CPU float32/float64 tensor.
+    """
+    fast: list[list[torch.Tensor]] = [[] for _ in tensorlists]
+    rest: list[list[torch.Tensor]] = [[] for _ in tensorlists]
+    for row in zip(*tensorlists, strict=True):
+        param = row[0]
+        fusable = (
+            param.device.type == "cpu"
+            and param.dtype in _FUSED_DTYPES
+            and all(t.is_contiguous() for t in row[:-1])
+        )
+        for lst, t in zip(fast if fusable else rest, row, strict=True):
+            lst.append(t)
+    return fast, rest
+
+
+@lru_cache(maxsize=64)
+def cache_blocks(numels: tuple[int, ...], block: int = BLOCK_NUMEL) -> tuple[Window, ...]:
+    """Tensors of these sizes, in order, cut into blocks of at most ``block`` elements.
+
+    Returns windows of blocks of pieces. A window holds whole tensors: consecutive tensors no
+    larger than a block share one single-block window, and a larger tensor has a window of its
+    own, one block per piece. A window is where all of its tensors are complete, which is what a
+    per-tensor reduction (LAMB's norms) waits for.
+    """
+    windows: list[Window] = []
+    packed: list[Piece] = []
+    packed_numel = 0
+    for i, numel in enumerate(numels):
+        if packed and (numel > block or packed_numel + numel > block):
+            windows.append((tuple(packed),))
+            packed, packed_numel = [], 0
+        if numel > block:
+            windows.append(tuple(((i, s, min(block, numel - s)),) for s in range(0, numel, block)))
+        else:
+            packed.append((i, 0, numel))
+            packed_numel += numel
+    if packed:
+        windows.append((tuple(packed),))
+    return tuple(windows)
+
+
+class Workspace:
+    """Scratch memory reused across steps, one zero-initialized buffer per device and dtype.
+
+    A fused step needs scratch memory as large as the largest tensor; allocating tens of MB afresh
+    every step costs page faults that would take a good part of the step.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def get(self, numel: int, like: torch.Tensor) -> torch.Tensor:
+        """A 1-D buffer of ``numel`` elements of ``like``'s device and dtype (contents: stale)."""
+        key = (like.device, like.dtype)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < numel:
+            buffer = torch.zeros(numel, dtype=like.dtype, device=like.device)
+            self._buffers[key] = buffer
+        return buffer[:numel]

@@ -1,10 +1,12 @@
 """LAMB: layer-wise adaptive moments (You et al., 2019, arXiv 1904.00962).
 
 Written in the style of ``torch/optim/adamw.py``: a validated constructor, lazily created state
-(``step``, ``exp_avg``, ``exp_avg_sq``), a plain per-tensor reference path (``foreach=False``) and a
-multi-tensor path built from ``torch._foreach_*`` ops (``foreach=True``, the default when all
-parameters live on one device). Both paths keep the same state, so a checkpoint written by one loads
-into the other. Parameters whose ``grad`` is ``None`` are skipped and get no state.
+(``step``, ``exp_avg``, ``exp_avg_sq``), a plain per-tensor reference path (``foreach=False``), a
+multi-tensor path built from ``torch._foreach_*`` ops (``foreach=True``) and a fused CPU path
+(``fused=True``) that runs torch's fused Adam kernel over cache-sized blocks. Unset, the fastest
+available path is used: fused on CPU, else foreach. All paths keep the same state, so a checkpoint
+written by one loads into the others. Parameters whose ``grad`` is ``None`` are skipped and get no
+state.
 
 Per tensor ``p`` with gradient ``g`` at step ``t``::
 
@@ -16,6 +18,7 @@ Per tensor ``p`` with gradient ``g`` at step ``t``::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -23,11 +26,10 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from ._impl import fastest_impl_kwargs
+from ._impl import Window, Workspace, cache_blocks, split_fusable, supports_foreach, use_fused
 from ._validation import RULES, validate_hparams
 
 __all__ = ["Lamb", "lamb"]
-
 
 def _scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -42,8 +44,14 @@ class Lamb(Optimizer):
         betas: coefficients of the running averages of the gradient and its square.
         eps: added to the denominator, inside the bias correction as in Adam.
         weight_decay: decoupled weight decay, added to the update *before* the trust ratio.
-        foreach: multi-tensor path; ``None`` picks it when all parameters share a device.
+        foreach: multi-tensor path.
+        fused: fused CPU path (tensors it cannot take, e.g. on another device or in half
+            precision, go through the multi-tensor path). With neither set, the fastest path for
+            the parameters: fused on CPU, else foreach when all parameters share a device.
     """
+
+    #: Devices of the fused path, read by :func:`~adaopt.optim.fastest_impl_kwargs`.
+    fused_devices = ("cpu",)
 
     def __init__(
         self,
@@ -54,9 +62,17 @@ class Lamb(Optimizer):
         weight_decay: float = 0.01,
         *,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         validate_hparams(
-            {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, "foreach": foreach}
+            {
+                "lr": lr,
+                "betas": betas,
+                "eps": eps,
+                "weight_decay": weight_decay,
+                "foreach": foreach,
+                "fused": fused,
+            }
         )
         defaults = {
             "lr": lr,
@@ -64,8 +80,10 @@ class Lamb(Optimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "foreach": foreach,
+            "fused": fused,
         }
         super().__init__(params, defaults)
+        self._workspace = Workspace()
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         validate_hparams({k: v for k, v in param_group.items() if k in RULES})
@@ -73,8 +91,10 @@ class Lamb(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self.__dict__.setdefault("_workspace", Workspace())
         for group in self.param_groups:
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
 
     def _init_group(
         self,
@@ -129,11 +149,13 @@ class Lamb(Optimizer):
                 exp_avg_sqs,
                 state_steps,
                 foreach=group["foreach"],
+                fused=use_fused(Lamb, group),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
                 eps=group["eps"],
                 weight_decay=group["weight_decay"],
+                workspace=self._workspace,
             )
         return loss
 
@@ -146,28 +168,30 @@ def lamb(
     state_steps: list[Tensor],
     *,
     foreach: bool | None,
+    fused: bool = False,
     lr: float,
     beta1: float,
     beta2: float,
     eps: float,
     weight_decay: float,
+    workspace: Workspace | None = None,
 ) -> None:
-    """Functional LAMB step over lists of tensors (the state tensors are updated in place)."""
-    if foreach is None:
-        foreach = fastest_impl_kwargs(Lamb, params).get("foreach", False)
-    func = _multi_tensor_lamb if foreach else _single_tensor_lamb
-    func(
-        params,
-        grads,
-        exp_avgs,
-        exp_avg_sqs,
-        state_steps,
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        eps=eps,
-        weight_decay=weight_decay,
-    )
+    """Functional LAMB step over lists of tensors (the state tensors are updated in place).
+
+    ``fused`` takes precedence over ``foreach``; ``workspace`` keeps the fused path's scratch
+    memory from one call to the next (a fresh one is allocated if it is not given).
+    """
+    tensors = [params, grads, exp_avgs, exp_avg_sqs, state_steps]
+    hparams = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weight_decay}
+    if fused:
+        fast, tensors = split_fusable(*tensors)
+        _fused_lamb(*fast, **hparams, workspace=workspace or Workspace())
+        foreach = True  # for what the fused path cannot take
+    elif foreach is None:
+        foreach = supports_foreach(params)
+    if tensors[0]:
+        func = _multi_tensor_lamb if foreach else _single_tensor_lamb
+        func(*tensors, **hparams)
 
 
 def _single_tensor_lamb(
@@ -264,3 +288,104 @@ def _multi_tensor_lamb(
         w_norm = torch.stack(torch._foreach_norm(w)).to(scalar_dtype)
         scale = torch.where((p_norm > 0) & (w_norm > 0), p_norm / w_norm, c)
         torch._foreach_addcmul_(p, w, scale.unbind(), value=-lr)
+
+
+def _fused_lamb(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    workspace: Workspace,
+) -> None:
+    """Fused CPU path: the update in cache-sized blocks, the elementwise work in one kernel.
+
+    LAMB's moments and Adam direction ``a = m_hat / (sqrt(v_hat) + eps)`` are exactly what torch's
+    fused AdamW kernel computes; run on a scratch buffer in place of the parameter, with
+    ``lr = weight_decay = 1`` (the kernel multiplies its "parameter" by ``1 - lr * weight_decay =
+    0`` first), it leaves ``-a`` there while it updates ``m`` and ``v``. A block's gradient and
+    moments are read from memory once, by the kernel; the passes that follow (adding the weight
+    decay, the two squared norms, and for a tensor that fits in one block the final update) read
+    the cache. Only a tensor larger than a block (MiniLM's word embeddings) is read twice.
+    """
+    torch._foreach_add_(state_steps, 1.0)
+    grouped = _group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs, state_steps)
+    for p, g, m, v, steps in grouped.values():
+        flat = [[t.view(-1) for t in tensors] for tensors in (p, g, m, v)]
+        for window in cache_blocks(tuple(t.numel() for t in p)):
+            _fused_lamb_window(
+                window, flat, steps, lr, beta1, beta2, eps, weight_decay, workspace
+            )
+
+
+def _fused_lamb_window(
+    window: Window,
+    flat: list[list[Tensor]],
+    steps: list[Tensor],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    workspace: Workspace,
+) -> None:
+    """One window of :func:`~adaopt.optim._impl.cache_blocks`: directions, norms, then updates.
+
+    The scratch buffer holds ``-u`` of the window's tensors back to back. It must hold finite
+    numbers when the kernel starts (``0 * nan`` is ``nan``), so it is zeroed after a window whose
+    update was not finite (a diverged run), before the next window reuses it.
+    """
+    params = flat[0]
+    numel = sum(n for block in window for _, _, n in block)
+    scratch = workspace.get(numel, params[0])
+    sq_norms: dict[int, list[float]] = {}  # tensor index -> [||p||^2, ||u||^2]
+    start = 0
+    for block in window:
+        lengths = [n for _, _, n in block]
+        directions = list(scratch[start : start + sum(lengths)].split(lengths))
+        start += sum(lengths)
+        p, g, m, v = ([t[i][s : s + n] for i, s, n in block] for t in flat)
+        torch._fused_adamw_(
+            directions,
+            g,
+            m,
+            v,
+            [],
+            [steps[i] for i, _, _ in block],
+            lr=1.0,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=1.0,
+            eps=eps,
+            amsgrad=False,
+            maximize=False,
+        )
+        if weight_decay != 0:
+            torch._foreach_add_(directions, p, alpha=-weight_decay)  # -a - wd * p = -u
+        sums = torch.stack([torch.dot(t, t) for t in (*p, *directions)]).tolist()
+        k = len(block)
+        for (i, _, _), p_sq, u_sq in zip(block, sums[:k], sums[k:], strict=True):
+            total = sq_norms.setdefault(i, [0.0, 0.0])
+            total[0] += p_sq
+            total[1] += u_sq
+    _apply_trust(params, scratch, sq_norms, lr)
+
+
+def _apply_trust(
+    params: list[Tensor], scratch: Tensor, sq_norms: dict[int, list[float]], lr: float
+) -> None:
+    """``p -= lr * trust * u`` for the tensors of a window, whose ``-u`` lie in ``scratch``."""
+    start = 0
+    for i, (p_sq, u_sq) in sq_norms.items():  # in window order, as in the scratch buffer
+        numel = params[i].numel()
+        trust = math.sqrt(p_sq) / math.sqrt(u_sq) if p_sq > 0 and u_sq > 0 else 1.0
+        params[i].add_(scratch[start : start + numel], alpha=lr * trust)
+        start += numel
+    if not all(math.isfinite(u_sq) for _, u_sq in sq_norms.values()):
+        scratch.zero_()

@@ -3,7 +3,7 @@ its learning-rate controller).
 
 ``build_method(name, model_or_params, **hparams)`` merges ``hparams`` over :data:`DEFAULTS`,
 validates every value (:mod:`._validation`), groups a module's parameters for weight decay, picks
-the fastest torch implementation (fused, else foreach) and returns ``(optimizer, controller)``;
+the fastest implementation (fused, else foreach) and returns ``(optimizer, controller)``;
 the controller is ``None`` except for the names in :data:`CONTROLLED`. :func:`build_optimizer`
 returns the optimizer alone.
 """
@@ -21,6 +21,7 @@ from ._impl import fastest_impl_kwargs
 from ._validation import RULES, validate_hparams
 from .adaptive import CONTROLLER_DEFAULTS, AdaptiveLR, split_controller_kwargs
 from .lamb import Lamb
+from .rmsprop import RMSprop
 
 __all__ = [
     "CONTROLLED",
@@ -83,18 +84,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "adaptive_adam": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01, **CONTROLLER_DEFAULTS},
 }
 
-# Implementation switches each name accepts; None (the default) means "fastest available".
-_IMPL_FLAGS: dict[str, tuple[str, ...]] = {
-    "lamb": ("foreach",),
-    "rmsprop": ("foreach",),
-}
-_DEFAULT_IMPL_FLAGS = ("foreach", "fused")
+# Implementation switches every name accepts; None (the default) means "fastest available".
+_IMPL_FLAGS = ("foreach", "fused")
 
 _CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "momentum": torch.optim.SGD,
     "adagrad": torch.optim.Adagrad,
-    "rmsprop": torch.optim.RMSprop,
+    "rmsprop": RMSprop,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
     "lamb": Lamb,
@@ -155,7 +152,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def _allowed(name: str) -> tuple[str, ...]:
-    return (*DEFAULTS[name], *_IMPL_FLAGS.get(name, _DEFAULT_IMPL_FLAGS))
+    return (*DEFAULTS[name], *_IMPL_FLAGS)
 
 
 def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,208 @@
+"""RMSprop: ``torch.optim.RMSprop`` with a fused CPU path (``fused=True``).
+
+torch has no fused RMSprop kernel, and its multi-tensor RMSprop makes several full passes over
+memory per step. Plain RMSprop (no momentum, not centered) is Adam without the first moment and
+without bias correction::
+
+    v = alpha * v + (1 - alpha) * g * g          p = p - lr * g / (sqrt(v) + eps)
+
+so the fused path runs torch's fused Adam kernel with ``beta1 = 0`` (its first moment is then the
+gradient itself, kept in a scratch block), ``beta2 = alpha`` and a step count of ``2**62``, at which
+both bias corrections are exactly 1 (``beta ** 2**62`` is 0 in double precision for every
+``beta < 1``). Weight decay (added to the gradient) and ``maximize`` are the kernel's own, in
+torch's order. It runs in cache-sized blocks so that the scratch block never leaves the cache.
+
+Everything else is ``torch.optim.RMSprop``: arguments, state (``step``, ``square_avg``, and
+``momentum_buffer`` / ``grad_avg`` where used), checkpoints in both directions. A step in which
+some param group uses momentum or ``centered=True`` (the kernel computes neither) runs torch's own
+implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import ParamsT
+from torch.optim.rmsprop import rmsprop
+
+from ._impl import Workspace, cache_blocks, split_fusable, use_fused
+from ._validation import RULES, validate_hparams
+
+__all__ = ["RMSprop"]
+
+# A step count at which Adam's bias corrections 1 - beta**step are exactly 1 for any beta < 1.
+_NO_BIAS_CORRECTION_STEP = 2.0**62
+
+
+class RMSprop(torch.optim.RMSprop):
+    """``torch.optim.RMSprop`` plus ``fused``; see the module docstring.
+
+    Args:
+        fused: fused CPU path for plain RMSprop (tensors it cannot take, e.g. on another device or
+            in half precision, go through torch's implementation). With neither ``fused`` nor
+            ``foreach`` set, the fastest path for the parameters: fused on CPU, else torch's
+            default. ``fused=True`` excludes ``foreach=True``, ``differentiable`` and
+            ``capturable``.
+
+    The other arguments are ``torch.optim.RMSprop``'s, validated as the registry validates them.
+    """
+
+    #: Devices of the fused path, read by :func:`~adaopt.optim.fastest_impl_kwargs`.
+    fused_devices = ("cpu",)
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        *,
+        fused: bool | None = None,
+    ) -> None:
+        hparams = {
+            "lr": lr,
+            "alpha": alpha,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "centered": centered,
+            "foreach": foreach,
+            "fused": fused,
+        }
+        validate_hparams(hparams)
+        if fused and (differentiable or capturable):
+            raise ValueError("fused=True is invalid with differentiable=True or capturable=True")
+        super().__init__(
+            params,
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+            capturable=capturable,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
+        )
+        # torch's constructor knows no ``fused``: add it to the defaults and the groups made so far
+        self.defaults["fused"] = fused
+        for group in self.param_groups:
+            group.setdefault("fused", fused)
+        self._workspace = Workspace()
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        validate_hparams({k: v for k, v in param_group.items() if k in RULES})
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_workspace", Workspace())
+        for group in self.param_groups:
+            group.setdefault("fused", None)
+
+    def _fuses(self, group: dict[str, Any]) -> bool:
+        """Whether ``group`` takes the fused path: asked for (or unset, on CPU) and plain."""
+        return (
+            use_fused(RMSprop, group)
+            and group["momentum"] == 0
+            and not group["centered"]
+            and not group["differentiable"]
+            and not group["capturable"]
+        )
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """Perform one step; ``closure`` re-evaluates the model and returns the loss."""
+        if not all(self._fuses(group) for group in self.param_groups):
+            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.no_grad():
+            for group in self.param_groups:
+                self._fused_group_step(group)
+        return loss
+
+    def _fused_group_step(self, group: dict[str, Any]) -> None:
+        params: list[Tensor] = []
+        grads: list[Tensor] = []
+        square_avgs: list[Tensor] = []
+        state_steps: list[Tensor] = []
+        # no momentum buffers or gradient averages: a fused group has neither
+        has_complex = self._init_group(group, params, grads, square_avgs, [], [], state_steps)
+        hparams = {k: group[k] for k in ("lr", "alpha", "eps", "weight_decay", "maximize")}
+        fast, rest = split_fusable(params, grads, square_avgs, state_steps)
+        if fast[0]:
+            _fused_rmsprop(*fast, **hparams, workspace=self._workspace)
+        if rest[0]:
+            params, grads, square_avgs, state_steps = rest
+            rmsprop(
+                params,
+                grads,
+                square_avgs,
+                [],
+                [],
+                state_steps,
+                **hparams,
+                momentum=0.0,
+                centered=False,
+                foreach=None,
+                differentiable=False,
+                capturable=False,
+                has_complex=has_complex,
+            )
+
+
+def _fused_rmsprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    square_avgs: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+    workspace: Workspace,
+) -> None:
+    """Plain RMSprop on contiguous CPU tensors of one dtype or more, block by block."""
+    torch._foreach_add_(state_steps, 1.0)
+    no_bias_correction = torch.tensor(_NO_BIAS_CORRECTION_STEP)
+    by_dtype: dict[torch.dtype, list[tuple[Tensor, Tensor, Tensor]]] = {}
+    for row in zip(params, grads, square_avgs, strict=True):
+        by_dtype.setdefault(row[0].dtype, []).append(row)
+    for rows in by_dtype.values():
+        flat = [[t.view(-1) for t in column] for column in zip(*rows, strict=True)]
+        for window in cache_blocks(tuple(t.numel() for t in flat[0])):
+            for block in window:
+                lengths = [n for _, _, n in block]
+                # the kernel's first moment, which becomes the gradient: it must start finite
+                first_moment = workspace.get(sum(lengths), flat[0][0]).zero_().split(lengths)
+                p, g, v = ([t[i][s : s + n] for i, s, n in block] for t in flat)
+                torch._fused_adam_(
+                    p,
+                    g,
+                    list(first_moment),
+                    v,
+                    [],
+                    [no_bias_correction] * len(block),
+                    lr=lr,
+                    beta1=0.0,
+                    beta2=alpha,
+                    weight_decay=weight_decay,
+                    eps=eps,
+                    amsgrad=False,
+                    maximize=maximize,
+                )
