@@ -251,24 +251,14 @@ def test_lamb_defaults_to_the_fused_path_on_cpu() -> None:
         Lamb(params, foreach=True, fused=True)
 
 
-def test_cache_blocks_cover_each_tensor_once_in_whole_tensor_windows() -> None:
-    numels = (5, BLOCK_NUMEL - 5, 1, 2 * BLOCK_NUMEL + 1, 0, 3, BLOCK_NUMEL)
-    windows = cache_blocks(numels)
-    covered: dict[int, list[tuple[int, int]]] = {}
-    for window in windows:
-        tensors = {i for block in window for i, _, _ in block}
-        assert tensors.isdisjoint(covered)  # a tensor lies in one window only
-        for block in window:
-            assert sum(n for _, _, n in block) <= BLOCK_NUMEL
-            for i, start, n in block:
-                covered.setdefault(i, []).append((start, n))
-    assert list(covered) == list(range(len(numels)))  # every tensor, in order
-    for i, pieces in covered.items():
-        starts = [start for start, _ in pieces]
-        assert starts == sorted(starts) and starts[0] == 0
-        assert all(a + n == b for (a, n), b in zip(pieces, starts[1:], strict=False))
-        assert sum(n for _, n in pieces) == numels[i]
-    assert [len(w) for w in windows] == [1, 1, 3, 1, 1]  # packed; packed; split; packed; whole
+def test_cache_blocks_pack_small_tensors_and_isolate_large_ones() -> None:
+    numels = (5, BLOCK_NUMEL - 5, 1, 2 * BLOCK_NUMEL + 1, 0, 3, BLOCK_NUMEL, BLOCK_NUMEL + 1)
+    groups = cache_blocks(numels)
+    assert [i for group in groups for i in group] == list(range(len(numels)))  # each once, in order
+    for group in groups:
+        total = sum(numels[i] for i in group)
+        assert total <= BLOCK_NUMEL or len(group) == 1  # a block, or one tensor cut into blocks
+    assert groups == ((0, 1), (2,), (3,), (4, 5), (6,), (7,))
 
 
 # ----------------------------------------------------------------------------- RMSprop
@@ -310,6 +300,27 @@ def test_fused_rmsprop_matches_torch(options: dict, dtype: torch.dtype) -> None:
     initial = _rmsprop_run(RMSprop, dtype, options, steps=0)
     assert not any(torch.equal(a, b) for a, b in zip(ours[:-1], initial[:-1], strict=True))
     assert torch.equal(ours[-1], initial[-1])  # no gradient, no update
+
+
+def test_fused_rmsprop_hands_what_it_cannot_take_to_torch() -> None:
+    """Half precision and non-contiguous tensors take torch's path, next to fused ones."""
+    g = torch.Generator().manual_seed(9)
+    values = [
+        torch.randn(5, generator=g),
+        torch.randn(4, generator=g).to(torch.bfloat16),
+        torch.randn(4, 3, generator=g).t(),
+    ]
+    runs = []
+    for cls, impl in ((torch.optim.RMSprop, {"foreach": False}), (RMSprop, {"fused": True})):
+        params = [nn.Parameter(v.clone()) for v in values]
+        opt = cls(params, lr=1e-2, weight_decay=0.1, **impl)
+        for _ in range(4):
+            for p in params:
+                p.grad = torch.ones_like(p)
+            opt.step()
+        runs.append(params)
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(b, a)
 
 
 def test_fused_rmsprop_checkpoints_load_into_torch_and_back() -> None:

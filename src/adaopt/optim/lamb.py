@@ -20,16 +20,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from ._impl import Window, Workspace, cache_blocks, split_fusable, supports_foreach, use_fused
+from ._impl import (
+    BLOCK_NUMEL,
+    Workspace,
+    cache_blocks,
+    split_fusable,
+    supports_foreach,
+    use_fused,
+)
 from ._validation import RULES, validate_hparams
 
 __all__ = ["Lamb", "lamb"]
+
+# Tensors smaller than this run elementwise ops on one thread (torch's grain size).
+_SMALL = 32768
+
 
 def _scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -185,7 +196,8 @@ def lamb(
     hparams = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weight_decay}
     if fused:
         fast, tensors = split_fusable(*tensors)
-        _fused_lamb(*fast, **hparams, workspace=workspace or Workspace())
+        for rows in fast.values():
+            _fused_lamb(*rows, **hparams, workspace=workspace or Workspace())
         foreach = True  # for what the fused path cannot take
     elif foreach is None:
         foreach = supports_foreach(params)
@@ -304,88 +316,89 @@ def _fused_lamb(
     weight_decay: float,
     workspace: Workspace,
 ) -> None:
-    """Fused CPU path: the update in cache-sized blocks, the elementwise work in one kernel.
+    """Fused CPU path (contiguous CPU tensors of one dtype): the elementwise work in torch's fused
+    AdamW kernel, block by block (:func:`~adaopt.optim._impl.cache_blocks`).
 
-    LAMB's moments and Adam direction ``a = m_hat / (sqrt(v_hat) + eps)`` are exactly what torch's
-    fused AdamW kernel computes; run on a scratch buffer in place of the parameter, with
-    ``lr = weight_decay = 1`` (the kernel multiplies its "parameter" by ``1 - lr * weight_decay =
-    0`` first), it leaves ``-a`` there while it updates ``m`` and ``v``. A block's gradient and
-    moments are read from memory once, by the kernel; the passes that follow (adding the weight
-    decay, the two squared norms, and for a tensor that fits in one block the final update) read
-    the cache. Only a tensor larger than a block (MiniLM's word embeddings) is read twice.
+    LAMB's moments and its update ``u = a + weight_decay * p``, with the Adam direction
+    ``a = m_hat / (sqrt(v_hat) + eps)``, are what that kernel computes when it runs on a copy
+    ``w`` of the parameter with ``lr = 1`` and weight decay ``1 + weight_decay``: it updates ``m``
+    and ``v`` and leaves ``w = (1 - (1 + weight_decay)) * p - a = -u``. What remains are four
+    light passes: the copy and two squared norms per block, and once a tensor's blocks are done,
+    ``p += lr * trust * w``. A tensor larger than a block keeps its ``w`` in the scratch buffer
+    until then. The per-tensor scalars are Python floats (reading a CPU tensor costs no sync).
     """
     torch._foreach_add_(state_steps, 1.0)
-    grouped = _group_by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs, state_steps)
-    for p, g, m, v, steps in grouped.values():
-        flat = [[t.view(-1) for t in tensors] for tensors in (p, g, m, v)]
-        for window in cache_blocks(tuple(t.numel() for t in p)):
-            _fused_lamb_window(
-                window, flat, steps, lr, beta1, beta2, eps, weight_decay, workspace
-            )
+    flat = [[t.view(-1) for t in tensors] for tensors in (params, grads, exp_avgs, exp_avg_sqs)]
+    args = _KernelArgs(beta1, beta2, eps, weight_decay)
+    for group in cache_blocks(tuple(p.numel() for p in flat[0])):
+        p, g, m, v = ([t[i] for i in group] for t in flat)
+        steps = [state_steps[i] for i in group]
+        scratch = workspace.get(sum(t.numel() for t in p), p[0])
+        if scratch.numel() > BLOCK_NUMEL:  # one tensor, block by block
+            w = [scratch]
+            p_sq, u_sq = _lamb_big_tensor(scratch, p[0], g[0], m[0], v[0], steps, args)
+        else:  # whole tensors, one block
+            w = list(scratch.split_with_sizes([t.numel() for t in p]))
+            p_sq, u_sq = _lamb_block(w, p, g, m, v, steps, args)
+        scales = [
+            lr * math.sqrt(a) / math.sqrt(b) if a > 0 and b > 0 else lr
+            for a, b in zip(p_sq, u_sq, strict=True)
+        ]
+        torch._foreach_addcmul_(p, w, torch.tensor(scales, dtype=scratch.dtype).unbind())
 
 
-def _fused_lamb_window(
-    window: Window,
-    flat: list[list[Tensor]],
+class _KernelArgs(NamedTuple):
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+
+
+def _lamb_big_tensor(
+    w: Tensor, p: Tensor, g: Tensor, m: Tensor, v: Tensor, steps: list[Tensor], args: _KernelArgs
+) -> tuple[list[float], list[float]]:
+    """:func:`_lamb_block` for a tensor larger than a block, block by block."""
+    p_sq = u_sq = 0.0
+    for wb, pb, gb, mb, vb in zip(*(t.split(BLOCK_NUMEL) for t in (w, p, g, m, v)), strict=True):
+        block_p_sq, block_u_sq = _lamb_block([wb], [pb], [gb], [mb], [vb], steps, args)
+        p_sq += block_p_sq[0]
+        u_sq += block_u_sq[0]
+    return [p_sq], [u_sq]
+
+
+def _lamb_block(
+    w: list[Tensor],
+    p: list[Tensor],
+    g: list[Tensor],
+    m: list[Tensor],
+    v: list[Tensor],
     steps: list[Tensor],
-    lr: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    weight_decay: float,
-    workspace: Workspace,
-) -> None:
-    """One window of :func:`~adaopt.optim._impl.cache_blocks`: directions, norms, then updates.
-
-    The scratch buffer holds ``-u`` of the window's tensors back to back. It must hold finite
-    numbers when the kernel starts (``0 * nan`` is ``nan``), so it is zeroed after a window whose
-    update was not finite (a diverged run), before the next window reuses it.
-    """
-    params = flat[0]
-    numel = sum(n for block in window for _, _, n in block)
-    scratch = workspace.get(numel, params[0])
-    sq_norms: dict[int, list[float]] = {}  # tensor index -> [||p||^2, ||u||^2]
-    start = 0
-    for block in window:
-        lengths = [n for _, _, n in block]
-        directions = list(scratch[start : start + sum(lengths)].split(lengths))
-        start += sum(lengths)
-        p, g, m, v = ([t[i][s : s + n] for i, s, n in block] for t in flat)
-        torch._fused_adamw_(
-            directions,
-            g,
-            m,
-            v,
-            [],
-            [steps[i] for i, _, _ in block],
-            lr=1.0,
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=1.0,
-            eps=eps,
-            amsgrad=False,
-            maximize=False,
-        )
-        if weight_decay != 0:
-            torch._foreach_add_(directions, p, alpha=-weight_decay)  # -a - wd * p = -u
-        sums = torch.stack([torch.dot(t, t) for t in (*p, *directions)]).tolist()
-        k = len(block)
-        for (i, _, _), p_sq, u_sq in zip(block, sums[:k], sums[k:], strict=True):
-            total = sq_norms.setdefault(i, [0.0, 0.0])
-            total[0] += p_sq
-            total[1] += u_sq
-    _apply_trust(params, scratch, sq_norms, lr)
+    args: _KernelArgs,
+) -> tuple[list[float], list[float]]:
+    """``w = -u`` for one block of 1-D tensors; returns their ``||p||^2`` and ``||u||^2``."""
+    torch._foreach_copy_(w, p)
+    p_sq = _squared_norms(w)  # the copy of p, while it is in cache
+    torch._fused_adamw_(
+        w,
+        g,
+        m,
+        v,
+        [],
+        steps,
+        lr=1.0,
+        beta1=args.beta1,
+        beta2=args.beta2,
+        weight_decay=1.0 + args.weight_decay,
+        eps=args.eps,
+        amsgrad=False,
+        maximize=False,
+    )
+    return p_sq, _squared_norms(w)
 
 
-def _apply_trust(
-    params: list[Tensor], scratch: Tensor, sq_norms: dict[int, list[float]], lr: float
-) -> None:
-    """``p -= lr * trust * u`` for the tensors of a window, whose ``-u`` lie in ``scratch``."""
-    start = 0
-    for i, (p_sq, u_sq) in sq_norms.items():  # in window order, as in the scratch buffer
-        numel = params[i].numel()
-        trust = math.sqrt(p_sq) / math.sqrt(u_sq) if p_sq > 0 and u_sq > 0 else 1.0
-        params[i].add_(scratch[start : start + numel], alpha=lr * trust)
-        start += numel
-    if not all(math.isfinite(u_sq) for _, u_sq in sq_norms.values()):
-        scratch.zero_()
+def _squared_norms(tensors: list[Tensor]) -> list[float]:
+    """``||t||^2`` of each 1-D tensor: a dot product each (multi-threaded), or, when there are
+    several, all too small to be split between threads, one ``foreach`` call."""
+    if len(tensors) > 1 and max(t.numel() for t in tensors) < _SMALL:
+        return [norm * norm for norm in torch.stack(torch._foreach_norm(tensors)).tolist()]
+    return [torch.dot(t, t).item() for t in tensors]

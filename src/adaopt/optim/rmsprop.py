@@ -10,7 +10,8 @@ so the fused path runs torch's fused Adam kernel with ``beta1 = 0`` (its first m
 gradient itself, kept in a scratch block), ``beta2 = alpha`` and a step count of ``2**62``, at which
 both bias corrections are exactly 1 (``beta ** 2**62`` is 0 in double precision for every
 ``beta < 1``). Weight decay (added to the gradient) and ``maximize`` are the kernel's own, in
-torch's order. It runs in cache-sized blocks so that the scratch block never leaves the cache.
+torch's order. It runs block by block (``adaopt.optim._impl.cache_blocks``), so that the scratch
+first moment is one block and stays in cache.
 
 Everything else is ``torch.optim.RMSprop``: arguments, state (``step``, ``square_avg``, and
 ``momentum_buffer`` / ``grad_avg`` where used), checkpoints in both directions. A step in which
@@ -28,7 +29,7 @@ from torch import Tensor
 from torch.optim.optimizer import ParamsT
 from torch.optim.rmsprop import rmsprop
 
-from ._impl import Workspace, cache_blocks, split_fusable, use_fused
+from ._impl import BLOCK_NUMEL, Workspace, cache_blocks, split_fusable, use_fused
 from ._validation import RULES, validate_hparams
 
 __all__ = ["RMSprop"]
@@ -143,8 +144,8 @@ class RMSprop(torch.optim.RMSprop):
         has_complex = self._init_group(group, params, grads, square_avgs, [], [], state_steps)
         hparams = {k: group[k] for k in ("lr", "alpha", "eps", "weight_decay", "maximize")}
         fast, rest = split_fusable(params, grads, square_avgs, state_steps)
-        if fast[0]:
-            _fused_rmsprop(*fast, **hparams, workspace=self._workspace)
+        for rows in fast.values():
+            _fused_rmsprop(*rows, **hparams, workspace=self._workspace)
         if rest[0]:
             params, grads, square_avgs, state_steps = rest
             rmsprop(
@@ -177,32 +178,31 @@ def _fused_rmsprop(
     maximize: bool,
     workspace: Workspace,
 ) -> None:
-    """Plain RMSprop on contiguous CPU tensors of one dtype or more, block by block."""
+    """Plain RMSprop on contiguous CPU tensors of one dtype, block by block."""
     torch._foreach_add_(state_steps, 1.0)
+    hparams = {"lr": lr, "beta2": alpha, "eps": eps, "weight_decay": weight_decay}
     no_bias_correction = torch.tensor(_NO_BIAS_CORRECTION_STEP)
-    by_dtype: dict[torch.dtype, list[tuple[Tensor, Tensor, Tensor]]] = {}
-    for row in zip(params, grads, square_avgs, strict=True):
-        by_dtype.setdefault(row[0].dtype, []).append(row)
-    for rows in by_dtype.values():
-        flat = [[t.view(-1) for t in column] for column in zip(*rows, strict=True)]
-        for window in cache_blocks(tuple(t.numel() for t in flat[0])):
-            for block in window:
-                lengths = [n for _, _, n in block]
-                # the kernel's first moment, which becomes the gradient: it must start finite
-                first_moment = workspace.get(sum(lengths), flat[0][0]).zero_().split(lengths)
-                p, g, v = ([t[i][s : s + n] for i, s, n in block] for t in flat)
-                torch._fused_adam_(
-                    p,
-                    g,
-                    list(first_moment),
-                    v,
-                    [],
-                    [no_bias_correction] * len(block),
-                    lr=lr,
-                    beta1=0.0,
-                    beta2=alpha,
-                    weight_decay=weight_decay,
-                    eps=eps,
-                    amsgrad=False,
-                    maximize=maximize,
-                )
+    flat = [[t.view(-1) for t in tensors] for tensors in (params, grads, square_avgs)]
+    for group in cache_blocks(tuple(p.numel() for p in flat[0])):
+        p, g, v = ([t[i] for i in group] for t in flat)
+        if sum(t.numel() for t in p) > BLOCK_NUMEL:  # one tensor, block by block
+            pieces = zip(*(t[0].split(BLOCK_NUMEL) for t in (p, g, v)), strict=True)
+            blocks = [([pb], [gb], [vb]) for pb, gb, vb in pieces]
+        else:
+            blocks = [(p, g, v)]
+        for block_p, block_g, block_v in blocks:
+            lengths = [t.numel() for t in block_p]
+            # the kernel's first moment, which becomes the gradient: it must start finite
+            first_moment = workspace.get(sum(lengths), block_p[0]).zero_()
+            torch._fused_adam_(
+                block_p,
+                block_g,
+                list(first_moment.split_with_sizes(lengths)),
+                block_v,
+                [],
+                [no_bias_correction] * len(block_p),
+                beta1=0.0,
+                amsgrad=False,
+                maximize=maximize,
+                **hparams,
+            )
