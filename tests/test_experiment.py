@@ -11,29 +11,15 @@ from typing import Any
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoTokenizer
 
 from adaopt import experiment
 from adaopt.config import load_params
-from adaopt.data import prepare_task
 from adaopt.experiment import run_setting, tune
-from adaopt.modeling import resolve_model_path
 from adaopt.protocol.splits import DEV, SELECTION
 
 ROOT = Path(__file__).resolve().parents[1]
-MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 PARAMS = load_params(ROOT / "profiles" / "smoke.yaml")
 TASK, OPTIMIZER, SETTING = "sst2", "adamw", "fair"
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("prepared")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(PARAMS.model.name_or_path))
-    prepare_task(TASK, MIRROR, out, tokenizer, max_train_samples=None, max_eval_samples=None,
-                 max_length=PARAMS.data.max_length, seed=PARAMS.data.seed,
-                 selection_samples=PARAMS.data.selection_samples)
-    return out
 
 
 class Spy:
@@ -84,12 +70,12 @@ def restored_determinism(one_thread: None) -> Iterator[None]:
 
 
 def test_tuning_picks_the_point_a_planted_objective_makes_best(
-    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    prepared_sst2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     space = PARAMS.tuning.spaces[OPTIMIZER]["lr"]
     best = space[-1]  # planted: the larger learning rate scores higher
     spy = Spy(monkeypatch, planted=lambda lr: 1.0 - abs(lr - best))
-    choice = tune(PARAMS, TASK, OPTIMIZER, SETTING, prepared, tmp_path, progress=False)
+    choice = tune(PARAMS, TASK, OPTIMIZER, SETTING, prepared_sst2, tmp_path, progress=False)
     assert choice.hparams == {"lr": best} and choice.edges == {"lr": "upper"}
     trials = pd.read_csv(tmp_path / "trials.csv")
     assert list(trials.lr) == list(space) and len(trials) == PARAMS.tuning.trials
@@ -99,13 +85,13 @@ def test_tuning_picks_the_point_a_planted_objective_makes_best(
 
 
 def test_dev_is_scored_once_per_run_after_training_with_the_tuned_values(
-    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    prepared_sst2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spy = Spy(monkeypatch)
     choice = tmp_path / "choice.json"
     choice.write_text(json.dumps({"task": TASK, "optimizer": OPTIMIZER, "setting": SETTING,
                                   "hparams": {"lr": 3e-4}}))
-    metrics = run_setting(PARAMS, TASK, OPTIMIZER, SETTING, prepared, tmp_path / "out", choice,
+    metrics = run_setting(PARAMS, TASK, OPTIMIZER, SETTING, prepared_sst2, tmp_path / "out", choice,
                           progress=False)
     dev_calls = [inside for split, inside in spy.calls if split == DEV]
     assert dev_calls == [False] * len(PARAMS.sweep.seeds), "dev once per run, after training"
@@ -118,10 +104,10 @@ def test_dev_is_scored_once_per_run_after_training_with_the_tuned_values(
         assert "grad_norm" in pd.read_csv(folder / "train.csv").columns
 
 
-def test_a_choice_for_another_cell_is_refused(prepared: Path, tmp_path: Path) -> None:
+def test_a_choice_for_another_cell_is_refused(prepared_sst2: Path, tmp_path: Path) -> None:
     choice = tmp_path / "choice.json"
     choice.write_text(json.dumps({"task": TASK, "optimizer": "sgd", "setting": SETTING,
                                   "hparams": {"lr": 0.1}}))
     with pytest.raises(ValueError, match="not for"):
-        run_setting(PARAMS, TASK, OPTIMIZER, SETTING, prepared, tmp_path / "out", choice,
+        run_setting(PARAMS, TASK, OPTIMIZER, SETTING, prepared_sst2, tmp_path / "out", choice,
                     progress=False)

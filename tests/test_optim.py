@@ -9,6 +9,7 @@ import io
 import math
 import weakref
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -218,6 +219,18 @@ def test_lamb_first_step_matches_hand_computation() -> None:
         torch.testing.assert_close(p.detach(), p0 - lr * trust * u, atol=1e-14, rtol=0)
 
 
+def _ones_grad_steps(cls: type, values: list[torch.Tensor], steps: int, **hparams: Any
+                     ) -> list[nn.Parameter]:
+    """``values`` as parameters after ``steps`` steps of ``cls`` with all-ones gradients."""
+    params = [nn.Parameter(v.clone()) for v in values]
+    opt = cls(params, **hparams)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+    return params
+
+
 @pytest.mark.parametrize("impl", FAST_PATHS, ids=["foreach", "fused"])
 def test_lamb_fast_paths_handle_mixed_dtypes_and_layouts(impl: dict[str, bool]) -> None:
     """float32 and float64 side by side; half precision and a non-contiguous tensor, which the
@@ -229,15 +242,8 @@ def test_lamb_fast_paths_handle_mixed_dtypes_and_layouts(impl: dict[str, bool]) 
         torch.randn(4, generator=g).to(torch.bfloat16),
         torch.randn(4, 3, generator=g).t(),
     ]
-    runs = []
-    for run_impl in ({"foreach": False}, impl):
-        params = [nn.Parameter(v.clone()) for v in values]
-        opt = Lamb(params, lr=1e-2, **run_impl)
-        for _ in range(5):
-            for p in params:
-                p.grad = torch.ones_like(p)
-            opt.step()
-        runs.append(params)
+    runs = [_ones_grad_steps(Lamb, values, 5, lr=1e-2, **run_impl)
+            for run_impl in ({"foreach": False}, impl)]
     for a, b in zip(*runs, strict=True):
         assert b.dtype == a.dtype
         tol = 1e-2 if a.dtype == torch.bfloat16 else 1e-6
@@ -310,15 +316,9 @@ def test_fused_rmsprop_hands_what_it_cannot_take_to_torch() -> None:
         torch.randn(4, generator=g).to(torch.bfloat16),
         torch.randn(4, 3, generator=g).t(),
     ]
-    runs = []
-    for cls, impl in ((torch.optim.RMSprop, {"foreach": False}), (RMSprop, {"fused": True})):
-        params = [nn.Parameter(v.clone()) for v in values]
-        opt = cls(params, lr=1e-2, weight_decay=0.1, **impl)
-        for _ in range(4):
-            for p in params:
-                p.grad = torch.ones_like(p)
-            opt.step()
-        runs.append(params)
+    runs = [_ones_grad_steps(cls, values, 4, lr=1e-2, weight_decay=0.1, **impl)
+            for cls, impl in ((torch.optim.RMSprop, {"foreach": False}),
+                              (RMSprop, {"fused": True}))]
     for a, b in zip(*runs, strict=True):
         torch.testing.assert_close(b, a)
 

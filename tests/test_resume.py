@@ -15,17 +15,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import yaml
-from transformers import AutoTokenizer
 
 from adaopt.config import load_params, parse_params
-from adaopt.data import prepare_task
 from adaopt.experiment import run_setting
-from adaopt.modeling import resolve_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
-MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 TASK, OPTIMIZER, SETTING = "sst2", "adaptive_adam", "traditional"
 
 CHILD = f"""
@@ -36,17 +31,6 @@ params_path, prepared, out, choice, checkpoints = sys.argv[1:6]
 run_setting(load_params(params_path), "{TASK}", "{OPTIMIZER}", "{SETTING}", prepared, out, choice,
             checkpoint_dir=checkpoints, progress=False)
 """
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    params = load_params(ROOT / "profiles" / "smoke.yaml")
-    out = tmp_path_factory.mktemp("prepared")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(params.model.name_or_path))
-    prepare_task(TASK, MIRROR, out, tokenizer, max_train_samples=None, max_eval_samples=None,
-                 max_length=params.data.max_length, seed=params.data.seed,
-                 selection_samples=params.data.selection_samples)
-    return out
 
 
 def write_choice(path: Path, lr: float = 1e-3) -> Path:
@@ -67,11 +51,11 @@ def long_smoke_params(tmp_path: Path) -> Path:
     return path
 
 
-def test_same_seed_gives_byte_identical_metrics(prepared: Path, tmp_path: Path) -> None:
+def test_same_seed_gives_byte_identical_metrics(prepared_sst2: Path, tmp_path: Path) -> None:
     params = load_params(ROOT / "profiles" / "smoke.yaml")
     choice = write_choice(tmp_path / "choice.json")
     for name in ("a", "b"):
-        run_setting(params, TASK, OPTIMIZER, SETTING, prepared, tmp_path / name, choice,
+        run_setting(params, TASK, OPTIMIZER, SETTING, prepared_sst2, tmp_path / name, choice,
                     progress=False)
     for seed in params.sweep.seeds:
         for name in ("metrics.json", "predictions.json"):
@@ -82,16 +66,17 @@ def test_same_seed_gives_byte_identical_metrics(prepared: Path, tmp_path: Path) 
     assert losses[0] != losses[1], "another seed is another run"
 
 
-def test_killed_stage_resumes_to_the_uninterrupted_numbers(prepared: Path, tmp_path: Path) -> None:
+def test_killed_stage_resumes_to_the_uninterrupted_numbers(prepared_sst2: Path, tmp_path: Path
+                                                           ) -> None:
     params_path = long_smoke_params(tmp_path)
     choice = write_choice(tmp_path / "choice.json")
     reference = tmp_path / "reference"
-    run_setting(load_params(params_path), TASK, OPTIMIZER, SETTING, prepared, reference, choice,
-                progress=False)
+    run_setting(load_params(params_path), TASK, OPTIMIZER, SETTING, prepared_sst2, reference,
+                choice, progress=False)
 
     checkpoints, out = tmp_path / "checkpoints", tmp_path / "resumed"
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    args = [str(params_path), str(prepared), str(out), str(choice), str(checkpoints)]
+    args = [str(params_path), str(prepared_sst2), str(out), str(choice), str(checkpoints)]
     child = subprocess.Popen([sys.executable, "-c", CHILD, *args], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -105,7 +90,7 @@ def test_killed_stage_resumes_to_the_uninterrupted_numbers(prepared: Path, tmp_p
     left = sorted(path.name for path in checkpoints.iterdir())
     assert any(name.startswith("seed0-") and name.endswith(".result.pt") for name in left), left
 
-    run_setting(load_params(params_path), TASK, OPTIMIZER, SETTING, prepared, out, choice,
+    run_setting(load_params(params_path), TASK, OPTIMIZER, SETTING, prepared_sst2, out, choice,
                 checkpoint_dir=checkpoints, progress=False)
     assert not checkpoints.exists(), "a finished stage removes its checkpoints"
     for seed in (0, 1):

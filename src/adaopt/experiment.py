@@ -81,12 +81,6 @@ class Workload:
         return result, model
 
 
-def _release(model: torch.nn.Module) -> None:
-    """Free a finished run before the next one measures its peak memory."""
-    del model
-    gc.collect()
-
-
 def tune(
     params: Params, task_name: str, optimizer: str, setting: str, prepared_dir: str | Path,
     out_dir: str | Path, *, checkpoint_dir: str | Path | None = None, progress: bool = True,
@@ -106,7 +100,8 @@ def tune(
             section = {**params.optimizers[optimizer], **point}
             result, model = work.train_run(optimizer, section, setting, params.tuning.seed,
                                            tuning_steps(params), store.checkpoint(key), progress)
-            _release(model)
+            del model  # free the run before the next one measures its peak memory
+            gc.collect()
             store.finish(key, result)
         score = result.best.get(work.task.metric, float("nan"))
         trials.append(Trial(index, point, result.status,
@@ -177,7 +172,8 @@ def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting:
     scoring_started = time.perf_counter()
     scores, predictions = ({}, {}) if result.status == "diverged" else work.dev(model)
     dev_seconds = time.perf_counter() - scoring_started
-    _release(model)
+    del model  # free the run before the next seed measures its peak memory
+    gc.collect()
     outcome = result.outcome()
     metrics = {
         "task": work.task.name, "optimizer": optimizer, "setting": setting, "seed": seed,

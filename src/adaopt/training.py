@@ -288,11 +288,11 @@ def train(
             loss.backward()
             loss_sum += loss.item()
             state.samples += len(batch["input_ids"])
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
         if max_grad_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
         else:
-            grad_norm = float(torch.nn.utils.get_total_norm(grads))
+            grad_norm = float(torch.nn.utils.get_total_norm(
+                [p.grad for p in model.parameters() if p.grad is not None]))
         if not math.isfinite(loss_sum) or not math.isfinite(grad_norm):
             state.diverged_on = "loss" if not math.isfinite(loss_sum) else "grad_norm"
             status = "diverged"

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from ._validation import RULES, validate_hparams
+
 __all__ = [
     "BLOCK_NUMEL",
     "Workspace",
@@ -182,3 +184,23 @@ class Workspace:
             buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
             self._buffers[key] = buffer
         return buffer[:numel]
+
+
+class FusedScratch:
+    """What our optimizers with a fused CPU path share (mixed in before their torch base class):
+    every param group added later gets the same checks as the constructor's, and a fused step's
+    scratch memory (``_workspace``) comes back after unpickling, as do the ``foreach`` /
+    ``fused`` switches of groups saved before they existed."""
+
+    param_groups: list[dict[str, Any]]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        validate_hparams({k: v for k, v in param_group.items() if k in RULES})
+        super().add_param_group(param_group)  # type: ignore[misc]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        self.__dict__.setdefault("_workspace", Workspace())
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+            group.setdefault("fused", None)

@@ -28,13 +28,14 @@ from torch.optim.optimizer import Optimizer, ParamsT
 
 from ._impl import (
     BLOCK_NUMEL,
+    FusedScratch,
     Workspace,
     cache_blocks,
     split_fusable,
     supports_foreach,
     use_fused,
 )
-from ._validation import RULES, validate_hparams
+from ._validation import validate_hparams
 
 __all__ = ["Lamb", "lamb"]
 
@@ -46,7 +47,7 @@ def _scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-class Lamb(Optimizer):
+class Lamb(FusedScratch, Optimizer):
     """LAMB optimizer; see the module docstring for the update and ``docs/method.md`` for choices.
 
     Args:
@@ -95,17 +96,6 @@ class Lamb(Optimizer):
         }
         super().__init__(params, defaults)
         self._workspace = Workspace()
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        validate_hparams({k: v for k, v in param_group.items() if k in RULES})
-        super().add_param_group(param_group)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.__dict__.setdefault("_workspace", Workspace())
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
-            group.setdefault("fused", None)
 
     def _init_group(
         self,

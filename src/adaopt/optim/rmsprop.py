@@ -29,8 +29,15 @@ from torch import Tensor
 from torch.optim.optimizer import ParamsT
 from torch.optim.rmsprop import rmsprop
 
-from ._impl import BLOCK_NUMEL, Workspace, cache_blocks, split_fusable, use_fused
-from ._validation import RULES, validate_hparams
+from ._impl import (
+    BLOCK_NUMEL,
+    FusedScratch,
+    Workspace,
+    cache_blocks,
+    split_fusable,
+    use_fused,
+)
+from ._validation import validate_hparams
 
 __all__ = ["RMSprop"]
 
@@ -38,7 +45,7 @@ __all__ = ["RMSprop"]
 _NO_BIAS_CORRECTION_STEP = 2.0**62
 
 
-class RMSprop(torch.optim.RMSprop):
+class RMSprop(FusedScratch, torch.optim.RMSprop):
     """``torch.optim.RMSprop`` plus ``fused``; see the module docstring.
 
     Args:
@@ -101,16 +108,6 @@ class RMSprop(torch.optim.RMSprop):
         for group in self.param_groups:
             group.setdefault("fused", fused)
         self._workspace = Workspace()
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        validate_hparams({k: v for k, v in param_group.items() if k in RULES})
-        super().add_param_group(param_group)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.__dict__.setdefault("_workspace", Workspace())
-        for group in self.param_groups:
-            group.setdefault("fused", None)
 
     def _fuses(self, group: dict[str, Any]) -> bool:
         """Whether ``group`` takes the fused path: asked for (or unset, on CPU) and plain."""
