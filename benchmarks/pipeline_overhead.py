@@ -38,8 +38,8 @@ OUTPUTS = ("runs", "tuning", "results", "data", "figures", "checkpoints", ".dvc/
            ".dvc/tmp")
 
 
-def project_copy(tmp: Path, profile: str, task: str) -> Path:
-    """The project without its outputs, ``profile`` active and narrowed to ``task``."""
+def project_copy(tmp: Path, profile: str, task: str | None = None) -> Path:
+    """The project without its outputs, ``profile`` active (narrowed to ``task`` if given)."""
     repo = tmp / "repo"
     ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache",
                                     ".ruff_cache")
@@ -47,8 +47,9 @@ def project_copy(tmp: Path, profile: str, task: str) -> Path:
     for output in OUTPUTS:
         shutil.rmtree(repo / output, ignore_errors=True)
     params = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
-    params["data"]["tasks"] = [task]
-    params["evaluate"]["targets"] = {task: params["evaluate"]["targets"][task]}
+    if task is not None:
+        params["data"]["tasks"] = [task]
+        params["evaluate"]["targets"] = {task: params["evaluate"]["targets"][task]}
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / "dvc.lock").unlink(missing_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -252,3 +254,16 @@ def test_load_params_reports_the_file_it_read(tmp_path: Path) -> None:
     pattern = rf"^{re.escape(str(path))}: train\.max_steps: .*\(got 0\)$"
     with pytest.raises(ConfigError, match=pattern):
         load_params(path)
+
+
+def test_the_stage_check_validates_without_importing_torch() -> None:
+    """`python -m adaopt check` opens every stage: it must not pay torch's import (~1.3 s)."""
+    code = (
+        "import sys; from adaopt.__main__ import main; rc = main(['check', '--params', "
+        f"{str(ROOT / 'profiles' / 'cpu.yaml')!r}]); "
+        "heavy = sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules); "
+        "print(rc, heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "0 []"

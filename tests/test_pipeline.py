@@ -44,9 +44,10 @@ def _env(mirror: Path) -> dict[str, str]:
             "ADAOPT_DATA_MIRROR": str(mirror), "PYTHONHASHSEED": "0"}
 
 
-def dvc(repo: Path, *args: str, mirror: Path = FIXTURE_MIRROR) -> subprocess.CompletedProcess:
+def dvc(repo: Path, *args: str, mirror: Path = FIXTURE_MIRROR,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=repo,
-                            env=_env(mirror), capture_output=True, text=True)
+                            env={**_env(mirror), **(env or {})}, capture_output=True, text=True)
     assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -142,6 +143,26 @@ def test_dvc_metrics_show_is_the_papers_table(smoke_repo: Path) -> None:
 def test_dvc_plots_show_gives_the_figures_only(smoke_repo: Path) -> None:
     plots = json.loads(dvc(smoke_repo, "plots", "show", "--json").stdout)["data"]
     assert sorted(plots) == sorted(f"figures/{name}" for name in FIGURES)
+
+
+def test_dvc_exp_show_only_changed_reads_at_a_glance(smoke_repo: Path, tmp_path: Path) -> None:
+    """An ablation as a user runs it: the changed parameter and the headline metrics only."""
+    repo = tmp_path / "repo"
+    shutil.copytree(smoke_repo, repo, symlinks=True)
+    identity = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+    for args in (["add", "-A"], ["commit", "-q", "-m", "smoke baseline"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, env={**os.environ, **identity})
+    dvc(repo, "exp", "run", "-S", "optimizers.adamw.weight_decay=0.1", env=identity)
+    table = dvc(repo, "exp", "show", "--only-changed", "--csv").stdout
+    columns = table.splitlines()[0].split(",")
+    metrics = [c for c in columns if c.startswith("results/headline/")]
+    deps = [c for c in columns if c not in metrics and (repo / c).exists()]  # hashes that moved
+    params = [c for c in columns
+              if c not in {"Experiment", "rev", "typ", "Created", *metrics, *deps}]
+    assert params == ["optimizers.adamw.weight_decay"], columns
+    assert metrics and all(c.endswith(".adamw") for c in metrics), columns
+    assert all(c in ("runs", "tuning") or "/adamw/" in c for c in deps), columns
 
 
 def _stale_after(repo: Path, change: Callable[[dict], None]) -> set[str]:

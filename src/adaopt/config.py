@@ -22,8 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from adaopt.optim import OPTIMIZERS
-from adaopt.optim.registry import resolve_hparams
+from adaopt.hparams import OPTIMIZERS, resolve_hparams
 from adaopt.tasks import get_task
 
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]

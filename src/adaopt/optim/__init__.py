@@ -9,23 +9,24 @@
   warmup / decay / plateau learning-rate controller (``adaptive.py``); :func:`build_adaptive_adam`
   builds the pair.
 * :func:`fastest_impl_kwargs` - fused, else foreach, for torch's optimizers and ours (``_impl.py``).
-* :func:`validate_hparams` - the shared hyperparameter checks (``_validation.py``).
+* :data:`OPTIMIZERS`, :data:`DEFAULTS`, :func:`resolve_hparams`, :func:`validate_hparams` - names,
+  defaults and checks, from the torch-free :mod:`adaopt.hparams`.
 """
 
-from ._impl import fastest_impl_kwargs
-from ._validation import validate_hparams
-from .adaptive import CONTROLLER_DEFAULTS, AdaptiveLR, split_controller_kwargs
-from .lamb import Lamb
-from .registry import (
+from adaopt.hparams import (
     CONTROLLED,
+    CONTROLLER_DEFAULTS,
     DEFAULTS,
     OPTIMIZERS,
-    build_adaptive_adam,
-    build_method,
-    build_optimizer,
-    param_groups,
     resolve_hparams,
+    split_controller_kwargs,
+    validate_hparams,
 )
+
+from ._impl import fastest_impl_kwargs
+from .adaptive import AdaptiveLR
+from .lamb import Lamb
+from .registry import build_adaptive_adam, build_method, build_optimizer, param_groups
 from .rmsprop import RMSprop
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ._validation import RULES, validate_hparams
+from adaopt.hparams import RULES, validate_hparams
 
 __all__ = [
     "BLOCK_NUMEL",

@@ -23,38 +23,15 @@ Choices the paper leaves open are listed in ``docs/method.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from ._validation import validate_hparams
+from adaopt.hparams import validate_hparams
 
-__all__ = ["CONTROLLER_DEFAULTS", "AdaptiveLR", "split_controller_kwargs"]
-
-#: Keyword arguments of :class:`AdaptiveLR` and their defaults.
-CONTROLLER_DEFAULTS: dict[str, Any] = {
-    "warmup_steps": 0,
-    "decay_start": None,  # None: no exponential decay
-    "decay_steps": 1000,  # the lr is multiplied by gamma every decay_steps steps once decaying
-    "gamma": 0.5,
-    "min_lr": 0.0,
-    "patience": 3,  # evaluations without improvement before a reduction
-    "factor": 0.5,  # multiplier applied by a reduction
-    "min_delta": 0.0,
-    "mode": "max",  # the reported metric is maximized (accuracy, F1, ...); "min" for losses
-    "adapt": True,  # False: report() only records the metric, never reduces the lr
-}
-
-
-def split_controller_kwargs(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(optimizer kwargs, AdaptiveLR kwargs)``: one flat config drives both halves of a method."""
-    optimizer = {k: v for k, v in hparams.items() if k not in CONTROLLER_DEFAULTS}
-    controller = {k: v for k, v in hparams.items() if k in CONTROLLER_DEFAULTS}
-    return optimizer, controller
-
+__all__ = ["AdaptiveLR"]
 
 class AdaptiveLR(LRScheduler):
     """Warmup, optional exponential decay and plateau reduction, for any torch optimizer.

@@ -26,6 +26,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from adaopt.hparams import validate_hparams
+
 from ._impl import (
     BLOCK_NUMEL,
     FusedScratch,
@@ -35,7 +37,6 @@ from ._impl import (
     supports_foreach,
     use_fused,
 )
-from ._validation import validate_hparams
 
 __all__ = ["Lamb", "lamb"]
 

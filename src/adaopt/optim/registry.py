@@ -1,11 +1,11 @@
 """Optimizer registry: one name -> one configured method (an optimizer, and for the paper's method
 its learning-rate controller).
 
-``build_method(name, model_or_params, **hparams)`` merges ``hparams`` over :data:`DEFAULTS`,
-validates every value (:mod:`._validation`), groups a module's parameters for weight decay, picks
-the fastest implementation (fused, else foreach) and returns ``(optimizer, controller)``;
-the controller is ``None`` except for the names in :data:`CONTROLLED`. :func:`build_optimizer`
-returns the optimizer alone.
+``build_method(name, model_or_params, **hparams)`` merges ``hparams`` over the defaults and
+validates every value (both in the torch-free :mod:`adaopt.hparams`), groups a module's parameters
+for weight decay, picks the fastest implementation (fused, else foreach) and returns
+``(optimizer, controller)``; the controller is ``None`` except for the names in ``CONTROLLED``.
+:func:`build_optimizer` returns the optimizer alone.
 """
 
 from __future__ import annotations
@@ -17,75 +17,27 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from adaopt.hparams import (
+    CONTROLLED,
+    CONTROLLER_DEFAULTS,
+    RULES,
+    resolve_hparams,
+    split_controller_kwargs,
+    validate_hparams,
+)
+
 from ._impl import fastest_impl_kwargs
-from ._validation import RULES, validate_hparams
-from .adaptive import CONTROLLER_DEFAULTS, AdaptiveLR, split_controller_kwargs
+from .adaptive import AdaptiveLR
 from .lamb import Lamb
 from .rmsprop import RMSprop
 
 __all__ = [
-    "CONTROLLED",
-    "DEFAULTS",
     "NO_DECAY_MODULES",
-    "OPTIMIZERS",
     "build_adaptive_adam",
     "build_method",
     "build_optimizer",
     "param_groups",
-    "resolve_hparams",
 ]
-
-#: Registry names, in the order the paper's tables list them.
-OPTIMIZERS: tuple[str, ...] = (
-    "sgd",
-    "momentum",
-    "adagrad",
-    "rmsprop",
-    "adam",
-    "adamw",
-    "lamb",
-    "adaptive_adam",
-)
-
-# Default hyperparameters per optimizer. The keys are also the only hyperparameters each name
-# accepts (plus the implementation switches in _IMPL_FLAGS). The learning rates are starting
-# points for fine-tuning a pretrained MiniLM (small steps around pretrained weights); the
-# experiment configs sweep them. Adaptive methods share the BERT fine-tuning default 2e-5;
-# LAMB's lr is a relative step per tensor (||delta p|| = lr * ||p||), hence larger; SGD needs a
-# much larger raw lr.
-_ADAM_LIKE: dict[str, Any] = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False}
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"lr": 1e-1, "weight_decay": 0.0},
-    "momentum": {
-        "lr": 1e-2,
-        "momentum": 0.9,
-        "dampening": 0.0,
-        "nesterov": False,
-        "weight_decay": 0.0,
-    },
-    "adagrad": {
-        "lr": 1e-3,
-        "lr_decay": 0.0,
-        "eps": 1e-10,
-        "initial_accumulator_value": 0.0,
-        "weight_decay": 0.0,
-    },
-    "rmsprop": {
-        "lr": 1e-5,
-        "alpha": 0.99,
-        "eps": 1e-8,
-        "momentum": 0.0,
-        "centered": False,
-        "weight_decay": 0.0,
-    },
-    "adam": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.0},
-    "adamw": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01},
-    "lamb": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01},
-    "adaptive_adam": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01, **CONTROLLER_DEFAULTS},
-}
-
-# Implementation switches every name accepts; None (the default) means "fastest available".
-_IMPL_FLAGS = ("foreach", "fused")
 
 _CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
@@ -97,10 +49,6 @@ _CLASSES: dict[str, type[torch.optim.Optimizer]] = {
     "lamb": Lamb,
     "adaptive_adam": torch.optim.AdamW,
 }
-
-#: Names whose method is an optimizer plus an :class:`~adaopt.optim.AdaptiveLR` controller; they
-#: also accept the controller's keyword arguments (:data:`~adaopt.optim.CONTROLLER_DEFAULTS`).
-CONTROLLED: frozenset[str] = frozenset({"adaptive_adam"})
 
 #: Modules whose parameters never get weight decay (normalization layers).
 NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
@@ -149,26 +97,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return [g for g in groups if g["params"]]
-
-
-def _allowed(name: str) -> tuple[str, ...]:
-    return (*DEFAULTS[name], *_IMPL_FLAGS)
-
-
-def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
-    """Defaults merged with ``hparams``, checked for unknown names and invalid values."""
-    if name not in DEFAULTS:
-        raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(OPTIMIZERS)}")
-    allowed = _allowed(name)
-    unknown = [k for k in hparams if k not in allowed]
-    if unknown:
-        raise ValueError(
-            f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for optimizer {name!r}; "
-            f"allowed: {', '.join(allowed)}"
-        )
-    merged = {**DEFAULTS[name], **hparams}
-    validate_hparams(merged)
-    return merged
 
 
 def _build(name: str, model_or_params: nn.Module | Iterable[Any], hp: dict[str, Any]) -> Optimizer:

@@ -29,6 +29,8 @@ from torch import Tensor
 from torch.optim.optimizer import ParamsT
 from torch.optim.rmsprop import rmsprop
 
+from adaopt.hparams import validate_hparams
+
 from ._impl import (
     BLOCK_NUMEL,
     FusedScratch,
@@ -37,7 +39,6 @@ from ._impl import (
     split_fusable,
     use_fused,
 )
-from ._validation import validate_hparams
 
 __all__ = ["RMSprop"]
 

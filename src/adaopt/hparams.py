@@ -1,4 +1,8 @@
-"""One place that checks optimizer and controller hyperparameters.
+"""The optimizers' names, default hyperparameters and value checks, without torch.
+
+``python -m adaopt check`` validates ``params.yaml`` at the start of every stage from this module
+alone, so it does not pay torch's import (about 1.3 s a stage). :mod:`adaopt.optim` builds the
+optimizers from the same tables.
 
 Every constructor in :mod:`adaopt.optim` (and :func:`~adaopt.optim.build_method`, before it hands
 anything to ``torch.optim``) calls :func:`validate_hparams`, so a bad value is reported the same way
@@ -13,7 +17,18 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
-__all__ = ["RULES", "validate_hparam", "validate_hparams"]
+__all__ = [
+    "CONTROLLED",
+    "CONTROLLER_DEFAULTS",
+    "DEFAULTS",
+    "IMPL_FLAGS",
+    "OPTIMIZERS",
+    "RULES",
+    "resolve_hparams",
+    "split_controller_kwargs",
+    "validate_hparam",
+    "validate_hparams",
+]
 
 
 def _is_real(value: Any) -> bool:
@@ -128,3 +143,102 @@ def validate_hparams(hparams: Mapping[str, Any]) -> None:
             )
     if hparams.get("foreach") and hparams.get("fused"):
         raise ValueError("foreach=True is invalid with fused=True: choose at most one")
+
+
+#: Keyword arguments of :class:`~adaopt.optim.AdaptiveLR` and their defaults.
+CONTROLLER_DEFAULTS: dict[str, Any] = {
+    "warmup_steps": 0,
+    "decay_start": None,  # None: no exponential decay
+    "decay_steps": 1000,  # the lr is multiplied by gamma every decay_steps steps once decaying
+    "gamma": 0.5,
+    "min_lr": 0.0,
+    "patience": 3,  # evaluations without improvement before a reduction
+    "factor": 0.5,  # multiplier applied by a reduction
+    "min_delta": 0.0,
+    "mode": "max",  # the reported metric is maximized (accuracy, F1, ...); "min" for losses
+    "adapt": True,  # False: report() only records the metric, never reduces the lr
+}
+
+
+def split_controller_kwargs(hparams: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(optimizer kwargs, AdaptiveLR kwargs)``: one flat config drives both halves of a method."""
+    optimizer = {k: v for k, v in hparams.items() if k not in CONTROLLER_DEFAULTS}
+    controller = {k: v for k, v in hparams.items() if k in CONTROLLER_DEFAULTS}
+    return optimizer, controller
+
+
+#: Registry names, in the order the paper's tables list them.
+OPTIMIZERS: tuple[str, ...] = (
+    "sgd",
+    "momentum",
+    "adagrad",
+    "rmsprop",
+    "adam",
+    "adamw",
+    "lamb",
+    "adaptive_adam",
+)
+
+# Default hyperparameters per optimizer. The keys are also the only hyperparameters each name
+# accepts (plus the implementation switches in IMPL_FLAGS). The learning rates are starting
+# points for fine-tuning a pretrained MiniLM (small steps around pretrained weights); the
+# experiment configs sweep them. Adaptive methods share the BERT fine-tuning default 2e-5;
+# LAMB's lr is a relative step per tensor (||delta p|| = lr * ||p||), hence larger; SGD needs a
+# much larger raw lr.
+_ADAM_LIKE: dict[str, Any] = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "sgd": {"lr": 1e-1, "weight_decay": 0.0},
+    "momentum": {
+        "lr": 1e-2,
+        "momentum": 0.9,
+        "dampening": 0.0,
+        "nesterov": False,
+        "weight_decay": 0.0,
+    },
+    "adagrad": {
+        "lr": 1e-3,
+        "lr_decay": 0.0,
+        "eps": 1e-10,
+        "initial_accumulator_value": 0.0,
+        "weight_decay": 0.0,
+    },
+    "rmsprop": {
+        "lr": 1e-5,
+        "alpha": 0.99,
+        "eps": 1e-8,
+        "momentum": 0.0,
+        "centered": False,
+        "weight_decay": 0.0,
+    },
+    "adam": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.0},
+    "adamw": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01},
+    "lamb": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01},
+    "adaptive_adam": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01, **CONTROLLER_DEFAULTS},
+}
+
+# Implementation switches every name accepts; None (the default) means "fastest available".
+IMPL_FLAGS = ("foreach", "fused")
+
+#: Names whose method is an optimizer plus an :class:`~adaopt.optim.AdaptiveLR` controller; they
+#: also accept the controller's keyword arguments (:data:`~adaopt.optim.CONTROLLER_DEFAULTS`).
+CONTROLLED: frozenset[str] = frozenset({"adaptive_adam"})
+
+
+def _allowed(name: str) -> tuple[str, ...]:
+    return (*DEFAULTS[name], *IMPL_FLAGS)
+
+
+def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """Defaults merged with ``hparams``, checked for unknown names and invalid values."""
+    if name not in DEFAULTS:
+        raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(OPTIMIZERS)}")
+    allowed = _allowed(name)
+    unknown = [k for k in hparams if k not in allowed]
+    if unknown:
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for optimizer {name!r}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    merged = {**DEFAULTS[name], **hparams}
+    validate_hparams(merged)
+    return merged
