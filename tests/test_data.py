@@ -33,7 +33,7 @@ from adaopt.tasks import TASKS, TaskSpec, get_task
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 FIXTURE_TASKS = ["cola", "sst2", "mrpc", "rte", "stsb"]
-GLUE = {name: spec for name, spec in TASKS.items() if spec.kind != "extractive_qa"}
+GLUE = {name: spec for name, spec in TASKS.items() if spec.kind in ("classification", "regression")}
 REAL_DATA = Path(os.environ.get(MIRROR_ENV) or ROOT.parent / "shared" / "data")
 needs_real_data = pytest.mark.skipif(
     not (REAL_DATA / "glue").is_dir(), reason=f"no real data at {REAL_DATA}"
@@ -63,9 +63,9 @@ def fixture_split(task: str, split: str) -> pd.DataFrame:
 # --- task table ---------------------------------------------------------------------------
 
 
-def test_table_lists_the_nine_glue_tasks_and_squad():
+def test_table_lists_the_nine_glue_tasks_squad_and_the_language_model():
     assert set(GLUE) == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
-    assert set(TASKS) == {*GLUE, "squad"}
+    assert set(TASKS) == {*GLUE, "squad", "lm_pretrain"}
     assert {name for name, spec in TASKS.items() if spec.kind == "regression"} == {"stsb"}
 
 
@@ -94,6 +94,15 @@ def test_table_squad_entry():
     assert spec.text_columns == ("question", "context")
 
 
+def test_table_language_model_entry_is_one_corpus_file_scored_by_its_loss():
+    spec = get_task("LM-pretrain")
+    assert spec.kind == "language_modeling" and spec.name == "lm_pretrain"
+    assert spec.train_path == spec.dev_path == "text/tinyshakespeare.txt"
+    assert (spec.metric, spec.greater_is_better) == ("loss", False)
+    assert spec.hub_args == ("text",) and spec.hub_kwargs["data_files"].endswith("input.txt")
+    assert all(get_task(name).greater_is_better for name in ("squad", *GLUE))
+
+
 def test_table_rejects_inconsistent_rows():
     with pytest.raises(ValueError, match="kind 'ranking'"):
         TaskSpec(name="x", release_dir="X", text_columns=("a",), label_names=("n", "y"),
@@ -117,6 +126,7 @@ def test_table_follows_hub_labels_and_metrics():
         "cola": "matthews_correlation",
         "stsb": "pearson",
         "squad": "f1",
+        "lm_pretrain": "loss",
     }
 
 
@@ -330,7 +340,8 @@ def relative_files(root: Path) -> set[str]:
 
 
 def test_fetch_raw_from_mirror_copies_the_release_layout(tmp_path):
-    written = fetch_raw([*FIXTURE_TASKS, "squad"], tmp_path / "raw", mirror=str(FIXTURE_MIRROR))
+    written = fetch_raw([*FIXTURE_TASKS, "squad", "lm_pretrain"], tmp_path / "raw",
+                        mirror=str(FIXTURE_MIRROR))
     assert relative_files(tmp_path / "raw") == relative_files(FIXTURE_MIRROR)
     assert {str(p.relative_to(tmp_path / "raw")) for p in written} == relative_files(FIXTURE_MIRROR)
     for path in written:
@@ -451,6 +462,22 @@ def test_fetch_raw_from_hub_rebuilds_official_squad_json(tmp_path, monkeypatch, 
     for file in official.values():
         got = json.loads((tmp_path / "squad" / file).read_text())
         assert got == json.loads((FIXTURE_MIRROR / "squad" / file).read_text())
+
+
+def test_fetch_raw_from_the_web_writes_the_corpus_file(tmp_path, monkeypatch, no_mirror_env):
+    corpus = (FIXTURE_MIRROR / "text" / "tinyshakespeare.txt").read_text()
+    calls = []
+
+    def load_dataset(*args, **kwargs):
+        calls.append((args, kwargs))
+        return datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": [corpus]})})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    written = fetch_raw(["lm_pretrain"], tmp_path)
+    assert written == [tmp_path / "text" / "tinyshakespeare.txt"]  # train and dev: one file
+    assert calls == [(("text",), {"data_files": get_task("lm_pretrain").hub_data_files,
+                                  "sample_by": "document"})]
+    assert written[0].read_text() == corpus
 
 
 # --- end to end ---------------------------------------------------------------------------

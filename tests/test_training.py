@@ -137,8 +137,8 @@ def test_outcome_holds_no_timings_and_efficiency_holds_only_timings(dataset, tok
     result = run(dataset, tokenizer, "sgd", {"lr": 0.1}, config(max_steps=2, eval_every=2))
     assert set(result.outcome()) == {"status", "steps", "best_step", "best", "last",
                                      "last_finite_loss", "diverged_on"}
-    assert set(result.efficiency()) == {"wall_time_s", "train_samples_per_s", "peak_memory_mb",
-                                        "scoring_time_s"}
+    assert set(result.efficiency()) == {"wall_time_s", "train_samples_per_s", "train_tokens_per_s",
+                                        "peak_memory_mb", "scoring_time_s"}
 
 
 def _sgd(model: torch.nn.Module, lr: float, steps: int) -> Any:
@@ -369,4 +369,5 @@ def test_a_run_shorter_than_the_checkpoint_interval_writes_no_checkpoint(
                    metric="accuracy", max_grad_norm=None, checkpoint=path, progress=False)
     assert path.exists() == saved
     assert result.scoring_time_s > 0 and set(result.efficiency()) == {
-        "wall_time_s", "train_samples_per_s", "peak_memory_mb", "scoring_time_s"}
+        "wall_time_s", "train_samples_per_s", "train_tokens_per_s", "peak_memory_mb",
+        "scoring_time_s"}

@@ -37,6 +37,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LMDataConfig(_Section):
+    """How a language-modeling corpus (task kind ``language_modeling``) is cut and tokenized.
+
+    The text is split contiguously, never shuffled: the training text first, then
+    ``selection_chars`` characters (the selection split), then the last ``eval_chars`` characters
+    (dev: the reported validation loss); counted in characters, so that where the text is cut
+    does not depend on the tokenizer, which is fit on the training text alone. Examples are
+    non-overlapping blocks of ``context`` tokens.
+    ``corpus`` is a plain-text file to read instead of the task's fetched release file (``None``).
+    ``char`` gives one token per character seen in the training text (plus one for characters
+    it lacks); ``bpe`` fits a byte-level BPE of ``bpe_vocab_size`` tokens on the training text.
+    """
+
+    corpus: str | None = None
+    tokenizer: Literal["char", "bpe"] = "char"
+    bpe_vocab_size: Annotated[int, Field(ge=257, le=65536)] = 512
+    context: Annotated[int, Field(ge=8, le=4096)] = 128
+    selection_chars: PositiveInt = 32768
+    eval_chars: PositiveInt = 32768
+
+
 class DataConfig(_Section):
     """What the prepare stage reads and how much of it (``max_*_samples`` for quick runs).
 
@@ -48,6 +69,8 @@ class DataConfig(_Section):
     ``selection_samples`` examples (SQuAD: whole articles, until that many questions) are
     carved out of the cleaned training data with ``seed`` before it is subsampled: the
     selection split, which tuning, early stopping and checkpoint choice read instead of dev.
+    A language-modeling corpus is cut by ``lm`` instead (:class:`LMDataConfig`): the sample
+    counts do not apply to it.
     """
 
     tasks: list[str] = Field(min_length=1)
@@ -60,6 +83,7 @@ class DataConfig(_Section):
     max_answer_length: PositiveInt = 30
     selection_samples: PositiveInt = 200
     seed: Annotated[int, Field(ge=0)] = 0
+    lm: LMDataConfig = LMDataConfig()
 
     @field_validator("tasks")
     @classmethod
@@ -196,6 +220,32 @@ class TuningConfig(_Section):
     spaces: dict[str, dict[str, Grid]]
 
 
+class GPTConfig(_Section):
+    """A GPT-2 style decoder trained from scratch (its context is ``data.lm.context``)."""
+
+    n_layer: PositiveInt = 2
+    n_embd: PositiveInt = 128
+    n_head: PositiveInt = 4
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> GPTConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be a multiple of n_head={self.n_head}")
+        return self
+
+
+class WorkloadConfig(_Section):
+    """What one task changes in the shared setup: its training budget (any ``train`` key, e.g.
+    ``max_steps``, ``batch_size``, ``eval_every``), its tuning trials' length, search spaces
+    that replace ``tuning.spaces`` for it (a model trained from scratch wants other learning
+    rates than fine-tuning) and, for a language model, the model itself (``gpt``)."""
+
+    train: dict[str, Any] = Field(default_factory=dict)
+    tuning_max_steps: PositiveInt | None = None
+    spaces: dict[str, dict[str, Grid]] = Field(default_factory=dict)
+    gpt: GPTConfig | None = None
+
+
 class EvaluateConfig(_Section):
     """How the summary scores the runs.
 
@@ -230,6 +280,29 @@ class Params(_Section):
     optimizers: dict[str, dict[str, Any]]
     tuning: TuningConfig
     evaluate: EvaluateConfig
+    workloads: dict[str, WorkloadConfig]
+
+    @field_validator("workloads")
+    @classmethod
+    def _workload_tasks(cls, workloads: dict[str, WorkloadConfig]) -> dict[str, WorkloadConfig]:
+        return {get_task(name).name: workload for name, workload in workloads.items()}
+
+    def train_for(self, task: str) -> TrainConfig:
+        """``train`` with the task's workload overrides (its steps, batch, evaluations)."""
+        overrides = self.workloads[get_task(task).name].train
+        return self.train.model_copy(update=overrides) if overrides else self.train
+
+    def space_for(self, task: str, optimizer: str) -> dict[str, Grid]:
+        """The search space of ``optimizer`` on ``task``: the workload's, else ``tuning.spaces``."""
+        workload = self.workloads[get_task(task).name]
+        return workload.spaces.get(optimizer) or self.tuning.spaces[optimizer]
+
+    def tuning_steps(self, task: str) -> int:
+        """How long a tuning trial of ``task`` runs: the workload's, else ``tuning.max_steps``,
+        else the task's full runs."""
+        workload = self.workloads[get_task(task).name]
+        return (workload.tuning_max_steps or self.tuning.max_steps
+                or self.train_for(task).max_steps)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -246,7 +319,29 @@ class Params(_Section):
         if missing:
             raise ValueError(f"evaluate.targets.{missing[0]} is missing; every task in "
                              "data.tasks needs a time-to-target line")
+        self._check_workloads()
         return self
+
+    def _check_workloads(self) -> None:
+        for task in self.data.tasks:
+            workload = self.workloads.get(task)
+            if workload is None:
+                raise ValueError(f"workloads.{task} is missing; every task in data.tasks has "
+                                 "one (an empty mapping keeps the shared train settings)")
+            where = f"workloads.{task}"
+            if (workload.gpt is not None) != (get_task(task).kind == "language_modeling"):
+                raise ValueError(f"{where}.gpt: a model trained from scratch is set for the "
+                                 "language-modeling tasks, and only for them")
+            unknown = [key for key in workload.train if key not in TrainConfig.model_fields]
+            if unknown:
+                raise ValueError(f"{where}.train.{unknown[0]}: not a train key; allowed: "
+                                 f"{', '.join(TrainConfig.model_fields)}")
+            try:
+                TrainConfig.model_validate({**self.train.model_dump(), **workload.train})
+            except ValidationError as error:
+                first = error.errors()[0]
+                raise ValueError(f"{where}.train.{'.'.join(map(str, first['loc']))}: "
+                                 f"{first['msg']} (got {first.get('input')!r})") from None
 
     def _check_tuning(self) -> None:
         tuning = self.tuning
@@ -257,21 +352,24 @@ class Params(_Section):
             if not tuning.spaces.get(name):
                 raise ValueError(f"tuning.spaces.{name} is missing; every optimizer in "
                                  "sweep.optimizers is tuned")
-        for name, space in tuning.spaces.items():
+        spaces = [(f"tuning.spaces.{name}", name, space) for name, space in tuning.spaces.items()]
+        spaces += [(f"workloads.{task}.spaces.{name}", name, space)
+                   for task, workload in self.workloads.items()
+                   for name, space in workload.spaces.items()]
+        for where, name, space in spaces:
             if name not in self.optimizers:
-                raise ValueError(f"tuning.spaces.{name}: no optimizers.{name} section")
+                raise ValueError(f"{where}: no optimizers.{name} section")
             fixed = [key for key in space if key in self.optimizers[name]]
             if fixed:
-                raise ValueError(f"tuning.spaces.{name}.{fixed[0]} is also set in "
-                                 f"optimizers.{name}; a hyperparameter is searched or fixed")
+                raise ValueError(f"{where}.{fixed[0]} is also set in optimizers.{name}; a "
+                                 "hyperparameter is searched or fixed")
             points = math.prod(len(grid_values(grid)) for grid in space.values())
             if points != tuning.trials:
-                raise ValueError(f"tuning.spaces.{name} has {points} points; every optimizer "
-                                 f"gets tuning.trials={tuning.trials}")
+                raise ValueError(f"{where} has {points} points; every optimizer gets "
+                                 f"tuning.trials={tuning.trials}")
             for key, grid in space.items():
                 for value in grid_values(grid):
-                    _check_optimizer(name, {**self.optimizers[name], key: value},
-                                     where=f"tuning.spaces.{name}")
+                    _check_optimizer(name, {**self.optimizers[name], key: value}, where=where)
 
 
 # Keys of the adaptive_adam section that the pipeline turns into controller steps (as fractions
@@ -356,7 +454,9 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "EvaluateConfig",
+    "GPTConfig",
     "Grid",
+    "LMDataConfig",
     "LogGrid",
     "ModelConfig",
     "Params",
@@ -364,6 +464,7 @@ __all__ = [
     "SweepConfig",
     "TrainConfig",
     "TuningConfig",
+    "WorkloadConfig",
     "grid_values",
     "load_params",
     "optimizer_hparams",

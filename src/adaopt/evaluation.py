@@ -14,10 +14,14 @@ loop never branches on a task:
   ``validation_examples``) -> :func:`adaopt.metrics.squad_metrics` (``exact_match`` and
   ``f1``, 0-100); predictions ``{question id: answer text}``, the official predictions.json.
   A QA split ``<name>`` comes with ``<name>_examples``, its questions.
+* ``language_modeling``: ``logits`` per block -> the cross-entropy of every token after the
+  block's first (nats per token): ``loss`` and ``perplexity``; predictions ``{block index: mean
+  loss}``, so that a bootstrap over blocks recomputes the validation loss.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -144,11 +148,30 @@ class _SpanDecoder:
         return scores, predictions
 
 
+class _NextTokenDecoder:
+    outputs = ("logits",)
+
+    def __init__(self, splits: DatasetDict, split: str, task: TaskSpec, post: PostProcessing
+                 ) -> None:
+        # The model predicts token t + 1 of a block from tokens 0..t, as in training.
+        self.targets = torch.as_tensor(np.asarray(splits[split]["input_ids"])[:, 1:])
+
+    def __call__(self, outputs: dict[str, np.ndarray]) -> tuple[Scores, Predictions]:
+        logits = torch.from_numpy(outputs["logits"][:, :-1])
+        per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), self.targets,
+                                                      reduction="none")
+        per_block = per_token.double().mean(dim=1).numpy()
+        loss = float(per_block.mean())
+        return ({"loss": loss, "perplexity": math.exp(loss)},
+                {str(i): float(value) for i, value in enumerate(per_block)})
+
+
 # How model outputs become predictions and scores, by TaskSpec.kind.
 DECODERS: dict[str, Callable[[DatasetDict, str, TaskSpec, PostProcessing], Decoder]] = {
     "classification": _GlueDecoder,
     "regression": _GlueDecoder,
     "extractive_qa": _SpanDecoder,
+    "language_modeling": _NextTokenDecoder,
 }
 
 
@@ -167,7 +190,7 @@ class Evaluator:
         self,
         splits: DatasetDict,
         task: TaskSpec,
-        tokenizer: PreTrainedTokenizerBase,
+        tokenizer: PreTrainedTokenizerBase | None,
         batch_size: int,
         bf16: bool,
         *,

@@ -28,10 +28,10 @@ from datasets import load_from_disk
 from adaopt import io
 from adaopt.config import Params, grid_values
 from adaopt.evaluation import Evaluator
-from adaopt.modeling import load_model, load_tokenizer
+from adaopt.modeling import new_model, task_tokenizer
 from adaopt.protocol.settings import build_optimization
 from adaopt.protocol.splits import DEV, SELECTION, TRAIN
-from adaopt.protocol.tuning import Choice, Trial, choose, search_grid, tuning_steps
+from adaopt.protocol.tuning import Choice, Trial, choose, search_grid
 from adaopt.tasks import get_task
 from adaopt.training import RunResult, make_loader, seed_everything, train
 
@@ -40,20 +40,23 @@ LOG_COLUMNS = {"train": ["step", "loss", "lr", "grad_norm", "elapsed_s"],
 
 
 class Workload:
-    """A task's prepared splits, tokenizer and evaluators, loaded once per stage process."""
+    """A task's prepared splits, tokenizer, evaluators and training budget (``train`` with the
+    task's ``workloads`` overrides), loaded once per stage process."""
 
     def __init__(self, params: Params, task_name: str, prepared_dir: str | Path) -> None:
         self.params = params
         self.task = get_task(task_name)
-        if params.train.threads:
-            torch.set_num_threads(params.train.threads)
-        self.tokenizer = load_tokenizer(params.model)
-        self.splits = load_from_disk(str(Path(prepared_dir) / self.task.name))
+        self.train_config = params.train_for(self.task.name)
+        if self.train_config.threads:
+            torch.set_num_threads(self.train_config.threads)
+        self.tokenizer = task_tokenizer(params.model, self.task)
+        self.prepared = Path(prepared_dir) / self.task.name
+        self.splits = load_from_disk(str(self.prepared))
         self.selection = self._evaluator(SELECTION)
         self.dev = self._evaluator(DEV)
 
     def _evaluator(self, split: str) -> Evaluator:
-        cfg, data = self.params.train, self.params.data
+        cfg, data = self.train_config, self.params.data
         return Evaluator(self.splits, self.task, self.tokenizer, cfg.eval_batch_size, cfg.bf16,
                          split=split, n_best=data.n_best, max_answer_length=data.max_answer_length)
 
@@ -65,17 +68,19 @@ class Workload:
     def train_run(self, optimizer: str, section: dict[str, Any], setting: str, seed: int,
                   max_steps: int, checkpoint: Path | None, progress: bool
                   ) -> tuple[RunResult, torch.nn.Module]:
-        """Train from the pretrained weights; the model comes back holding the selected weights."""
-        params = self.params
-        cfg = params.train.model_copy(update={"max_steps": max_steps})
-        seed_everything(seed)  # same seed: same head initialization and data order for everyone
-        model = load_model(params.model, self.task)
+        """Train from the starting weights (pretrained, or a fresh initialization for a language
+        model); the model comes back holding the selected weights."""
+        cfg = self.train_config.model_copy(update={"max_steps": max_steps})
+        seed_everything(seed)  # same seed: same initialization and data order for everyone
+        model = new_model(self.params, self.task, self.prepared)
         optimization = build_optimization(model, optimizer, section, setting,
-                                          params.settings[setting], max_steps)
+                                          self.params.settings[setting], max_steps,
+                                          self.task.greater_is_better)
         loader = make_loader(self.splits[TRAIN], self.tokenizer, cfg.batch_size, train=True,
                              group_by_length=cfg.group_by_length, seed=seed)
         result = train(model, optimization.optimizer, optimization.scheduler, loader,
                        self.selection, cfg, metric=self.task.metric,
+                       greater_is_better=self.task.greater_is_better,
                        max_grad_norm=optimization.max_grad_norm, checkpoint=checkpoint,
                        progress=progress)
         return result, model
@@ -90,7 +95,7 @@ def tune(
     Trials already finished by an interrupted stage are read back from ``checkpoint_dir``.
     """
     work = Workload(params, task_name, prepared_dir)
-    space = params.tuning.spaces[optimizer]
+    space = params.space_for(work.task.name, optimizer)
     store = _CheckpointStore(checkpoint_dir, params, "tune", work.task.name, optimizer, setting)
     trials = []
     for index, point in enumerate(search_grid(space)):
@@ -99,7 +104,8 @@ def tune(
         if result is None:
             section = {**params.optimizers[optimizer], **point}
             result, model = work.train_run(optimizer, section, setting, params.tuning.seed,
-                                           tuning_steps(params), store.checkpoint(key), progress)
+                                           params.tuning_steps(work.task.name),
+                                           store.checkpoint(key), progress)
             del model  # free the run before the next one measures its peak memory
             gc.collect()
             store.finish(key, result)
@@ -107,7 +113,7 @@ def tune(
         trials.append(Trial(index, point, result.status,
                             float("nan") if result.status == "diverged" else score,
                             result.best_step, result.steps))
-    choice = choose(trials, space)
+    choice = choose(trials, space, work.task.greater_is_better)
     out_dir = Path(out_dir)
     table = pd.DataFrame([{"trial": t.index, **t.hparams, "status": t.status, "score": t.score,
                            "best_step": t.best_step, "steps": t.steps} for t in trials])
@@ -115,7 +121,7 @@ def tune(
     io.write_json(out_dir / "choice.json", {
         "task": work.task.name, "optimizer": optimizer, "setting": setting,
         "metric": work.task.metric, "split": SELECTION, "seed": params.tuning.seed,
-        "max_steps": tuning_steps(params), "trials": len(trials),
+        "max_steps": params.tuning_steps(work.task.name), "trials": len(trials),
         "space": {name: grid_values(grid) for name, grid in space.items()},
         **choice.to_dict(),
     })
@@ -168,7 +174,7 @@ def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting:
     key = f"seed{seed}"
     started = time.perf_counter()
     result, model = work.train_run(optimizer, section, setting, seed,
-                                   work.params.train.max_steps, store.checkpoint(key), progress)
+                                   work.train_config.max_steps, store.checkpoint(key), progress)
     scoring_started = time.perf_counter()
     scores, predictions = ({}, {}) if result.status == "diverged" else work.dev(model)
     dev_seconds = time.perf_counter() - scoring_started
@@ -177,7 +183,7 @@ def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting:
     outcome = result.outcome()
     metrics = {
         "task": work.task.name, "optimizer": optimizer, "setting": setting, "seed": seed,
-        "metric": work.task.metric, "greater_is_better": True,
+        "metric": work.task.metric, "greater_is_better": work.task.greater_is_better,
         "hparams": dict(section), **work.sizes(),
         "status": outcome["status"], "diverged_on": outcome["diverged_on"],
         "steps": outcome["steps"], "best_step": outcome["best_step"],
@@ -212,7 +218,8 @@ class _CheckpointStore:
         shaping = {
             "stage": [kind, task, optimizer, setting], "tuned": tuned,
             "data": params.data.model_dump(), "model": params.model.model_dump(),
-            "train": params.train.model_dump(),
+            "train": params.train_for(task).model_dump(),
+            "workload": params.workloads[task].model_dump(),
             "setting": params.settings[setting].model_dump(),
             "optimizer": params.optimizers[optimizer],
             "tuning": params.tuning.model_dump(mode="json") if kind == "tune" else None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,20 @@ def _squad_scores(predictions: list[dict[str, str]], dev: Any, metric: str) -> n
                       if qid in run else 0.0 for qid, gold in golds] for run in predictions])
 
 
+def _block_losses(predictions: list[dict[str, float]], dev: Any, metric: str) -> np.ndarray:
+    """Per dev block, its mean loss (nats per token); their mean is the validation loss."""
+    keys = [str(i) for i in range(len(dev))]
+    return np.array([[run[key] for key in keys] for run in predictions])
+
+
+# Per-example scores whose mean over examples is the task's metric, by TaskSpec.kind (the
+# other kinds resample predictions and labels: :func:`adaopt.statistics.bootstrap_statistics`).
+PER_EXAMPLE: dict[str, Callable[[list[dict[str, Any]], Any, str], np.ndarray]] = {
+    "extractive_qa": _squad_scores,
+    "language_modeling": _block_losses,
+}
+
+
 def _load_dev(prepared_dir: str | Path, task: str) -> Any:
     from datasets import load_from_disk  # heavy; only the bootstrap needs it
 
@@ -176,8 +190,9 @@ def _load_dev(prepared_dir: str | Path, task: str) -> Any:
 
 def _cell_interval(task: str, metric: str, predictions: list[dict[str, Any]], dev: Any,
                    level: float, samples: int) -> tuple[float, float]:
-    if get_task(task).kind == "extractive_qa":
-        scores = _squad_scores(predictions, dev, metric)
+    per_example = PER_EXAMPLE.get(get_task(task).kind)
+    if per_example is not None:
+        scores = per_example(predictions, dev, metric)
         return bootstrap_interval("mean", scores, None, level, samples)
     values, labels = _glue_arrays(predictions, dev)
     return bootstrap_interval(metric, values, labels, level, samples)
@@ -310,8 +325,8 @@ def paired_differences(runs: pd.DataFrame, level: float,
 
 
 def _digits(frame: pd.DataFrame) -> dict[str, int]:
-    """Per task, decimals for its scores: 1 on SQuAD's 0-100 scale, 3 on fractions."""
-    return {task: 1 if group["mean"].abs().max() > 1 else 3
+    """Per task, decimals for its scores: 1 on SQuAD's 0-100 scale, 3 on fractions and losses."""
+    return {task: 1 if group["mean"].abs().max() > 10 else 3
             for task, group in frame.groupby("task", sort=False)}
 
 
@@ -334,7 +349,9 @@ def _optimizer_by_task(rows: pd.DataFrame, cells: pd.Series, metrics: pd.Series)
     table = rows.assign(cell=cells).pivot(index="optimizer", columns="task", values="cell")
     tasks = list(dict.fromkeys(rows.task))
     table = table.loc[[name for name in OPTIMIZERS if name in table.index], tasks]
-    table.columns = [f"{task} ({metrics[task]})" for task in tasks]
+    table.columns = [f"{task} ({metrics[task]}"
+                     f"{'' if get_task(task).greater_is_better else ', lower is better'})"
+                     for task in tasks]
     return table.rename_axis("optimizer").fillna("").to_markdown()
 
 
@@ -438,7 +455,8 @@ def to_markdown(summary: pd.DataFrame) -> str:
         "finished": "finished", "score": "mean ± std", "t": "t-interval",
         "bootstrap": "bootstrap interval", "other": "other metrics (mean ± std)",
         "baseline_shown": "baseline", "target": "target", "ttt": "time to target (median)",
-        "train_samples_per_s": "samples/s", "peak_memory_mb": "peak MiB",
+        "train_samples_per_s": "samples/s", "train_tokens_per_s": "tokens/s",
+        "peak_memory_mb": "peak MiB",
     }
     shown = summary.assign(
         finished=[finished_label(row) for _, row in summary.iterrows()],

@@ -1,13 +1,14 @@
-"""The task table (GLUE and SQuAD v1.1): the one place that knows how each task looks on disk
-and on the hub.
+"""The task table (GLUE, SQuAD v1.1 and a language-modeling corpus): the one place that knows
+how each task looks on disk and on the hub.
 
 Everything else (fetching, reading, cleaning, tokenizing, model heads, metric selection) is
 driven by a :class:`TaskSpec` looked up here, in the spirit of Hugging Face's ``run_glue.py``:
 adding a task means adding a row, never an ``if task == ...`` branch. Where the code paths of
 tasks differ (the file format, the model head, how outputs become predictions), they are looked
 up by ``TaskSpec.kind`` in small tables next to the code: ``classification`` and ``regression``
-(GLUE: release TSVs, a sequence-level head) or ``extractive_qa`` (SQuAD: the official JSON,
-a span head over token windows, :mod:`adaopt.qa`).
+(GLUE: release TSVs, a sequence-level head), ``extractive_qa`` (SQuAD: the official JSON,
+a span head over token windows, :mod:`adaopt.qa`) or ``language_modeling`` (a plain-text corpus,
+a GPT-2 style decoder trained from scratch on next-token prediction, :mod:`adaopt.data.lm`).
 
 Column and label names follow the HF ``nyu-mll/glue`` dataset, so a model trained from the
 release TSVs and one trained from the hub see identical label ids.
@@ -16,7 +17,8 @@ Model-selection metric (``TaskSpec.metric``): Matthews correlation for CoLA and 
 correlation for STS-B (the GLUE leaderboard's primary numbers), accuracy for every other GLUE
 task, F1 for SQuAD (exact match is reported next to it). For MRPC and QQP, GLUE also reports
 F1; we select on accuracy because it does not depend on which class counts as positive; F1 can
-still be reported next to it.
+still be reported next to it. The language model is selected on its validation loss (nats per
+token; lower is better), perplexity is reported next to it.
 """
 
 from __future__ import annotations
@@ -27,8 +29,13 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 HUB_PATH = "nyu-mll/glue"
-KINDS = ("classification", "regression", "extractive_qa")
-Kind = Literal["classification", "regression", "extractive_qa"]
+KINDS = ("classification", "regression", "extractive_qa", "language_modeling")
+Kind = Literal["classification", "regression", "extractive_qa", "language_modeling"]
+#: Metrics for which a smaller value is better (everything else: larger is better).
+LOWER_IS_BETTER = frozenset({"loss", "perplexity"})
+TINY_SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,9 @@ class TaskSpec:
     hold ``text_columns`` and the label. ``release_labels[i]`` is how label id ``i``
     (``label_names[i]``) is spelled in the file; both are ``None`` for regression. For
     extractive QA, ``text_columns`` are the question and the context and ``label_names`` the
-    two outputs of the span head per token (start and end).
+    two outputs of the span head per token (start and end). A language-modeling corpus is one
+    plain-text file (train and dev name the same file: the splits are cut from it), fetched from
+    ``hub_data_files`` by the ``datasets`` text builder when there is no mirror.
     """
 
     name: str
@@ -68,12 +77,26 @@ class TaskSpec:
     train_alternatives: tuple[str, ...] = ()
     hub_path: str = HUB_PATH
     hub_config_is_name: bool = True  # GLUE: one hub config per task, named like the task
+    hub_data_files: str | None = None  # a file the hub builder ``hub_path`` reads (plain text)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
-        if (self.kind == "regression") != (self.label_names is None):
+        labelled = self.kind in ("classification", "regression")
+        if labelled and (self.kind == "regression") != (self.label_names is None):
             raise ValueError(f"task {self.name!r}: label_names must be None exactly for regression")
+
+    @property
+    def greater_is_better(self) -> bool:
+        """Whether a larger value of the model-selection metric is better (not for a loss)."""
+        return self.metric not in LOWER_IS_BETTER
+
+    @property
+    def hub_kwargs(self) -> dict[str, str]:
+        """Keyword arguments of ``datasets.load_dataset`` for this task."""
+        if self.hub_data_files is None:
+            return {}
+        return {"data_files": self.hub_data_files, "sample_by": "document"}
 
     @property
     def hub_config(self) -> str | None:
@@ -249,6 +272,21 @@ _SPECS = (
         hub_path="rajpurkar/squad",
         hub_config_is_name=False,
     ),
+    TaskSpec(
+        name="lm_pretrain",
+        release_dir="text",
+        release_parent="",
+        text_columns=("text",),
+        label_names=None,
+        metric="loss",
+        kind="language_modeling",
+        train_file="tinyshakespeare.txt",
+        dev_file="tinyshakespeare.txt",
+        hub_dev_split="train",
+        hub_path="text",
+        hub_config_is_name=False,
+        hub_data_files=TINY_SHAKESPEARE_URL,
+    ),
 )
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}
@@ -262,11 +300,14 @@ def normalize_task_name(name: str) -> str:
     return re.sub(r"[-_\s]", "", name).lower()
 
 
+_BY_KEY = {normalize_task_name(spec.name): spec for spec in _SPECS}
+
+
 def get_task(name: str | TaskSpec) -> TaskSpec:
     """Look a task up by its HF config name or release directory name, in any case."""
     if isinstance(name, TaskSpec):
         return name
-    spec = TASKS.get(normalize_task_name(name))
+    spec = _BY_KEY.get(normalize_task_name(name))
     if spec is None:
         known = ", ".join(
             s.name if s.release_dir == s.name else f"{s.name} ({s.release_dir})" for s in _SPECS

@@ -23,7 +23,12 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, set_seed
+from transformers import (
+    DataCollatorWithPadding,
+    PreTrainedTokenizerBase,
+    default_data_collator,
+    set_seed,
+)
 
 from adaopt.checkpoint import ResumableBatches, load_checkpoint, save_checkpoint
 from adaopt.config import TrainConfig
@@ -32,7 +37,7 @@ MODEL_INPUTS = (
     "input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions",
 )
 #: What a run cost (``efficiency.json``); everything else a run reports is its outcome.
-EFFICIENCY = ("wall_time_s", "train_samples_per_s", "peak_memory_mb")
+EFFICIENCY = ("wall_time_s", "train_samples_per_s", "train_tokens_per_s", "peak_memory_mb")
 
 
 def seed_everything(seed: int) -> None:
@@ -82,7 +87,7 @@ class LengthGroupedBatches(Sampler[int]):
 
 def make_loader(
     dataset: Dataset,
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: PreTrainedTokenizerBase | None,
     batch_size: int,
     *,
     train: bool,
@@ -93,11 +98,13 @@ def make_loader(
 
     Length grouping puts examples of similar length together, which on a CPU, where padding
     costs as much as real tokens, is worth more than anything else in the loop; the batches
-    still come in random order (:class:`LengthGroupedBatches`).
+    still come in random order (:class:`LengthGroupedBatches`). Without a ``tokenizer`` the
+    examples must all have one length (a language model's blocks) and are stacked as they are.
     """
     columns = [name for name in MODEL_INPUTS if name in dataset.column_names]
     data = dataset.with_format("torch", columns=columns)
-    collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    collator = (default_data_collator if tokenizer is None
+                else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
     generator = torch.Generator().manual_seed(seed)
     sampler = None
     if train and group_by_length:
@@ -160,6 +167,7 @@ class LoopState:
     diverged_on: str | None = None
     bad_evals: int = 0
     samples: int = 0
+    tokens: int = 0  # real (unpadded) input tokens
     train_seconds: float = 0.0  # optimizer steps only: evaluation and checkpoints excluded
     scoring_seconds: float = 0.0  # the evaluations
     saved_at_seconds: float = 0.0  # train_seconds at the last checkpoint
@@ -184,6 +192,7 @@ class RunResult:
     diverged_on: str | None
     wall_time_s: float
     train_samples_per_s: float
+    train_tokens_per_s: float
     peak_memory_mb: float
     scoring_time_s: float
     train_log: list[dict[str, float]] = field(default_factory=list, repr=False)
@@ -202,6 +211,7 @@ class RunResult:
             diverged_on=state.diverged_on,
             wall_time_s=seconds,
             train_samples_per_s=state.samples / seconds if seconds > 0 else 0.0,
+            train_tokens_per_s=state.tokens / seconds if seconds > 0 else 0.0,
             peak_memory_mb=max(state.peak_memory_mb, peak_memory_mb()),
             scoring_time_s=state.scoring_seconds,
             train_log=state.train_log,
@@ -288,6 +298,8 @@ def train(
             loss.backward()
             loss_sum += loss.item()
             state.samples += len(batch["input_ids"])
+            mask = batch.get("attention_mask")
+            state.tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
         if max_grad_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
         else:

@@ -2,7 +2,8 @@
 
 How a task's files become splits is looked up by ``TaskSpec.kind`` (:data:`BUILDERS`): GLUE
 TSVs give one row per example; SQuAD JSON gives token windows (features) per question, with
-the selection and dev questions themselves saved beside them for decoding and scoring. The
+the selection and dev questions themselves saved beside them for decoding and scoring; a
+plain-text corpus gives blocks of tokens cut from contiguous splits (:mod:`adaopt.data.lm`). The
 selection split (:mod:`adaopt.protocol.splits`) is carved out of the cleaned training data
 before that is subsampled. Each report carries the task's trivial baseline on dev
 (:data:`BASELINES`), which :func:`check_targets` holds the time-to-target lines above.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ from datasets import Dataset, DatasetDict, Features, List, Value, concatenate_da
 from transformers import PreTrainedTokenizerBase
 
 from adaopt import qa
+from adaopt.config import LMDataConfig
 from adaopt.data.glue import clean, read_split, subsample
+from adaopt.data.lm import VOCABULARY_FILE, build_corpus_splits, unigram_loss
 from adaopt.data.squad import clean_squad
 from adaopt.metrics import glue_metrics
 from adaopt.protocol.splits import (
@@ -95,6 +98,7 @@ class Limits:
     max_length: int
     qa_max_length: int
     doc_stride: int
+    lm: LMDataConfig = field(default_factory=LMDataConfig)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class Built:
     rows: dict[str, dict[str, int]]
     token_settings: dict[str, int]
     baseline: dict[str, str | float]
+    files: dict[str, str] = field(default_factory=dict)  # saved beside the splits: name -> text
 
 
 def _majority_class(spec: TaskSpec, train: pd.DataFrame, dev: pd.DataFrame) -> float:
@@ -155,19 +160,21 @@ def trivial_baseline(
 
 
 def check_targets(reports: dict[str, dict], targets: dict[str, float]) -> None:
-    """Raise ValueError (one line) for the first time-to-target line that is not strictly above
-    its task's trivial baseline (``reports[task]["baseline"]``, as :func:`prepare_task`
-    reports it): the time to reach it would measure nothing. Tasks without a target are not
-    checked (``params.yaml`` requires one per task).
+    """Raise ValueError (one line) for the first time-to-target line that is not strictly better
+    than its task's trivial baseline (``reports[task]["baseline"]``, as :func:`prepare_task`
+    reports it; above it, or below it for a loss): the time to reach it would measure nothing.
+    Tasks without a target are not checked (``params.yaml`` requires one per task).
     """
     for task, report in reports.items():
         if task not in targets:
             continue
         target, baseline = targets[task], report["baseline"]
-        if target <= baseline["value"]:
+        greater = get_task(task).greater_is_better
+        if (target <= baseline["value"]) if greater else (target >= baseline["value"]):
+            side = "above" if greater else "below"
             raise ValueError(
-                f"evaluate.targets.{task}={target} is not above the task's trivial baseline "
-                f"{baseline['value']:.4g} on dev ({baseline['rule']}); set a target above it"
+                f"evaluate.targets.{task}={target} is not {side} the task's trivial baseline "
+                f"{baseline['value']:.4g} on dev ({baseline['rule']}); set a target {side} it"
             )
 
 
@@ -199,11 +206,23 @@ def _rows(counts: dict[str, dict[str, int]], drawn: dict[str, pd.DataFrame]
     }
 
 
+def read_text(spec: TaskSpec, path: Path) -> pd.DataFrame:
+    """A plain-text corpus as one row; a file that is empty or not UTF-8 raises ValueError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if not text.strip():
+        raise ValueError(f"{path}: the corpus is empty")
+    return pd.DataFrame({spec.text_columns[0]: [text]})
+
+
 # How a task's release files are read (and checked), by TaskSpec.kind.
 READERS: dict[str, Callable[[TaskSpec, Path], pd.DataFrame]] = {
     "classification": read_split,
     "regression": read_split,
     "extractive_qa": lambda spec, path: qa.read_squad(path),
+    "language_modeling": read_text,
 }
 
 
@@ -324,11 +343,34 @@ def build_squad(spec: TaskSpec, raw_dir: Path, tokenizer: PreTrainedTokenizerBas
     )
 
 
+def build_lm(spec: TaskSpec, raw_dir: Path, tokenizer: PreTrainedTokenizerBase,
+             limits: Limits) -> Built:
+    """A plain-text corpus (``data.lm.corpus``, else the task's release file): contiguous
+    train / selection / dev text, a vocabulary fit on the training text, blocks of tokens.
+
+    ``tokenizer`` (the fine-tuning model's) is not used: the model is trained from scratch on
+    its own vocabulary, saved beside the splits. The sample limits do not apply.
+    """
+    path = Path(limits.lm.corpus) if limits.lm.corpus else raw_dir / spec.train_path
+    text = read_text(spec, path)[spec.text_columns[0]].iloc[0]
+    splits, vocabulary, counts = build_corpus_splits(text, limits.lm)
+    blocks = {name: np.asarray(split["input_ids"]) for name, split in splits.items()}
+    return Built(
+        splits=splits,
+        rows=counts,
+        token_settings={"max_length": limits.lm.context, "vocab_size": vocabulary.size},
+        baseline={"rule": "a unigram model of the training tokens (nats per token)",
+                  "value": unigram_loss(blocks[TRAIN], blocks[DEV], vocabulary.size)},
+        files={VOCABULARY_FILE: vocabulary.to_json()},
+    )
+
+
 # How a task's release files become splits, by TaskSpec.kind.
 BUILDERS: dict[str, Callable[[TaskSpec, Path, PreTrainedTokenizerBase, Limits], Built]] = {
     "classification": build_glue,
     "regression": build_glue,
     "extractive_qa": build_squad,
+    "language_modeling": build_lm,
 }
 
 
@@ -345,6 +387,7 @@ def prepare_task(
     seed: int,
     qa_max_length: int = 384,
     doc_stride: int = 128,
+    lm: LMDataConfig | None = None,
 ) -> dict[str, Any]:
     """Read, clean, carve, subsample and tokenize one task; save it to ``out_dir/<task>``.
 
@@ -355,15 +398,16 @@ def prepare_task(
     ``seed``: ``selection_samples`` (extractive QA: at least, in whole articles) are carved
     out of the cleaned training data, then ``max_train_samples`` of the rest and
     ``max_eval_samples`` of dev are drawn. ``max_length`` applies to the GLUE tasks,
-    ``qa_max_length`` and ``doc_stride`` to extractive QA. Returns a JSON-serializable report
-    (row counts after each step, token length statistics per split with a ``length`` column,
+    ``qa_max_length`` and ``doc_stride`` to extractive QA, ``lm`` to a language-modeling
+    corpus (which the sample counts do not cut: :func:`build_lm`). Returns a JSON-serializable
+    report (row counts after each step, token length statistics per split with a ``length`` column,
     the trivial baseline on dev) for the caller to write next to it. Raises ValueError (one
     line) where the selection split would take all the training data.
     """
     spec = get_task(task)
     raw_dir = Path(raw_dir)
     limits = Limits(max_train_samples, max_eval_samples, selection_samples, seed, max_length,
-                    qa_max_length, doc_stride)
+                    qa_max_length, doc_stride, lm or LMDataConfig())
     built = BUILDERS[spec.kind](spec, raw_dir, tokenizer, limits)
     splits = built.splits
 
@@ -371,6 +415,8 @@ def prepare_task(
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     splits.save_to_disk(str(tmp))
+    for name, content in built.files.items():
+        (tmp / name).write_text(content)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
 

@@ -35,7 +35,7 @@ SQUAD_DEV = get_task(SQUAD).dev_path
 (SQUAD_TRAIN_RECONSTRUCTION,) = get_task(SQUAD).train_alternative_paths
 MIRROR_LAYOUT = (
     f"glue/<ReleaseDir>/train.tsv and dev.tsv (MNLI: dev_matched.tsv), {SQUAD_DEV}, "
-    f"{SQUAD_TRAIN} or {SQUAD_TRAIN_RECONSTRUCTION}"
+    f"{SQUAD_TRAIN} or {SQUAD_TRAIN_RECONSTRUCTION}, {get_task('lm_pretrain').train_path}"
 )
 
 
@@ -59,18 +59,19 @@ class RawSource:
     hub_args: tuple[str, ...]
     files: tuple[RawFile, ...]
     render: Callable[[datasets.Dataset], str] = field(repr=False)
+    hub_kwargs: dict[str, str] = field(default_factory=dict)
 
 
 def raw_source(name: str) -> RawSource:
     """The raw files for task ``name`` (any alias), as its table entry describes them."""
     spec = get_task(name)
+    train = RawFile(spec.train_path, "train", spec.train_alternative_paths)
+    dev = RawFile(spec.dev_path, spec.hub_dev_split)
     return RawSource(
         hub_args=spec.hub_args,
-        files=(
-            RawFile(spec.train_path, "train", spec.train_alternative_paths),
-            RawFile(spec.dev_path, spec.hub_dev_split),
-        ),
+        files=(train,) if dev.path == train.path else (train, dev),  # a corpus: one file
         render=partial(RENDERERS[spec.kind], spec),
+        hub_kwargs=spec.hub_kwargs,
     )
 
 
@@ -102,7 +103,7 @@ def fetch_raw(
 
     written = []
     for source in sources:
-        hub = datasets.load_dataset(*source.hub_args)
+        hub = datasets.load_dataset(*source.hub_args, **source.hub_kwargs)
         for f in source.files:
             dst = raw_dir / f.path
             with _atomic_write(dst) as fout:
@@ -195,9 +196,15 @@ def squad_json(spec: TaskSpec, split: datasets.Dataset) -> str:
     return json.dumps({"data": articles, "version": "1.1"})
 
 
+def plain_text(spec: TaskSpec, split: datasets.Dataset) -> str:
+    """The text builder's documents joined back into the file they came from."""
+    return "".join(split[spec.text_columns[0]])
+
+
 # How a hub split becomes a release file, by TaskSpec.kind.
 RENDERERS: dict[str, Callable[[TaskSpec, datasets.Dataset], str]] = {
     "classification": release_tsv,
     "regression": release_tsv,
     "extractive_qa": squad_json,
+    "language_modeling": plain_text,
 }

@@ -106,17 +106,20 @@ def build_optimization(
     setting_name: str,
     setting: SettingConfig,
     max_steps: int,
+    greater_is_better: bool = True,
 ) -> Optimization:
     """The optimizer, its schedule and the clipping norm of one (optimizer, setting) run.
 
-    ``section`` is the optimizer's ``params.yaml`` section with the tuned values merged in.
+    ``section`` is the optimizer's ``params.yaml`` section with the tuned values merged in;
+    ``greater_is_better`` tells a controller which way the selection metric improves.
     """
     hparams = optimizer_hparams(section)
     if has_controller(name):
         plan = (lr_plan(setting, max_steps) if setting_name == SHARED_SCHEDULE
                 else own_plan(section, max_steps))
-        optimizer, controller = build_method(name, model,
-                                             **{**hparams, **controller_kwargs(plan, max_steps)})
+        mode = "max" if greater_is_better else "min"
+        optimizer, controller = build_method(
+            name, model, **{**hparams, **controller_kwargs(plan, max_steps), "mode": mode})
         assert controller is not None
         return Optimization(optimizer, controller, setting.max_grad_norm)
     optimizer, _ = build_method(name, model, **hparams)

@@ -3,10 +3,11 @@
 Each optimizer has a search space in ``params.yaml`` (``tuning.spaces``): a grid per
 hyperparameter whose product holds exactly ``tuning.trials`` points, so every optimizer gets the
 same number of trials. Every trial trains with ``tuning.seed`` (not an evaluation seed) for
-``tuning.max_steps`` steps and is scored by its best evaluation on the selection split; the
-best trial's values are used by the final runs of that (task, optimizer, setting). A trial that
-diverged has no score. Ties go to the earlier grid point, so the choice is deterministic. A choice
-on the edge of its grid is flagged: the best value may lie outside it.
+the task's tuning steps (:meth:`adaopt.config.Params.tuning_steps`) and is scored by its best
+evaluation on the selection split; the best trial's values are used by the final runs of that
+(task, optimizer, setting). A trial that diverged has no score. Ties go to the earlier grid
+point, so the choice is deterministic. A choice on the edge of its grid is flagged: the best
+value may lie outside it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from adaopt.config import Grid, Params, grid_values
+from adaopt.config import Grid, grid_values
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,6 @@ def search_grid(space: dict[str, Grid]) -> list[dict[str, Any]]:
     names = list(space)
     values = [grid_values(space[name]) for name in names]
     return [dict(zip(names, point, strict=True)) for point in itertools.product(*values)]
-
-
-def trial_grid(params: Params, optimizer: str) -> list[dict[str, Any]]:
-    return search_grid(params.tuning.spaces[optimizer])
-
-
-def tuning_steps(params: Params) -> int:
-    return params.tuning.max_steps or params.train.max_steps
 
 
 def edges(space: dict[str, Grid], chosen: dict[str, Any]) -> dict[str, str]:
