@@ -69,6 +69,16 @@ def test_params_yaml_is_the_cpu_profile() -> None:
     assert load_params(ROOT / "params.yaml") == load_params(ROOT / "profiles" / "cpu.yaml")
 
 
+def test_a_workload_overrides_the_shared_train_settings_for_its_task_only(
+        smoke_raw: dict[str, Any]) -> None:
+    params = parse_params(copy.deepcopy(smoke_raw))
+    lm = smoke_raw["workloads"]["lm_pretrain"]
+    assert params.train_for("lm_pretrain").max_steps == lm["train"]["max_steps"]
+    assert params.train_for("sst2") == params.train
+    assert params.tuning_steps("sst2") == (params.tuning.max_steps or params.train.max_steps)
+    assert params.space_for("sst2", "adamw") == params.tuning.spaces["adamw"]
+
+
 def test_smoke_profile_round_trips_through_parse_params(smoke_raw: dict[str, Any]) -> None:
     params = parse_params(copy.deepcopy(smoke_raw))
     assert params.train.max_steps == smoke_raw["train"]["max_steps"]
@@ -151,6 +161,24 @@ BAD_CASES: list[tuple[str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = 
     ("selection_samples_zero", setting("data.selection_samples", 0),
      ("data.selection_samples", "(got 0)")),
     ("missing_train_section", dropping("train"), ("train", "required")),
+    ("task_without_workload", dropping("workloads.stsb"), ("workloads.stsb", "missing")),
+    ("workload_of_an_unknown_task", setting("workloads.imdb", {}), ("workloads", "'imdb'")),
+    ("gpt_for_a_pretrained_task", setting("workloads.sst2.gpt", {}),
+     ("workloads.sst2.gpt", "language-modeling tasks")),
+    ("language_model_without_gpt", dropping("workloads.lm_pretrain.gpt"),
+     ("workloads.lm_pretrain.gpt", "language-modeling tasks")),
+    ("unknown_workload_train_key", setting("workloads.sst2.train", {"epochs": 3}),
+     ("workloads.sst2.train.epochs", "not a train key", "max_steps")),
+    ("bad_workload_train_value", setting("workloads.sst2.train", {"max_steps": 0}),
+     ("workloads.sst2.train.max_steps", "(got 0)")),
+    ("workload_space_with_other_trial_count",
+     setting("workloads.lm_pretrain.spaces", {"adamw": {"lr": [0.1, 0.01, 0.001]}}),
+     ("workloads.lm_pretrain.spaces.adamw", "3 points", "tuning.trials=2")),
+    ("heads_do_not_divide_width", setting("workloads.lm_pretrain.gpt.n_head", 3),
+     ("workloads.lm_pretrain.gpt", "multiple of n_head=3")),
+    ("lm_context_too_short", setting("data.lm.context", 4), ("data.lm.context", "(got 4)")),
+    ("unknown_lm_tokenizer", setting("data.lm.tokenizer", "word"),
+     ("data.lm.tokenizer", "'word'")),
     ("top_level_list", lambda raw: [raw], ("top level", "list")),
     ("top_level_scalar", lambda raw: "smoke", ("top level", "str")),
 ]

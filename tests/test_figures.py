@@ -15,7 +15,7 @@ from adaopt.summary import load_logs, load_runs, paired_differences, sweep_cells
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NAMES = ["training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
-         "paired_difference.png"]
+         "paired_difference.png", "lm_validation_loss.png"]
 
 
 @pytest.fixture(scope="module")
@@ -92,4 +92,26 @@ def test_paired_difference_without_a_reference_still_writes_a_figure(tmp_path: P
     empty = pd.DataFrame(columns=["task", "setting", "reference", "optimizer", "pairs",
                                   "difference", "low", "high", "p_value"])
     path = figures.paired_difference(empty, tmp_path / "paired_difference.png")
+    assert path.read_bytes()[:8] == PNG
+
+
+def test_language_model_curves_by_tokens_and_by_time_with_a_band_per_optimizer(
+        kept, tmp_path: Path) -> None:
+    rows = [{"task": "lm_pretrain", "optimizer": optimizer, "setting": setting, "seed": seed,
+             "step": step, "tokens": 1000 * step, "elapsed_s": 0.1 * step + 0.01 * seed,
+             "loss": 3.0 - 0.1 * step + offset + 0.01 * seed}
+            for optimizer, offset in (("sgd", 0.5), ("adamw", 0.0))
+            for setting in ("fair", "traditional") for seed in range(3) for step in (1, 2, 3)]
+    figures.language_model(pd.DataFrame(rows), tmp_path / "lm_validation_loss.png")
+    axes = kept[0].axes
+    assert [ax.get_title() for ax in axes] == ["traditional · lm_pretrain"] * 2 + [
+        "fair · lm_pretrain"] * 2
+    assert [ax.get_xlabel() for ax in axes[:2]] == ["tokens seen",
+                                                    "training time (s, evaluation excluded)"]
+    assert len(axes[0].lines) == 2 and len(axes[0].collections) == 2  # a line and band each
+    assert list(axes[0].lines[1].get_xdata()) == [1000, 2000, 3000]  # adamw, by tokens
+
+
+def test_no_language_model_in_the_sweep_still_writes_its_figure(inputs, tmp_path: Path) -> None:
+    path = figures.language_model(inputs["evals"], tmp_path / "lm_validation_loss.png")
     assert path.read_bytes()[:8] == PNG

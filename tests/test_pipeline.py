@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 OUTPUTS = ("runs", "tuning", "results", "data", "figures", ".dvc/cache", ".dvc/tmp")
 FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
-           "paired_difference.png")
+           "paired_difference.png", "lm_validation_loss.png")
 
 pytestmark = pytest.mark.slow
 

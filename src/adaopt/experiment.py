@@ -36,7 +36,7 @@ from adaopt.tasks import get_task
 from adaopt.training import RunResult, make_loader, seed_everything, train
 
 LOG_COLUMNS = {"train": ["step", "loss", "lr", "grad_norm", "elapsed_s"],
-               "eval": ["step", "elapsed_s"]}
+               "eval": ["step", "elapsed_s", "tokens"]}
 
 
 class Workload:

@@ -28,6 +28,7 @@ from adaopt.config import SETTINGS
 from adaopt.optim import OPTIMIZERS
 from adaopt.statistics import confidence_interval
 from adaopt.summary import GROUP_KEYS, REFERENCES
+from adaopt.tasks import get_task
 
 FACETS = {"col": "task", "row": "setting", "hue": "optimizer"}
 BAR_WIDTH = 0.8  # seaborn's default: each x category's dodged bars share this width
@@ -182,6 +183,45 @@ def paired_difference(paired: pd.DataFrame, path: Path) -> Path:
     return _save(grid.figure, path)
 
 
+def _curve_band(ax: Axes, curve: pd.DataFrame, x: str, label: str, level: float) -> None:
+    """Mean over seeds per evaluation, the seeds' t-interval as a band."""
+    interval = np.array([confidence_interval(np.asarray(v), level) for v in curve["values"]])
+    ax.plot(curve[x], curve["mean"], label=label)
+    ax.fill_between(curve[x], interval[:, 0], interval[:, 1], alpha=0.2)
+
+
+def language_model(evals: pd.DataFrame, path: Path, level: float = 0.95) -> Path:
+    """Each language-modeling task's held-out (selection split) loss against tokens seen and
+    against training time: a line per optimizer (mean over seeds, the seeds' t-interval as a
+    band), a row per setting."""
+    tasks = [task for task in dict.fromkeys(evals.task)
+             if get_task(task).kind == "language_modeling"]
+    if not tasks:
+        figure = plt.figure(figsize=(4, 1))
+        figure.text(0.5, 0.5, "no language-modeling task in the sweep", ha="center")
+        return _save(figure, path)
+    frame = evals[evals.task.isin(tasks)]
+    rows = [(task, setting) for task in tasks
+            for setting in _orders(frame[frame.task == task])["row_order"]]
+    figure, axes = plt.subplots(len(rows), 2, figsize=(10, 3 * len(rows)), squeeze=False,
+                                sharey="row")
+    for (task, setting), (by_tokens, by_time) in zip(rows, axes, strict=True):
+        cell = frame[(frame.task == task) & (frame.setting == setting)]
+        curves = cell.groupby(["optimizer", "step"], sort=False).agg(
+            tokens=("tokens", "mean"), seconds=("elapsed_s", "mean"), mean=("loss", "mean"),
+            values=("loss", list)).reset_index()
+        for optimizer in _orders(cell)["hue_order"]:
+            curve = curves[curves.optimizer == optimizer]
+            _curve_band(by_tokens, curve, "tokens", optimizer, level)
+            _curve_band(by_time, curve, "seconds", optimizer, level)
+        by_tokens.set(title=f"{setting} · {task}", xlabel="tokens seen",
+                      ylabel="held-out loss (nats/token)")
+        by_time.set(title=f"{setting} · {task}", xlabel="training time (s, evaluation excluded)")
+    axes[0, 1].legend(fontsize=7)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def draw_all(runs: pd.DataFrame, train_log: pd.DataFrame, evals: pd.DataFrame,
              paired: pd.DataFrame, out_dir: str | Path, level: float = 0.95) -> list[Path]:
     out_dir = Path(out_dir)
@@ -191,4 +231,5 @@ def draw_all(runs: pd.DataFrame, train_log: pd.DataFrame, evals: pd.DataFrame,
         final_metric(runs, out_dir / "final_metric.png", level),
         learning_rate(train_log, out_dir / "learning_rate.png"),
         paired_difference(paired, out_dir / "paired_difference.png"),
+        language_model(evals, out_dir / "lm_validation_loss.png", level),
     ]

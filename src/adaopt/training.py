@@ -329,7 +329,8 @@ def train(
             scores, _ = evaluate(model)
             state.scoring_seconds += time.perf_counter() - scoring_started
             state.last = scores
-            state.eval_log.append({"step": step, "elapsed_s": elapsed, **scores})
+            state.eval_log.append({"step": step, "elapsed_s": elapsed, "tokens": state.tokens,
+                                   **scores})
             if hasattr(scheduler, "report"):
                 scheduler.report(scores[metric])
             value = scores[metric]  # NaN (e.g. Pearson of constant predictions) never wins
