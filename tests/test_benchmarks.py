@@ -25,5 +25,6 @@ def test_pipeline_overhead_splits_a_real_stage_into_parts_that_add_up() -> None:
     parts = dict(re.findall(r"^\| ([a-z ]+) \| (-?[\d.]+) \|", result.stdout, re.MULTILINE))
     assert set(parts) == {"stage setup", "training steps", "scoring", "rest of the runs"}
     assert sum(map(float, parts.values())) == pytest.approx(wall, abs=0.3)
-    assert float(parts["training steps"]) > 0 and float(parts["scoring"]) > 0
+    # The smoke stage scores a few examples in well under 0.05 s: printed as 0.0.
+    assert float(parts["training steps"]) > 0 and float(parts["scoring"]) >= 0
     assert re.search(r"rest \(setup \+ rest of the runs\) = [\d.]+ s = [\d.]+% ", result.stdout)
