@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from adaopt import io
 from adaopt.config import SETTINGS
-from adaopt.optim import OPTIMIZERS
+from adaopt.hparams import OPTIMIZERS
 from adaopt.statistics import confidence_interval
 from adaopt.summary import GROUP_KEYS, REFERENCES
 from adaopt.tasks import get_task
