@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from adaopt.config import SETTINGS, Params
-from adaopt.metrics.squad import exact_match_score, f1_score, metric_max_over_ground_truths
 from adaopt.hparams import OPTIMIZERS
+from adaopt.metrics.squad import exact_match_score, f1_score, metric_max_over_ground_truths
 from adaopt.protocol.splits import DEV, examples_split
 from adaopt.statistics import bootstrap_interval, confidence_interval, paired_difference
 from adaopt.tasks import get_task
