@@ -5,9 +5,14 @@ BIN := $(VENV)/bin
 
 .PHONY: setup test lint bench repro profile
 
+# TORCH_INDEX: where torch comes from, e.g. https://download.pytorch.org/whl/cpu for the small
+# CPU build on a plain machine (PyPI's Linux wheel of the pinned torch is the CUDA build).
+TORCH_INDEX ?=
+
 $(BIN)/activate: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/pip install --quiet --index-url $(TORCH_INDEX) $$(grep '^torch==' requirements.txt))
 	$(BIN)/pip install --quiet -r requirements.txt -e .
 	touch $(BIN)/activate
 

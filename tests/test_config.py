@@ -92,7 +92,9 @@ BAD_CASES: list[tuple[str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = 
     ("unknown_top_level_key", setting("epochs", 3), ("epochs", "(got 3)")),
     ("unknown_nested_key", setting("train.batchsize", 8), ("train.batchsize", "(got 8)")),
     ("list_for_an_int", setting("train.batch_size", [32]), ("train.batch_size", "(got [32])")),
-    ("string_for_a_bool", setting("train.bf16", "maybe"), ("train.bf16", "(got 'maybe')")),
+    ("string_for_a_bool", setting("train.group_by_length", "maybe"),
+     ("train.group_by_length", "(got 'maybe')")),
+    ("unknown_precision", setting("train.precision", "fp8"), ("train.precision", "'fp8'")),
     ("negative_batch_size", setting("train.batch_size", -4), ("train.batch_size", "(got -4)")),
     ("max_length_too_long", setting("data.max_length", 4096), ("data.max_length", "(got 4096)")),
     ("max_length_too_short", setting("data.max_length", 4), ("data.max_length", "(got 4)")),
@@ -295,3 +297,16 @@ def test_the_stage_check_validates_without_importing_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[0] == "0 []"
+
+
+def test_fp16_on_a_cpu_stops_the_stage_check_with_one_line(tmp_path: Path) -> None:
+    """Before any compute: the check that opens every stage names the key and what is allowed."""
+    raw = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    raw["train"]["precision"] = "fp16"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = subprocess.run([sys.executable, "-m", "adaopt", "check", "--params", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"error: {path}: train.precision=fp16 needs a CUDA GPU (fp16 "
+                             "autocast with a gradient scaler); on cpu use fp32 or bf16\n")

@@ -54,7 +54,7 @@ def test_glue_evaluator_on_a_tiny_model(prepared: Path, tokenizer: Any) -> None:
     task = get_task("sst2")
     splits = load_from_disk(str(prepared / "sst2"))
     model = load_model(TINY, task)
-    scores, predictions = Evaluator(splits, task, tokenizer, 5, bf16=False)(model)
+    scores, predictions = Evaluator(splits, task, tokenizer, 5)(model)
     assert set(scores) == {"accuracy"} and 0.0 <= scores["accuracy"] <= 1.0
     assert list(predictions) == [str(i) for i in range(len(splits["validation"]))]
     assert set(predictions.values()) <= {0, 1}
@@ -65,7 +65,7 @@ def test_qa_evaluator_on_a_tiny_model(prepared: Path, tokenizer: Any, tmp_path: 
     splits = load_from_disk(str(prepared / "squad"))
     model = load_model(TINY, SQUAD)
     assert isinstance(model, BertForQuestionAnswering) and model.config.num_labels == 2
-    scores, predictions = Evaluator(splits, SQUAD, tokenizer, 3, bf16=False)(model)
+    scores, predictions = Evaluator(splits, SQUAD, tokenizer, 3)(model)
     assert set(scores) == {"exact_match", "f1"}
     assert all(math.isfinite(value) and 0.0 <= value <= 100.0 for value in scores.values())
     assert list(predictions) == list(splits["validation_examples"]["id"])  # every dev question
@@ -139,7 +139,7 @@ def test_gold_spans_as_logits_give_exact_match_100_fixture(
     dev = read_squad(FIXTURE_MIRROR / SQUAD_DEV)
     model = GoldSpans(gold_spans(splits, dev, tokenizer, WINDOWS["qa_max_length"],
                                  WINDOWS["doc_stride"]))
-    scores, predictions = Evaluator(splits, SQUAD, tokenizer, batch_size, bf16=False)(model)
+    scores, predictions = Evaluator(splits, SQUAD, tokenizer, batch_size)(model)
     assert scores == {"exact_match": 100.0, "f1": 100.0}
     assert len(predictions) == len(dev)
     if batch_size == 1:  # outputs of batches of different widths were stitched together
@@ -173,7 +173,7 @@ def test_gold_spans_as_logits_give_exact_match_100_real_dev(tmp_path: Path, toke
     dev = read_squad(real_dev)
     model = GoldSpans(gold_spans(splits, dev, tokenizer, REAL_WINDOWS["qa_max_length"],
                                  REAL_WINDOWS["doc_stride"]))
-    scores, predictions = Evaluator(splits, SQUAD, tokenizer, 64, bf16=False)(model)
+    scores, predictions = Evaluator(splits, SQUAD, tokenizer, 64)(model)
     assert len(predictions) == REAL_SUBSET
     references = dict(zip(splits["validation_examples"]["id"],
                           (a["text"] for a in splits["validation_examples"]["answers"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -78,7 +79,7 @@ def config(**overrides: Any) -> TrainConfig:
 
 
 def accuracy_fn(dataset: Dataset, tokenizer: Any) -> Evaluator:
-    return Evaluator(DatasetDict({"validation": dataset}), SST2, tokenizer, 32, bf16=False)
+    return Evaluator(DatasetDict({"validation": dataset}), SST2, tokenizer, 32)
 
 
 def scripted_eval(values: list[float]) -> Callable[[torch.nn.Module], dict]:
@@ -121,6 +122,30 @@ def test_adamw_lowers_the_loss_and_learns_the_label_token(dataset, tokenizer) ->
     assert result.last["accuracy"] >= 0.9
     assert result.last["accuracy"] >= untrained + 0.3
     assert [row["step"] for row in result.eval_log] == [5, 10, 15, 20, 25, 30]
+
+
+def test_bf16_autocast_trains_on_a_cpu_close_to_fp32(dataset, tokenizer) -> None:
+    """bf16 runs on a CPU (slowly where it has no bf16 kernels) and follows fp32's loss curve
+    to bf16's precision; the weights and the optimizer stay fp32."""
+    fp32 = run(dataset, tokenizer, "adamw", {"lr": 1e-2}, config(max_steps=6))
+    bf16 = run(dataset, tokenizer, "adamw", {"lr": 1e-2}, config(max_steps=6, precision="bf16"))
+    assert bf16.status == "ok" and bf16.steps == 6
+    assert [r["loss"] for r in bf16.train_log] != [r["loss"] for r in fp32.train_log]
+    for ours, reference in zip(bf16.train_log, fp32.train_log, strict=True):
+        assert ours["loss"] == pytest.approx(reference["loss"], rel=0.05)
+
+
+def test_fp16_on_a_cpu_is_refused_before_the_first_step(dataset, tokenizer) -> None:
+    model = tiny_bert(0)
+    before = {name: p.clone() for name, p in model.named_parameters()}
+    opt = build_optimization(model, "adamw", {"lr": 1e-2}, "traditional", CONSTANT, 4)
+    loader = make_loader(dataset, tokenizer, 8, train=True, seed=0)
+    with pytest.raises(ValueError, match=r"^train.precision=fp16 needs a CUDA GPU .* on cpu use "
+                                         r"fp32 or bf16$"):
+        train(model, opt.optimizer, opt.scheduler, loader, accuracy_fn(dataset, tokenizer),
+              config(max_steps=4, precision="fp16"), metric="accuracy", max_grad_norm=None,
+              progress=False)
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
 
 
 def test_same_seed_gives_the_same_outcome(dataset, tokenizer) -> None:
@@ -371,3 +396,14 @@ def test_a_run_shorter_than_the_checkpoint_interval_writes_no_checkpoint(
     assert result.scoring_time_s > 0 and set(result.efficiency()) == {
         "wall_time_s", "train_samples_per_s", "train_tokens_per_s", "peak_memory_mb",
         "scoring_time_s"}
+
+
+def test_seeding_prepares_deterministic_cublas_and_keeps_a_users_setting(monkeypatch) -> None:
+    """cuBLAS raises at the first matmul of a deterministic run unless this is set before CUDA
+    initializes; seeding happens before any model is built."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    seed_everything(0)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    seed_everything(0)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"

@@ -27,6 +27,13 @@ def _fetch(args: argparse.Namespace) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    if any(params.train_for(task).precision == "fp16" for task in params.data.tasks):
+        import torch  # only here: is there a GPU for fp16?
+
+        from adaopt.precision import check_precision
+
+        check_precision("fp16", "cuda" if torch.cuda.is_available() else "cpu",
+                        where=f"{args.params}: train.precision")
     if args.raw is not None:
         from adaopt.data import read_release
 

@@ -145,7 +145,8 @@ class TrainConfig(_Section):
     # At a checkpoint step, save only once the run has trained this long since its start or
     # last save: a 16-step run is cheaper to redo than to checkpoint (0: save at every one).
     checkpoint_interval_s: Annotated[float, Field(ge=0.0)] = 60.0
-    bf16: bool = False
+    # fp32; bf16 autocast; fp16 autocast with a gradient scaler (CUDA only: adaopt.precision).
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     group_by_length: bool = True
     threads: PositiveInt | None = None
 

@@ -32,6 +32,7 @@ from datasets import DatasetDict
 from transformers import PreTrainedTokenizerBase
 
 from adaopt.metrics import GLUE_METRIC_PATH, SQUAD_METRIC_PATH, load_metric
+from adaopt.precision import autocast
 from adaopt.protocol.splits import examples_split
 from adaopt.qa import postprocess_predictions
 from adaopt.tasks import TaskSpec
@@ -58,7 +59,8 @@ def _concat_padded(parts: list[torch.Tensor], fill: float) -> np.ndarray:
 
 @torch.no_grad()
 def forward_outputs(
-    model: torch.nn.Module, loader: torch.utils.data.DataLoader, bf16: bool, names: tuple[str, ...]
+    model: torch.nn.Module, loader: torch.utils.data.DataLoader, precision: str,
+    names: tuple[str, ...],
 ) -> dict[str, np.ndarray]:
     """Concatenate the named model outputs (``logits``, ``start_logits``...) over a loader.
 
@@ -71,7 +73,7 @@ def forward_outputs(
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for batch in loader:
         inputs = {k: v.to(dev) for k, v in batch.items() if k not in TARGETS}
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        with autocast(precision, dev.type):
             result = model(**inputs)
         for name in names:
             outputs[name].append(result[name].float().cpu())
@@ -192,13 +194,13 @@ class Evaluator:
         task: TaskSpec,
         tokenizer: PreTrainedTokenizerBase | None,
         batch_size: int,
-        bf16: bool,
+        precision: str = "fp32",
         *,
         split: str = "validation",
         n_best: int = PostProcessing.n_best,
         max_answer_length: int = PostProcessing.max_answer_length,
     ) -> None:
-        self.split, self.task, self.bf16 = split, task, bf16
+        self.split, self.task, self.precision = split, task, precision
         post = PostProcessing(n_best, max_answer_length)
         self.decode = DECODERS[task.kind](splits, split, task, post)
         self.loader = make_loader(splits[split], tokenizer, batch_size, train=False)
@@ -206,5 +208,5 @@ class Evaluator:
         self.examples = len(splits[examples] if examples in splits else splits[split])
 
     def __call__(self, model: torch.nn.Module) -> tuple[Scores, Predictions]:
-        outputs = forward_outputs(model, self.loader, self.bf16, self.decode.outputs)
+        outputs = forward_outputs(model, self.loader, self.precision, self.decode.outputs)
         return self.decode(outputs)

@@ -57,7 +57,7 @@ class Workload:
 
     def _evaluator(self, split: str) -> Evaluator:
         cfg, data = self.train_config, self.params.data
-        return Evaluator(self.splits, self.task, self.tokenizer, cfg.eval_batch_size, cfg.bf16,
+        return Evaluator(self.splits, self.task, self.tokenizer, cfg.eval_batch_size, cfg.precision,
                          split=split, n_best=data.n_best, max_answer_length=data.max_answer_length)
 
     def sizes(self) -> dict[str, int]:

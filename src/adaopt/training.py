@@ -10,6 +10,7 @@ setting does lives in :mod:`adaopt.protocol.settings`, and the loop scores only 
 from __future__ import annotations
 
 import math
+import os
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from transformers import (
 
 from adaopt.checkpoint import ResumableBatches, load_checkpoint, save_checkpoint
 from adaopt.config import TrainConfig
+from adaopt.precision import autocast, check_precision, grad_scaler
 
 MODEL_INPUTS = (
     "input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions",
@@ -41,7 +43,12 @@ EFFICIENCY = ("wall_time_s", "train_samples_per_s", "train_tokens_per_s", "peak_
 
 
 def seed_everything(seed: int) -> None:
-    """Same seed, same machine, same numbers: seeds Python, NumPy and torch, deterministic ops."""
+    """Same seed, same machine, same numbers: seeds Python, NumPy and torch, deterministic ops.
+
+    On CUDA, deterministic cuBLAS needs ``CUBLAS_WORKSPACE_CONFIG`` before CUDA initializes
+    (it raises at the first matmul otherwise); a value the user set is kept.
+    """
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     set_seed(seed, deterministic=True)
 
 
@@ -168,6 +175,7 @@ class LoopState:
     bad_evals: int = 0
     samples: int = 0
     tokens: int = 0  # real (unpadded) input tokens
+    scaler: dict[str, Any] | None = None  # the fp16 loss scaler's state at a checkpoint
     train_seconds: float = 0.0  # optimizer steps only: evaluation and checkpoints excluded
     scoring_seconds: float = 0.0  # the evaluations
     saved_at_seconds: float = 0.0  # train_seconds at the last checkpoint
@@ -271,6 +279,7 @@ def train(
     same numbers as one that was never interrupted.
     """
     dev = device()
+    check_precision(config.precision, dev.type)
     model.to(dev).train()
     reset_peak_memory()
     batches = ResumableBatches(train_loader)
@@ -283,6 +292,9 @@ def train(
         batches.restore(position)
         state = LoopState(**saved)
         print(f"resumed from {checkpoint} at step {done}")
+    scaler = grad_scaler(config.precision, dev.type)
+    if state.scaler:
+        scaler.load_state_dict(state.scaler)
     every = config.checkpoint_every or config.eval_every
     sign = 1.0 if greater_is_better else -1.0
     status = "ok"
@@ -293,26 +305,31 @@ def train(
         loss_sum = 0.0
         for _ in range(config.grad_accum_steps):
             batch = {key: value.to(dev) for key, value in next(batches).items()}
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.bf16):
+            with autocast(config.precision, dev.type):
                 loss = model(**batch).loss / config.grad_accum_steps
-            loss.backward()
+            scaler.scale(loss).backward()
             loss_sum += loss.item()
             state.samples += len(batch["input_ids"])
             mask = batch.get("attention_mask")
             state.tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+        scaler.unscale_(optimizer)  # true gradients for the norm and clipping (fp16 only)
         if max_grad_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
         else:
             grad_norm = float(torch.nn.utils.get_total_norm(
                 [p.grad for p in model.parameters() if p.grad is not None]))
-        if not math.isfinite(loss_sum) or not math.isfinite(grad_norm):
+        # Under fp16 a non-finite gradient is an overflow: the scaler skips the step and lowers
+        # its scale. Otherwise it is divergence, as is a non-finite loss.
+        overflow = scaler.is_enabled() and not math.isfinite(grad_norm)
+        if not math.isfinite(loss_sum) or (not math.isfinite(grad_norm) and not overflow):
             state.diverged_on = "loss" if not math.isfinite(loss_sum) else "grad_norm"
             status = "diverged"
             optimizer.zero_grad(set_to_none=True)
             break
         state.last_finite_loss = loss_sum
         lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         if not _all_finite(model.parameters()):
@@ -347,6 +364,7 @@ def train(
         if checkpoint is not None and step % every == 0 and step < config.max_steps and due:
             state.saved_at_seconds = state.train_seconds
             state.peak_memory_mb = max(state.peak_memory_mb, peak_memory_mb())
+            state.scaler = scaler.state_dict() if scaler.is_enabled() else None
             save_checkpoint(
                 checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
                 generator=batches.generator, step=step, data_position=batches.position(),

@@ -1,0 +1,36 @@
+"""Numeric precision of a run: fp32, bf16 autocast, or fp16 autocast with a gradient scaler.
+
+``train.precision`` picks one for training and held-out scoring alike. bf16 runs wherever torch
+has bf16 kernels (on CPUs without native bf16, such as AVX2-only ones, it is far slower than
+fp32); fp16 needs a CUDA GPU, because its small range needs the gradient scaler that only
+CUDA's autocast pairs with, so it is refused on a CPU with one line before any compute.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str, device_type: str, where: str = "train.precision") -> None:
+    """Raise ValueError (one line) for a precision this device cannot train in."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"{where}={precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device_type != "cuda":
+        raise ValueError(f"{where}=fp16 needs a CUDA GPU (fp16 autocast with a gradient "
+                         f"scaler); on {device_type} use fp32 or bf16")
+
+
+def autocast(precision: str, device_type: str) -> AbstractContextManager[None]:
+    """Autocast to the precision's dtype; a no-op for fp32."""
+    return torch.autocast(device_type, dtype=_DTYPES.get(precision, torch.bfloat16),
+                          enabled=precision != "fp32")
+
+
+def grad_scaler(precision: str, device_type: str) -> torch.amp.GradScaler:
+    """The loss scaler fp16 needs; disabled (every call passes through) otherwise."""
+    return torch.amp.GradScaler(device_type, enabled=precision == "fp16")
