@@ -26,6 +26,7 @@ test: lint
 
 bench: setup
 	$(BIN)/python benchmarks/optimizer_step.py --check
+	$(BIN)/pytest -m benchmark
 
 # Select a profile: copies profiles/$(PROFILE).yaml to params.yaml (cpu is the reference).
 profile:

@@ -50,6 +50,7 @@ def test_loop_vs_trainer_prints_rates_and_consistent_ratios() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.benchmark  # a cold inductor compile: about a minute; `make bench` runs it
 def test_compile_step_prints_a_table_and_a_verdict() -> None:
     out = run_script("compile_step.py", "--tiny", "--steps", "3", "--passes", "1",
                      "--variants", "default")
