@@ -287,7 +287,8 @@ def test_load_params_reports_the_file_it_read(tmp_path: Path) -> None:
 
 
 def test_the_stage_check_validates_without_importing_torch() -> None:
-    """`python -m adaopt check` opens every stage: it must not pay torch's import (~1.3 s)."""
+    """`python -m adaopt check` opens every stage: it must not pay torch's import (measured: 1.7 s
+    with it, 0.17 s without)."""
     code = (
         "import sys; from adaopt.__main__ import main; rc = main(['check', '--params', "
         f"{str(ROOT / 'profiles' / 'cpu.yaml')!r}]); "

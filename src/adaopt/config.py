@@ -291,7 +291,9 @@ class Params(_Section):
     def train_for(self, task: str) -> TrainConfig:
         """``train`` with the task's workload overrides (its steps, batch, evaluations)."""
         overrides = self.workloads[get_task(task).name].train
-        return self.train.model_copy(update=overrides) if overrides else self.train
+        if not overrides:
+            return self.train
+        return TrainConfig.model_validate({**self.train.model_dump(), **overrides})
 
     def space_for(self, task: str, optimizer: str) -> dict[str, Grid]:
         """The search space of ``optimizer`` on ``task``: the workload's, else ``tuning.spaces``."""
@@ -338,7 +340,7 @@ class Params(_Section):
                 raise ValueError(f"{where}.train.{unknown[0]}: not a train key; allowed: "
                                  f"{', '.join(TrainConfig.model_fields)}")
             try:
-                TrainConfig.model_validate({**self.train.model_dump(), **workload.train})
+                self.train_for(task)
             except ValidationError as error:
                 first = error.errors()[0]
                 raise ValueError(f"{where}.train.{'.'.join(map(str, first['loc']))}: "

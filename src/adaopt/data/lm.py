@@ -127,9 +127,19 @@ def unigram_loss(train_blocks: np.ndarray, dev_blocks: np.ndarray, vocab_size: i
     return float(-log_probs[dev_blocks[:, 1:]].mean())
 
 
-def build_corpus_splits(text: str, config: LMDataConfig) -> tuple[DatasetDict, Vocabulary,
-                                                                   dict[str, dict[str, int]]]:
-    """The corpus as train / selection / dev blocks, its vocabulary and the counts per split."""
+@dataclass(frozen=True)
+class Corpus:
+    """A prepared corpus: its splits of blocks, its vocabulary, the counts per split, and the
+    unigram baseline on dev (:func:`unigram_loss`, nats per token)."""
+
+    splits: DatasetDict
+    vocabulary: Vocabulary
+    counts: dict[str, dict[str, int]]
+    baseline: float
+
+
+def build_corpus_splits(text: str, config: LMDataConfig) -> Corpus:
+    """The corpus as train / selection / dev blocks, with its vocabulary, counts and baseline."""
     cut = cut_corpus(text, config.selection_chars, config.eval_chars)
     vocabulary = fit_vocabulary(cut.train, config)
     parts = {TRAIN: cut.train, SELECTION: cut.selection, DEV: cut.dev}
@@ -138,7 +148,10 @@ def build_corpus_splits(text: str, config: LMDataConfig) -> tuple[DatasetDict, V
         if len(split) == 0:
             raise ValueError(f"the {name} text holds fewer than data.lm.context="
                              f"{config.context} tokens; enlarge it or shorten the context")
-    splits = DatasetDict({name: block_dataset(split) for name, split in ids.items()})
-    counts = {name: {"characters": len(parts[name]), "blocks": len(ids[name]),
-                     "tokens": int(ids[name].size)} for name in parts}
-    return splits, vocabulary, counts
+    return Corpus(
+        splits=DatasetDict({name: block_dataset(split) for name, split in ids.items()}),
+        vocabulary=vocabulary,
+        counts={name: {"characters": len(parts[name]), "blocks": len(ids[name]),
+                       "tokens": int(ids[name].size)} for name in parts},
+        baseline=unigram_loss(ids[TRAIN], ids[DEV], vocabulary.size),
+    )

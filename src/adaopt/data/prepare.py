@@ -26,7 +26,7 @@ from transformers import PreTrainedTokenizerBase
 from adaopt import qa
 from adaopt.config import LMDataConfig
 from adaopt.data.glue import clean, read_split, subsample
-from adaopt.data.lm import VOCABULARY_FILE, build_corpus_splits, unigram_loss
+from adaopt.data.lm import VOCABULARY_FILE, build_corpus_splits
 from adaopt.data.squad import clean_squad
 from adaopt.metrics import glue_metrics
 from adaopt.protocol.splits import (
@@ -353,15 +353,14 @@ def build_lm(spec: TaskSpec, raw_dir: Path, tokenizer: PreTrainedTokenizerBase,
     """
     path = Path(limits.lm.corpus) if limits.lm.corpus else raw_dir / spec.train_path
     text = read_text(spec, path)[spec.text_columns[0]].iloc[0]
-    splits, vocabulary, counts = build_corpus_splits(text, limits.lm)
-    blocks = {name: np.asarray(split["input_ids"]) for name, split in splits.items()}
+    corpus = build_corpus_splits(text, limits.lm)
     return Built(
-        splits=splits,
-        rows=counts,
-        token_settings={"max_length": limits.lm.context, "vocab_size": vocabulary.size},
+        splits=corpus.splits,
+        rows=corpus.counts,
+        token_settings={"max_length": limits.lm.context, "vocab_size": corpus.vocabulary.size},
         baseline={"rule": "a unigram model of the training tokens (nats per token)",
-                  "value": unigram_loss(blocks[TRAIN], blocks[DEV], vocabulary.size)},
-        files={VOCABULARY_FILE: vocabulary.to_json()},
+                  "value": corpus.baseline},
+        files={VOCABULARY_FILE: corpus.vocabulary.to_json()},
     )
 
 
