@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/optimizer_step.py [--repeats 40] [--warmup 3] [--threads N] [--check]
+                                        [--device cpu|cuda]
 
 The parameters are those of the packaged all-MiniLM-L6-v2 with a 2-label classification head
 (22.7M parameters in 105 tensors), grouped as the registry groups them (no weight decay on biases
@@ -85,20 +86,24 @@ def step_functions(model: nn.Module) -> dict[str, Callable[[], None]]:
 
 
 def measure(
-    steps: dict[str, Callable[[], None]], repeats: int, warmup: int, seed: int = 0
+    steps: dict[str, Callable[[], None]], repeats: int, warmup: int, seed: int = 0,
+    sync: Callable[[], None] = lambda: None,
 ) -> dict[str, list[float]]:
     """Seconds per step, ``repeats`` rounds after ``warmup`` untimed ones.
 
     Each round runs every optimizer once, in a fresh seeded random order, so that no optimizer
     always follows the same one (a step that frees large temporaries can slow the next).
+    ``sync`` waits for queued device work (CUDA kernels run asynchronously).
     """
     names = list(steps)
     order = random.Random(seed)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(warmup + repeats):
         for name in order.sample(names, len(names)):
+            sync()
             start = time.perf_counter()
             steps[name]()
+            sync()
             elapsed = time.perf_counter() - start
             if r >= warmup:
                 times[name].append(elapsed)
@@ -112,24 +117,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of the gradients and the order")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the parameters live (default cpu)")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
-    model = minilm()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU")
+    model = minilm().to(args.device)  # before the optimizers: each picks its device's fastest path
     params = [p for p in model.parameters() if p.requires_grad]
     generator = torch.Generator().manual_seed(args.seed)
     for p in params:
-        p.grad = 1e-2 * torch.randn(p.shape, generator=generator)
+        p.grad = 1e-2 * torch.randn(p.shape, generator=generator).to(args.device)
     steps = step_functions(model)
-    times = measure(steps, args.repeats, args.warmup, args.seed)
+    sync = torch.cuda.synchronize if args.device == "cuda" else lambda: None
+    times = measure(steps, args.repeats, args.warmup, args.seed, sync)
 
     median_ms = {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
+    cpu = platform.processor() or platform.machine()
+    where = (torch.cuda.get_device_name() if args.device == "cuda"
+             else f"{torch.get_num_threads()} threads, {cpu}")
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}; MiniLM: "
+        f"torch {torch.__version__}, {where}; MiniLM: "
         f"{sum(p.numel() for p in params) / 1e6:.1f}M parameters in {len(params)} tensors; "
         f"{args.repeats} timed rounds after {args.warmup} warmup rounds"
     )

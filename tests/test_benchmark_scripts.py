@@ -67,3 +67,49 @@ def test_compile_step_prints_a_table_and_a_verdict() -> None:
         assert float(overhead) == pytest.approx(float(run) - 3e-3 * float(compiled_ms), abs=0.02)
     assert re.search(r"^(ADOPT|DO NOT ADOPT): the best compiled variant \(default, (cold|warm) "
                      rf"cache\) makes a 3-step run {NUMBER}x as fast as eager", out, re.M)
+
+
+GPU_CHECK = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def test_gpu_check_parses_and_refuses_an_unknown_argument_in_one_line() -> None:
+    subprocess.run(["bash", "-n", str(GPU_CHECK)], check=True)
+    result = subprocess.run(["bash", str(GPU_CHECK), "--gpus", "2"], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("gpu_check.sh: unknown argument '--gpus'; allowed: --wheels DIR, "
+                             "--mirror DIR, -- ARGS\n")
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_cpu_fallback_offline(tmp_path: Path) -> None:
+    """Where torch sees no GPU: the script installs from an (empty) wheel folder without the
+    index, keeps the environment's torch, and runs every part at toy size."""
+    if sys.platform != "linux":
+        pytest.skip("the device check is a bash script for Linux GPU machines")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: run benchmarks/gpu_check.sh itself")
+    venv = Path(sys.executable).parent.parent  # already holds every requirement
+    (tmp_path / "wheels").mkdir()
+    result = subprocess.run(
+        ["bash", str(GPU_CHECK), "--wheels", str(tmp_path / "wheels"), "--mirror",
+         str(FIXTURE_MIRROR)], cwd=tmp_path, capture_output=True, text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GPU_CHECK_VENV": str(venv),
+             "PYTHON": sys.executable})
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert f"torch {torch.__version__} cuda False" in out
+    assert "device: CPU (no CUDA GPU: toy-size fallback)" in out
+    for part in ("## 1. smoke cell", "## 2. full cell", "## 3. optimizer step"):
+        assert part in out
+    rows = re.findall(rf"^\| (adamw|adaptive_adam) \| (fp32|bf16) \| \d+ \| {NUMBER} \| \d+ \| "
+                      rf"{NUMBER} \|$", out, re.M)
+    assert [(name, precision) for name, precision, *_ in rows] == [
+        ("adamw", "bf16"), ("adamw", "fp32"), ("adamw", "bf16"), ("adaptive_adam", "fp32"),
+        ("adaptive_adam", "bf16")]
+    for name in ("adamw", "adaptive_adam"):
+        assert re.search(rf"^{name}: bf16 / fp32 throughput = {NUMBER}x$", out, re.M)
+    assert re.search(r"^(PASS|FAIL): adaptive_adam step = ", out, re.M)
+    assert re.search(r"^gpu_check finished in \d+ s$", out, re.M)

@@ -181,6 +181,16 @@ BAD_CASES: list[tuple[str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = 
     ("lm_context_too_short", setting("data.lm.context", 4), ("data.lm.context", "(got 4)")),
     ("unknown_lm_tokenizer", setting("data.lm.tokenizer", "word"),
      ("data.lm.tokenizer", "'word'")),
+    ("ablation_task_not_swept", setting("precision_ablation.task", "mrpc"),
+     ("precision_ablation.task='mrpc'", "not in data.tasks", "sst2")),
+    ("ablation_optimizer_not_swept", setting("precision_ablation.optimizers", ["sgd"]),
+     ("precision_ablation.optimizers", "'sgd'", "sweep.optimizers")),
+    ("ablation_unknown_precision", setting("precision_ablation.precisions", ["fp32", "fp8"]),
+     ("precision_ablation.precisions.1", "'fp8'")),
+    ("ablation_one_precision", setting("precision_ablation.precisions", ["fp32"]),
+     ("precision_ablation.precisions", "(got ['fp32'])")),
+    ("ablation_repeated_precision", setting("precision_ablation.precisions", ["bf16", "bf16"]),
+     ("precision_ablation.precisions", "must not repeat")),
     ("top_level_list", lambda raw: [raw], ("top level", "list")),
     ("top_level_scalar", lambda raw: "smoke", ("top level", "str")),
 ]
@@ -300,14 +310,20 @@ def test_the_stage_check_validates_without_importing_torch() -> None:
     assert result.stdout.split("\n")[0] == "0 []"
 
 
-def test_fp16_on_a_cpu_stops_the_stage_check_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("key", "mutate"), [
+    ("train.precision", setting("train.precision", "fp16")),
+    ("precision_ablation.precisions",
+     setting("precision_ablation.precisions", ["fp32", "bf16", "fp16"])),
+])
+def test_fp16_on_a_cpu_stops_the_stage_check_with_one_line(
+        tmp_path: Path, key: str, mutate: Callable[[dict[str, Any]], None]) -> None:
     """Before any compute: the check that opens every stage names the key and what is allowed."""
     raw = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
-    raw["train"]["precision"] = "fp16"
+    mutate(raw)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     result = subprocess.run([sys.executable, "-m", "adaopt", "check", "--params", str(path)],
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == (f"error: {path}: train.precision=fp16 needs a CUDA GPU (fp16 "
+    assert result.stderr == (f"error: {path}: {key}=fp16 needs a CUDA GPU (fp16 "
                              "autocast with a gradient scaler); on cpu use fp32 or bf16\n")

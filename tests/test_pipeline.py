@@ -6,6 +6,7 @@ machine; a second run on the real data directory runs where one exists.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 OUTPUTS = ("runs", "tuning", "results", "data", "figures", ".dvc/cache", ".dvc/tmp")
 FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
-           "paired_difference.png", "lm_validation_loss.png")
+           "paired_difference.png", "lm_validation_loss.png", "precision.png")
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +108,10 @@ def assert_complete(repo: Path) -> None:
     assert "### traditional" in report and "### fair" in report and "\n| task" in report
     for name in FIGURES:
         assert (repo / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    ablation = pd.read_csv(repo / "results" / "precision.csv")
+    runs = params.precision_ablation
+    assert len(ablation) == len(runs.optimizers) * len(runs.precisions)
+    assert ablation.dev.map(math.isfinite).all() and (ablation.steps == runs.max_steps).all()
 
 
 @pytest.fixture(scope="module")
@@ -145,17 +150,25 @@ def test_dvc_plots_show_gives_the_figures_only(smoke_repo: Path) -> None:
     assert sorted(plots) == sorted(f"figures/{name}" for name in FIGURES)
 
 
-def test_dvc_exp_show_only_changed_reads_at_a_glance(smoke_repo: Path, tmp_path: Path) -> None:
-    """An ablation as a user runs it: the changed parameter and the headline metrics only."""
+IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+
+
+def committed_copy(smoke_repo: Path, tmp_path: Path) -> Path:
+    """A copy of the finished smoke run, committed to git: the baseline experiments start from."""
     repo = tmp_path / "repo"
     shutil.copytree(smoke_repo, repo, symlinks=True)
-    identity = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
     for args in (["add", "-A"], ["commit", "-q", "-m", "smoke baseline"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, env={**os.environ, **identity})
+        subprocess.run(["git", *args], cwd=repo, check=True, env={**os.environ, **IDENTITY})
+    return repo
+
+
+def test_dvc_exp_show_only_changed_reads_at_a_glance(smoke_repo: Path, tmp_path: Path) -> None:
+    """An ablation as a user runs it: the changed parameter and the headline metrics only."""
+    repo = committed_copy(smoke_repo, tmp_path)
     # Only one cell's stages and the summary re-run (-s): the view, not the sweep, is tested.
     dvc(repo, "exp", "run", "-s", "-S", "optimizers.adamw.weight_decay=0.1",
-        "tune@stsb-adamw-fair", "train@stsb-adamw-fair", "evaluate", env=identity)
+        "tune@stsb-adamw-fair", "train@stsb-adamw-fair", "evaluate", env=IDENTITY)
     table = dvc(repo, "exp", "show", "--only-changed", "--csv").stdout
     columns = table.splitlines()[0].split(",")
     metrics = [c for c in columns if c.startswith("results/headline/")]
@@ -165,6 +178,31 @@ def test_dvc_exp_show_only_changed_reads_at_a_glance(smoke_repo: Path, tmp_path:
     assert params == ["optimizers.adamw.weight_decay"], columns
     assert metrics and all(c.endswith(".adamw") for c in metrics), columns
     assert all(c in ("runs", "tuning") or "/adamw/" in c for c in deps), columns
+
+
+def test_queued_experiments_run_two_at_a_time(smoke_repo: Path, tmp_path: Path) -> None:
+    """The grid as the README queues it: `dvc exp run --queue`, then `dvc queue start -j 2`.
+
+    Each experiment re-runs one cell (its tune and train stages) with another weight decay, in
+    its own temporary workspace; both must finish and show up in `dvc exp show`.
+    """
+    repo = committed_copy(smoke_repo, tmp_path)
+    names = {"wd-0.1": 0.1, "wd-0.3": 0.3}
+    for name, decay in names.items():
+        dvc(repo, "exp", "run", "--queue", "-n", name, "-S",
+            f"optimizers.adamw.weight_decay={decay}", "train@stsb-adamw-fair", env=IDENTITY)
+    dvc(repo, "queue", "start", "-j", "2", env=IDENTITY)
+    deadline = time.monotonic() + 600
+    while True:
+        status = dvc(repo, "queue", "status", env=IDENTITY).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(2)
+    assert status.count("Success") == len(names), status
+    shown = pd.read_csv(io.StringIO(dvc(repo, "exp", "show", "--csv", env=IDENTITY).stdout))
+    decays = dict(zip(shown.Experiment, shown["optimizers.adamw.weight_decay"], strict=True))
+    assert {name: decays.get(name) for name in names} == names, decays
 
 
 def _stale_after(repo: Path, change: Callable[[dict], None]) -> set[str]:
@@ -200,7 +238,7 @@ def test_changing_the_fair_setting_outdates_only_fair_runs(smoke_repo: Path) -> 
     fair = {f"{stage}@{task}-{optimizer}-fair" for stage in ("tune", "train")
             for task in params.data.tasks for optimizer in params.sweep.optimizers}
     assert fair <= stale
-    assert stale - fair <= {"evaluate", "figures"}
+    assert stale - fair <= {"evaluate", "figures", "precision"}  # the ablation runs fair
 
 
 @pytest.mark.real_data
@@ -212,6 +250,7 @@ def test_smoke_profile_on_real_data(tmp_path: Path) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"]["tasks"] = ["sst2", "squad"]  # one task per head (CI time)
     params["sweep"]["optimizers"] = ["adaptive_adam"]
+    params["precision_ablation"]["optimizers"] = ["adaptive_adam"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(repo, "repro", mirror=mirror)
     assert_complete(repo)

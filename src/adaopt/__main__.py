@@ -27,13 +27,17 @@ def _fetch(args: argparse.Namespace) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     params = load_params(args.params)
-    if any(params.train_for(task).precision == "fp16" for task in params.data.tasks):
+    fp16 = [where for where, precisions in (
+        ("train.precision", [params.train_for(task).precision for task in params.data.tasks]),
+        ("precision_ablation.precisions", params.precision_ablation.precisions),
+    ) if "fp16" in precisions]
+    if fp16:
         import torch  # only here: is there a GPU for fp16?
 
         from adaopt.precision import check_precision
 
         check_precision("fp16", "cuda" if torch.cuda.is_available() else "cpu",
-                        where=f"{args.params}: train.precision")
+                        where=f"{args.params}: {fp16[0]}")
     if args.raw is not None:
         from adaopt.data import read_release
 

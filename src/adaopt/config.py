@@ -27,6 +27,7 @@ from adaopt.tasks import get_task
 
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
+Precision = Literal["fp32", "bf16", "fp16"]  # adaopt.precision.PRECISIONS, without importing torch
 
 
 class ConfigError(ValueError):
@@ -146,7 +147,7 @@ class TrainConfig(_Section):
     # last save: a 16-step run is cheaper to redo than to checkpoint (0: save at every one).
     checkpoint_interval_s: Annotated[float, Field(ge=0.0)] = 60.0
     # fp32; bf16 autocast; fp16 autocast with a gradient scaler (CUDA only: adaopt.precision).
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = "fp32"
     group_by_length: bool = True
     threads: PositiveInt | None = None
 
@@ -269,6 +270,35 @@ class EvaluateConfig(_Section):
 SETTINGS = ("traditional", "fair")
 
 
+class PrecisionAblationConfig(_Section):
+    """The mixed-precision ablation: each of ``optimizers`` trained on ``task`` in each of
+    ``precisions``, with its tuned values of ``setting``, one ``seed``, ``max_steps`` steps.
+
+    Every run of one optimizer starts from the same weights and data order, so the precisions
+    differ in nothing else; the stage reports the dev metric, throughput and peak memory side
+    by side. fp16 needs a CUDA GPU (:mod:`adaopt.precision`).
+    """
+
+    task: str
+    optimizers: list[str] = Field(min_length=1)
+    precisions: list[Precision] = Field(min_length=2)
+    setting: Literal["traditional", "fair"] = "fair"
+    seed: Annotated[int, Field(ge=0)] = 0
+    max_steps: PositiveInt
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        return get_task(task).name
+
+    @field_validator("precisions")
+    @classmethod
+    def _distinct(cls, precisions: list[str]) -> list[str]:
+        if len(set(precisions)) != len(precisions):
+            raise ValueError("precisions must not repeat")
+        return precisions
+
+
 class Params(_Section):
     """The whole ``params.yaml``."""
 
@@ -282,6 +312,7 @@ class Params(_Section):
     tuning: TuningConfig
     evaluate: EvaluateConfig
     workloads: dict[str, WorkloadConfig]
+    precision_ablation: PrecisionAblationConfig
 
     @field_validator("workloads")
     @classmethod
@@ -323,7 +354,19 @@ class Params(_Section):
             raise ValueError(f"evaluate.targets.{missing[0]} is missing; every task in "
                              "data.tasks needs a time-to-target line")
         self._check_workloads()
+        self._check_ablation()
         return self
+
+    def _check_ablation(self) -> None:
+        ablation = self.precision_ablation
+        if ablation.task not in self.data.tasks:
+            raise ValueError(f"precision_ablation.task={ablation.task!r} is not in data.tasks; "
+                             f"allowed: {', '.join(self.data.tasks)}")
+        for name in ablation.optimizers:
+            if name not in self.sweep.optimizers:
+                raise ValueError(f"precision_ablation.optimizers: {name!r} is not in "
+                                 f"sweep.optimizers (its tuned values come from the sweep); "
+                                 f"allowed: {', '.join(self.sweep.optimizers)}")
 
     def _check_workloads(self) -> None:
         for task in self.data.tasks:
@@ -463,6 +506,7 @@ __all__ = [
     "LogGrid",
     "ModelConfig",
     "Params",
+    "PrecisionAblationConfig",
     "SettingConfig",
     "SweepConfig",
     "TrainConfig",

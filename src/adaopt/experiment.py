@@ -33,7 +33,7 @@ from adaopt.protocol.settings import build_optimization
 from adaopt.protocol.splits import DEV, SELECTION, TRAIN
 from adaopt.protocol.tuning import Choice, Trial, choose, search_grid
 from adaopt.tasks import get_task
-from adaopt.training import RunResult, make_loader, seed_everything, train
+from adaopt.training import RunResult, device, make_loader, seed_everything, train
 
 LOG_COLUMNS = {"train": ["step", "loss", "lr", "grad_norm", "elapsed_s"],
                "eval": ["step", "elapsed_s", "tokens"]}
@@ -41,12 +41,13 @@ LOG_COLUMNS = {"train": ["step", "loss", "lr", "grad_norm", "elapsed_s"],
 
 class Workload:
     """A task's prepared splits, tokenizer, evaluators and training budget (``train`` with the
-    task's ``workloads`` overrides), loaded once per stage process."""
+    task's ``workloads`` overrides, then ``overrides``), loaded once per stage process."""
 
-    def __init__(self, params: Params, task_name: str, prepared_dir: str | Path) -> None:
+    def __init__(self, params: Params, task_name: str, prepared_dir: str | Path,
+                 overrides: dict[str, Any] | None = None) -> None:
         self.params = params
         self.task = get_task(task_name)
-        self.train_config = params.train_for(self.task.name)
+        self.train_config = params.train_for(self.task.name).model_copy(update=overrides)
         if self.train_config.threads:
             torch.set_num_threads(self.train_config.threads)
         self.tokenizer = task_tokenizer(params.model, self.task)
@@ -72,7 +73,8 @@ class Workload:
         model); the model comes back holding the selected weights."""
         cfg = self.train_config.model_copy(update={"max_steps": max_steps})
         seed_everything(seed)  # same seed: same initialization and data order for everyone
-        model = new_model(self.params, self.task, self.prepared)
+        # On the device before the optimizer is built: it picks that device's fastest path.
+        model = new_model(self.params, self.task, self.prepared).to(device())
         optimization = build_optimization(model, optimizer, section, setting,
                                           self.params.settings[setting], max_steps,
                                           self.task.greater_is_better)
