@@ -50,6 +50,7 @@ def project_copy(tmp: Path, profile: str, task: str | None = None) -> Path:
     if task is not None:
         params["data"]["tasks"] = [task]
         params["evaluate"]["targets"] = {task: params["evaluate"]["targets"][task]}
+        params["precision_ablation"]["task"] = task  # it trains on a task of the sweep
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / "dvc.lock").unlink(missing_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)

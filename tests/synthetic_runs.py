@@ -57,6 +57,7 @@ def params() -> Params:
     raw["data"]["tasks"] = list(TASKS)
     raw["sweep"] = {"optimizers": list(OPTIMIZERS), "seeds": list(SEEDS)}
     raw["evaluate"] = {"targets": TARGETS, "confidence": 0.95, "bootstrap_samples": 200}
+    raw["precision_ablation"].update(task=TASKS[0], optimizers=["adamw", "lamb"])
     return parse_params(raw)
 
 
