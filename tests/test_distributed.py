@@ -6,6 +6,7 @@ tiny BERT and the fixture mirror, in 2 gloo processes of one thread each.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,11 +22,17 @@ import torch
 import yaml
 from test_resume import OPTIMIZER, SETTING, TASK, write_choice
 
+from adaopt.checkpoint import DataPosition, global_rng_states, load_checkpoint, save_checkpoint
 from adaopt.config import ConfigError, load_params, parse_params
 from adaopt.experiment import run_setting
 from adaopt.training import ShardedBatches
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+#: Long enough to be stopped after its first checkpoint; saved every other step.
+RUN = {"dropout": 0.0, "max_steps": 24, "eval_every": 8, "checkpoint_every": 2,
+       "checkpoint_interval_s": 0}
 
 
 def ddp_params(tmp_path: Path, nproc: int, dropout: float, **train: Any) -> Path:
@@ -87,26 +94,60 @@ def test_shards_of_a_step_are_the_one_process_batch() -> None:
         ShardedBatches(seeded_batches(7, 6), 0, 2)
 
 
+def test_each_rank_resumes_from_its_own_random_generators(tmp_path: Path) -> None:
+    """Ranks draw their own dropout masks; a checkpoint of another process count gives every
+    rank rank 0's generators."""
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    states = []
+    for seed in (10, 11):
+        torch.manual_seed(seed)
+        states.append(global_rng_states())
+    position = DataPosition(epoch=0, batches=0, batches_per_epoch=1, generator_state=None)
+    torch.manual_seed(10)  # rank 0 saves: its own generators are the checkpoint's
+    save_checkpoint(tmp_path / "run.pt", model=model, optimizer=optimizer, scheduler=scheduler,
+                    generator=None, step=1, data_position=position, loop_state={},
+                    rank_rngs=states)
+    for rank, world_size, seed in ((0, 2, 10), (1, 2, 11), (1, 3, 10)):
+        torch.manual_seed(0)
+        load_checkpoint(tmp_path / "run.pt", model=model, optimizer=optimizer,
+                        scheduler=scheduler, generator=None, rank=rank, world_size=world_size)
+        drawn = torch.rand(3)
+        torch.manual_seed(seed)
+        assert torch.equal(drawn, torch.rand(3)), (rank, world_size)
+
+
 # --------------------------------------------------------------------------- under torchrun
 
 
+@pytest.fixture(scope="module")
+def two_processes(prepared_sst2: Path, tmp_path_factory: pytest.TempPathFactory
+                  ) -> tuple[Path, Path, Path]:
+    """One uninterrupted run in 2 processes: ``(params, choice, out)``. Dropout is off, so that
+    it can be compared with one process, which draws other masks."""
+    folder = tmp_path_factory.mktemp("ddp")
+    params_path = ddp_params(folder, 2, **RUN)
+    choice = write_choice(folder / "choice.json")
+    out = folder / "two"
+    run_setting(load_params(params_path), TASK, OPTIMIZER, SETTING, prepared_sst2, out, choice,
+                progress=False)
+    return params_path, choice, out
+
+
 @pytest.mark.slow
-def test_two_processes_follow_the_one_process_loss_curve(prepared_sst2: Path, tmp_path: Path
-                                                         ) -> None:
-    """Same global batch and seed: every step's loss within rtol 1e-4 (dropout off: two
-    processes draw other masks than one), and the same evaluations."""
-    choice = write_choice(tmp_path / "choice.json")
-    runs = {}
-    for nproc in (1, 2):
-        params = load_params(ddp_params(tmp_path, nproc, dropout=0.0, max_steps=12,
-                                        eval_every=4))
-        out = tmp_path / f"nproc{nproc}"
-        metrics = run_setting(params, TASK, OPTIMIZER, SETTING, prepared_sst2, out, choice,
-                              progress=False)
-        runs[nproc] = (metrics[0], pd.read_csv(out / "seed0" / "train.csv"),
-                       pd.read_csv(out / "seed0" / "eval.csv"))
-    (one, one_train, one_eval), (two, two_train, two_eval) = runs[1], runs[2]
-    assert len(one_train) == 12 and list(two_train.step) == list(one_train.step)
+def test_two_processes_follow_the_one_process_loss_curve(
+    prepared_sst2: Path, tmp_path: Path, two_processes: tuple[Path, Path, Path]
+) -> None:
+    """Same global batch and seed: every step's loss within rtol 1e-4, the same evaluations."""
+    _, choice, two_out = two_processes
+    one_out = tmp_path / "one"
+    one = run_setting(load_params(ddp_params(tmp_path, 1, **RUN)), TASK, OPTIMIZER, SETTING,
+                      prepared_sst2, one_out, choice, progress=False)[0]
+    two = json.loads((two_out / "seed0" / "metrics.json").read_text())
+    one_train, two_train = (pd.read_csv(out / "seed0" / "train.csv") for out in (one_out, two_out))
+    one_eval, two_eval = (pd.read_csv(out / "seed0" / "eval.csv") for out in (one_out, two_out))
+    assert len(one_train) == RUN["max_steps"] and list(two_train.step) == list(one_train.step)
     np.testing.assert_allclose(two_train.loss, one_train.loss, rtol=1e-4, atol=0)
     np.testing.assert_allclose(two_train.grad_norm, one_train.grad_norm, rtol=1e-3)
     np.testing.assert_array_equal(two_train.lr, one_train.lr)
@@ -119,16 +160,11 @@ def test_two_processes_follow_the_one_process_loss_curve(prepared_sst2: Path, tm
 
 @pytest.mark.slow
 def test_killed_ddp_run_resumes_to_the_uninterrupted_numbers(
-    prepared_sst2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    prepared_sst2: Path, tmp_path: Path, two_processes: tuple[Path, Path, Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Dropout on: each process resumes from its own random generators."""
-    params_path = ddp_params(tmp_path, 2, dropout=0.1, max_steps=60, eval_every=20,
-                             checkpoint_every=4, checkpoint_interval_s=0)
-    choice = write_choice(tmp_path / "choice.json")
-    reference = tmp_path / "reference"
-    run_setting(load_params(params_path), TASK, OPTIMIZER, SETTING, prepared_sst2, reference,
-                choice, progress=False)
-
+    """Stopped by SIGTERM to torchrun (as a scheduler preempts) after its first checkpoint."""
+    params_path, choice, reference = two_processes
     checkpoints, out = tmp_path / "checkpoints", tmp_path / "resumed"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node=2", "-m", "adaopt", "train", "--params", str(params_path),
@@ -155,4 +191,4 @@ def test_killed_ddp_run_resumes_to_the_uninterrupted_numbers(
     strip = [line.rsplit(",", 1)[0] for line in (folder / "train.csv").read_text().splitlines()]
     clean = (uninterrupted / "train.csv").read_text().splitlines()
     assert strip == [line.rsplit(",", 1)[0] for line in clean]  # elapsed_s is a timing
-    assert os.listdir(folder) == os.listdir(uninterrupted)
+    assert sorted(os.listdir(folder)) == sorted(os.listdir(uninterrupted))
