@@ -24,7 +24,7 @@ from test_resume import OPTIMIZER, SETTING, TASK, write_choice
 
 from adaopt.checkpoint import DataPosition, global_rng_states, load_checkpoint, save_checkpoint
 from adaopt.config import ConfigError, load_params, parse_params
-from adaopt.experiment import run_setting
+from adaopt.experiment import run_setting, tune
 from adaopt.training import ShardedBatches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,3 +192,19 @@ def test_killed_ddp_run_resumes_to_the_uninterrupted_numbers(
     clean = (uninterrupted / "train.csv").read_text().splitlines()
     assert strip == [line.rsplit(",", 1)[0] for line in clean]  # elapsed_s is a timing
     assert sorted(os.listdir(folder)) == sorted(os.listdir(uninterrupted))
+
+
+@pytest.mark.slow
+def test_tuning_in_two_processes_chooses_as_one(prepared_sst2: Path, tmp_path: Path) -> None:
+    """The tune stage's launch: the same trials and the same choice, returned and written."""
+    choices, tables = [], []
+    for nproc in (1, 2):
+        params = load_params(ddp_params(tmp_path, nproc, dropout=0.0))
+        out = tmp_path / f"tune{nproc}"
+        choices.append(tune(params, TASK, OPTIMIZER, SETTING, prepared_sst2, out,
+                            checkpoint_dir=tmp_path / f"checkpoints{nproc}", progress=False))
+        tables.append(pd.read_csv(out / "trials.csv"))
+    assert choices[1].hparams == choices[0].hparams and choices[1].trial == choices[0].trial
+    assert choices[1].score == pytest.approx(choices[0].score, rel=1e-6)
+    pd.testing.assert_frame_equal(tables[1], tables[0], rtol=1e-6)
+    assert not (tmp_path / "checkpoints2").exists()

@@ -371,9 +371,9 @@ def train(
     In a process group (:mod:`adaopt.distributed`) ``train_loader`` yields this process's shard
     of each global batch and the model trains under DDP. The logged loss and the sample and
     token counts are sums over the processes, so the logs, and every decision taken on them
-    (divergence, early stopping), are the same on every process and match a single-process run;
-    each process evaluates the whole split itself (the same scores everywhere, which keeps
-    AdaptiveAdam's controller in step). Only rank 0 writes the checkpoint, of the unwrapped
+    (divergence, early stopping), are the same on every process and match a single-process run.
+    Rank 0 evaluates and hands its scores to the others, which keeps early stopping and
+    AdaptiveAdam's controller in step. Only rank 0 writes the checkpoint, of the unwrapped
     model, so it resumes a run of any process count; the timings are rank 0's.
     """
     dev = device()
@@ -445,7 +445,9 @@ def train(
         bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{float(lr):.2e}")
         if step % config.eval_every == 0 or step == config.max_steps:
             scoring_started = time.perf_counter()
-            scores, _ = evaluate(model)
+            # Rank 0 scores, the others take its scores: one early-stopping and AdaptiveAdam
+            # decision for all, even where GPUs of two models would round differently.
+            scores = distributed.from_main(evaluate(model)[0] if distributed.is_main() else None)
             state.scoring_seconds += time.perf_counter() - scoring_started
             state.last = scores
             state.eval_log.append({"step": step, "elapsed_s": elapsed, "tokens": state.tokens,
