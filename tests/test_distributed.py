@@ -121,6 +121,59 @@ def test_each_rank_resumes_from_its_own_random_generators(tmp_path: Path) -> Non
 # --------------------------------------------------------------------------- under torchrun
 
 
+UNEVEN = """
+import json, sys
+from types import SimpleNamespace
+import torch
+from datasets import Dataset
+from adaopt import distributed
+from adaopt.config import TrainConfig
+from adaopt.training import make_loader, train
+
+class Regression(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 1)
+
+    def forward(self, input_ids, labels):
+        prediction = self.linear(input_ids.float()).squeeze(-1)
+        return SimpleNamespace(loss=torch.nn.functional.mse_loss(prediction, labels))
+
+torch.manual_seed(0)
+data = Dataset.from_dict({"input_ids": torch.randint(0, 9, (7, 4)).tolist(),
+                          "labels": torch.randn(7).tolist()})
+model = Regression()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+with distributed.joined():
+    loader = make_loader(data, None, 4, train=True, seed=0, rank=distributed.rank(),
+                         world_size=distributed.world_size())
+    result = train(model, optimizer, scheduler, loader, lambda m: ({"score": 0.0}, {}),
+                   TrainConfig(batch_size=4, max_steps=6, eval_every=3), metric="score",
+                   max_grad_norm=None, progress=False)
+    if distributed.is_main():
+        with open(sys.argv[1], "w") as file:
+            json.dump({"log": result.train_log, "samples": result.train_samples_per_s
+                       * result.wall_time_s}, file)
+"""
+
+
+@pytest.mark.slow
+def test_an_uneven_last_batch_still_gives_the_global_mean(tmp_path: Path) -> None:
+    """7 examples in batches of 4: every other step's 3 examples split 1 + 2 over 2 processes;
+    the loss weighting keeps the update the global batch's."""
+    script = tmp_path / "uneven.py"
+    script.write_text(UNEVEN)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "one.json")], check=True)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node=2", str(script), str(tmp_path / "two.json")], check=True)
+    one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
+    for key in ("loss", "grad_norm"):
+        np.testing.assert_allclose([row[key] for row in two["log"]],
+                                   [row[key] for row in one["log"]], rtol=1e-6)
+    assert round(two["samples"]) == round(one["samples"]) == 3 * 4 + 3 * 3
+
+
 @pytest.fixture(scope="module")
 def two_processes(prepared_sst2: Path, tmp_path_factory: pytest.TempPathFactory
                   ) -> tuple[Path, Path, Path]:
