@@ -9,6 +9,7 @@ no-op, so a single-process run takes exactly the path it always took.
 
 from __future__ import annotations
 
+import codecs
 import os
 import subprocess
 import sys
@@ -129,15 +130,17 @@ def joined() -> Iterator[None]:
 def launch(nproc: int, args: list[str]) -> None:
     """Run ``python -m adaopt <args>`` as ``nproc`` processes on this node; raise if it fails.
 
-    Its output is copied line by line to ``sys.stdout``, so that a notebook cell shows it; the
-    results are the files rank 0 wrote, which the caller reads back.
+    Its output is copied to ``sys.stdout`` as it comes, so that a notebook cell shows it (a
+    progress bar's carriage returns included); the results are the files rank 0 wrote, which
+    the caller reads back.
     """
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={nproc}", "-m", "adaopt", *args]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as child:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as child:
         assert child.stdout is not None
-        for line in child.stdout:
-            print(line, end="", flush=True)
+        while chunk := child.stdout.read1():
+            sys.stdout.write(decoder.decode(chunk))
+            sys.stdout.flush()
     if child.returncode:
         raise subprocess.CalledProcessError(child.returncode, command)
