@@ -128,7 +128,8 @@ def joined() -> Iterator[None]:
 
 
 def launch(nproc: int, args: list[str]) -> None:
-    """Run ``python -m adaopt <args>`` as ``nproc`` processes on this node; raise if it fails.
+    """Run ``python -m adaopt <args>`` as ``nproc`` processes on this node; raise if it fails
+    (``CalledProcessError``; the workers' tracebacks are in the output above it).
 
     Its output is copied to ``sys.stdout`` as it comes, so that a notebook cell shows it (a
     progress bar's carriage returns included); the results are the files rank 0 wrote, which
@@ -139,8 +140,12 @@ def launch(nproc: int, args: list[str]) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as child:
         assert child.stdout is not None
-        while chunk := child.stdout.read1():
-            sys.stdout.write(decoder.decode(chunk))
-            sys.stdout.flush()
+        try:
+            while chunk := child.stdout.read1():
+                sys.stdout.write(decoder.decode(chunk))
+                sys.stdout.flush()
+        except BaseException:  # an interrupted cell: torchrun stops its workers on SIGTERM
+            child.terminate()
+            raise
     if child.returncode:
         raise subprocess.CalledProcessError(child.returncode, command)
