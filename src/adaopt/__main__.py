@@ -3,6 +3,10 @@
 Every stage starts with one of them, so that errors a user can fix (a bad ``params.yaml``
 value, a missing or malformed data file) print one line and exit with status 2 before any
 compute is spent or any output is touched.
+
+``python -m adaopt train`` and ``python -m adaopt tune`` run a train or tune stage's runs, as
+its notebook does; this is what a stage with ``train.nproc > 1`` starts under torchrun (and what
+a user may start under torchrun by hand, e.g. across nodes), each process joining the group.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from adaopt.config import ConfigError, load_params
+from adaopt.config import ConfigError, Params, load_params
 from adaopt.tasks import get_task
 
 # adaopt.data (datasets, pandas, transformers) is imported only where it is used: the check
@@ -25,8 +30,21 @@ def _fetch(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _check_nproc(params: Params, source: str) -> None:
+    """One process per GPU: on a CUDA machine ``train.nproc`` cannot exceed its GPUs."""
+    nproc = max(params.train_for(task).nproc for task in params.data.tasks)
+    if nproc == 1:
+        return
+    import torch
+
+    if torch.cuda.is_available() and nproc > torch.cuda.device_count():
+        raise ConfigError(f"{source}: train.nproc={nproc} but this machine has "
+                          f"{torch.cuda.device_count()} GPUs (one process per GPU)")
+
+
 def _check(args: argparse.Namespace) -> None:
     params = load_params(args.params)
+    _check_nproc(params, args.params)
     fp16 = [where for where, precisions in (
         ("train.precision", [params.train_for(task).precision for task in params.data.tasks]),
         ("precision_ablation.precisions", params.precision_ablation.precisions),
@@ -49,6 +67,40 @@ def _check(args: argparse.Namespace) -> None:
             read_release(spec, args.raw)
 
 
+def _train(args: argparse.Namespace) -> None:
+    from adaopt import distributed
+    from adaopt.experiment import run_setting
+
+    params = load_params(args.params)
+    with distributed.joined():
+        run_setting(params, args.task, args.optimizer, args.setting, args.prepared, args.out,
+                    args.choice, checkpoint_dir=args.checkpoint_dir, progress=args.progress)
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from adaopt import distributed
+    from adaopt.experiment import tune
+
+    params = load_params(args.params)
+    with distributed.joined():
+        tune(params, args.task, args.optimizer, args.setting, args.prepared, args.out,
+             checkpoint_dir=args.checkpoint_dir, progress=args.progress)
+
+
+def _stage_parser(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """The options of a stage's notebook parameters, shared by ``train`` and ``tune``."""
+    stage = commands.add_parser(name, help=help)
+    stage.add_argument("--params", default="params.yaml")
+    stage.add_argument("--task", required=True)
+    stage.add_argument("--optimizer", required=True)
+    stage.add_argument("--setting", required=True)
+    stage.add_argument("--prepared", default="data/prepared")
+    stage.add_argument("--out", required=True)
+    stage.add_argument("--checkpoint-dir", default=None, help="resume an interrupted stage")
+    stage.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    return stage
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adaopt")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--params", default="params.yaml")
     check.add_argument("--raw", type=Path, default=None, help="also read every raw data file")
     check.set_defaults(run=_check)
+    train = _stage_parser(commands, "train", "train one (task, optimizer, setting), every seed")
+    train.add_argument("--choice", required=True, help="the tune stage's choice.json")
+    train.set_defaults(run=_train)
+    _stage_parser(commands, "tune", "tune one (task, optimizer, setting)").set_defaults(run=_tune)
     args = parser.parse_args(argv)
     try:
         args.run(args)

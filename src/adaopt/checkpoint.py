@@ -39,6 +39,7 @@ __all__ = [
     "CheckpointError",
     "DataPosition",
     "ResumableBatches",
+    "global_rng_states",
     "load_checkpoint",
     "save_checkpoint",
 ]
@@ -69,7 +70,7 @@ class DataPosition(TypedDict):
 # --------------------------------------------------------------------------- random generators
 
 
-def _global_rng_states() -> dict[str, Any]:
+def global_rng_states() -> dict[str, Any]:
     """The process-wide generators, in plain types (``weights_only`` loading refuses ndarrays).
 
     NumPy's is the legacy global one on purpose: it is what ``set_seed`` seeds and code draws from.
@@ -99,7 +100,7 @@ def _set_global_rng_states(states: dict[str, Any]) -> None:
 @contextmanager
 def _global_rngs_kept() -> Iterator[None]:
     """Leave the process-wide generators as they were, whatever the block draws from them."""
-    states = _global_rng_states()
+    states = global_rng_states()
     try:
         yield
     finally:
@@ -145,6 +146,7 @@ def save_checkpoint(
     step: int,
     data_position: DataPosition,
     loop_state: dict[str, Any],
+    rank_rngs: list[dict[str, Any]] | None = None,
 ) -> None:
     """Write everything a run needs to go on after ``step`` optimizer steps.
 
@@ -153,9 +155,13 @@ def save_checkpoint(
     ``generator`` is the data loader's generator (``ResumableBatches.generator``);
     ``loop_state`` is the loop's own bookkeeping, in plain Python data; anything else (in it,
     or in the optimizer's or the scheduler's state) raises ``TypeError`` before writing.
+    ``rank_rngs`` are a data-parallel run's :func:`global_rng_states` of every process, in rank
+    order: each process draws its own dropout masks, so each resumes from its own generators.
     """
-    rng = _global_rng_states()
+    rng = global_rng_states()
     rng["data"] = generator.get_state() if generator is not None else None
+    if rank_rngs is not None:
+        rng["ranks"] = rank_rngs
     state = {
         "format": FORMAT,
         "step": step,
@@ -205,6 +211,8 @@ def load_checkpoint(
     optimizer: Optimizer,
     scheduler: LRScheduler,
     generator: torch.Generator | None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[int, DataPosition, dict[str, Any]]:
     """Restore a checkpoint into freshly built objects; return ``(step, data_position,
     loop_state)``.
@@ -212,6 +220,9 @@ def load_checkpoint(
     Move the model to its device first: the optimizer puts its state on its parameters' device.
     Then hand ``data_position`` to :meth:`ResumableBatches.restore`, whose loader draws from
     ``generator``. Raises :class:`CheckpointError` (naming the file) for an unusable file.
+    Process ``rank`` of a data-parallel run of ``world_size`` processes gets back its own
+    generators when the checkpoint holds that many; otherwise (a run of another process count)
+    every process takes rank 0's, which keeps the data order and all but the dropout draws.
     """
     path = Path(path)
     state = _read(path)
@@ -224,7 +235,8 @@ def load_checkpoint(
     scheduler.load_state_dict(state["scheduler"])  # after the optimizer: AdaptiveLR sets its lr
     if generator is not None:
         generator.set_state(rng["data"])
-    _set_global_rng_states(rng)
+    ranks = rng.get("ranks")
+    _set_global_rng_states(ranks[rank] if ranks and len(ranks) == world_size else rng)
     return state["step"], state["data_position"], state["loop_state"]
 
 

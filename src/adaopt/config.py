@@ -107,12 +107,17 @@ class DataConfig(_Section):
 
 
 class TinyModelConfig(_Section):
-    """A small BERT built from a config (smoke profile): no pretrained weights needed."""
+    """A small BERT built from a config (smoke profile): no pretrained weights needed.
+
+    ``dropout`` (BERT's hidden and attention dropout) at 0 makes a run independent of how the
+    batch is split: data-parallel processes draw other dropout masks than one process.
+    """
 
     hidden_size: PositiveInt = 32
     num_hidden_layers: PositiveInt = 2
     num_attention_heads: PositiveInt = 2
     intermediate_size: PositiveInt = 64
+    dropout: Ratio = 0.1
 
 
 class ModelConfig(_Section):
@@ -134,7 +139,12 @@ class SettingConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """The loop's knobs, shared by every optimizer so that the comparison is like for like."""
+    """The loop's knobs, shared by every optimizer so that the comparison is like for like.
+
+    ``batch_size`` is the global batch: with ``nproc`` data-parallel processes each takes its
+    ``batch_size / nproc`` examples of every batch, so the learning rate and the loss curve do
+    not depend on ``nproc`` (:mod:`adaopt.distributed`).
+    """
 
     batch_size: PositiveInt = 32
     eval_batch_size: PositiveInt = 64
@@ -150,6 +160,16 @@ class TrainConfig(_Section):
     precision: Precision = "fp32"
     group_by_length: bool = True
     threads: PositiveInt | None = None
+    # Data-parallel processes (torchrun, one per GPU or CPU process); batch_size stays global.
+    nproc: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _batch_splits_evenly(self) -> TrainConfig:
+        if self.batch_size % self.nproc:
+            raise ValueError(f"batch_size={self.batch_size} must be a multiple of "
+                             f"nproc={self.nproc}: each process takes batch_size / nproc "
+                             "examples of every global batch")
+        return self
 
 
 class SweepConfig(_Section):

@@ -8,6 +8,11 @@
 
 Both read only the training and selection splits while training; the dev evaluator is called in
 one place, :func:`_final_run`, after :func:`adaopt.training.train` has returned.
+
+With ``train.nproc > 1`` both run their runs as that many data-parallel processes: called in an
+ordinary process (a notebook), they start ``python -m adaopt train|tune`` under torchrun and
+read back the files its rank 0 wrote; in the torchrun processes every rank trains and only rank
+0 scores on dev and writes (:mod:`adaopt.distributed`).
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import math
 import shutil
+import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+import yaml
 from datasets import load_from_disk
 
-from adaopt import io
+from adaopt import distributed, io
 from adaopt.config import Params, grid_values
 from adaopt.evaluation import Evaluator
 from adaopt.modeling import new_model, task_tokenizer
@@ -48,6 +56,10 @@ class Workload:
         self.params = params
         self.task = get_task(task_name)
         self.train_config = params.train_for(self.task.name).model_copy(update=overrides)
+        batch, processes = self.train_config.batch_size, distributed.world_size()
+        if batch % processes:  # train.nproc is checked with the config; this is torchrun's count
+            raise ValueError(f"train.batch_size={batch} must be a multiple of the {processes} "
+                             "data-parallel processes")
         if self.train_config.threads:
             torch.set_num_threads(self.train_config.threads)
         self.tokenizer = task_tokenizer(params.model, self.task)
@@ -79,7 +91,8 @@ class Workload:
                                           self.params.settings[setting], max_steps,
                                           self.task.greater_is_better)
         loader = make_loader(self.splits[TRAIN], self.tokenizer, cfg.batch_size, train=True,
-                             group_by_length=cfg.group_by_length, seed=seed)
+                             group_by_length=cfg.group_by_length, seed=seed,
+                             rank=distributed.rank(), world_size=distributed.world_size())
         result = train(model, optimization.optimizer, optimization.scheduler, loader,
                        self.selection, cfg, metric=self.task.metric,
                        greater_is_better=self.task.greater_is_better,
@@ -96,6 +109,12 @@ def tune(
 
     Trials already finished by an interrupted stage are read back from ``checkpoint_dir``.
     """
+    nproc = params.train_for(task_name).nproc
+    if nproc > 1 and not distributed.launched():
+        _launch(params, nproc, "tune", task=task_name, optimizer=optimizer, setting=setting,
+                prepared=prepared_dir, out=out_dir, checkpoint_dir=checkpoint_dir,
+                progress=progress)
+        return _read_choice_file(Path(out_dir) / "choice.json")
     work = Workload(params, task_name, prepared_dir)
     space = params.space_for(work.task.name, optimizer)
     store = _CheckpointStore(checkpoint_dir, params, "tune", work.task.name, optimizer, setting)
@@ -116,7 +135,15 @@ def tune(
                             float("nan") if result.status == "diverged" else score,
                             result.best_step, result.steps))
     choice = choose(trials, space, work.task.greater_is_better)
-    out_dir = Path(out_dir)
+    if distributed.is_main():
+        _write_tuning(params, work, optimizer, setting, space, trials, choice, Path(out_dir))
+    store.clear()
+    return choice
+
+
+def _write_tuning(params: Params, work: Workload, optimizer: str, setting: str,
+                  space: dict[str, Any], trials: list[Trial], choice: Choice, out_dir: Path
+                  ) -> None:
     table = pd.DataFrame([{"trial": t.index, **t.hparams, "status": t.status, "score": t.score,
                            "best_step": t.best_step, "steps": t.steps} for t in trials])
     io.write_with(out_dir / "trials.csv", lambda p: table.to_csv(p, index=False))
@@ -127,7 +154,14 @@ def tune(
         "space": {name: grid_values(grid) for name, grid in space.items()},
         **choice.to_dict(),
     })
-    store.clear()
+
+
+def _read_choice_file(path: Path) -> Choice:
+    """The :class:`Choice` that :func:`tune` wrote (JSON keeps no NaN: a missing score is NaN)."""
+    data = json.loads(path.read_text())
+    choice = Choice(**{f.name: data[f.name] for f in fields(Choice)})
+    if choice.score is None:
+        choice.score = math.nan
     return choice
 
 
@@ -154,6 +188,13 @@ def run_setting(
     and ``predictions.json`` (dev predictions of the selected weights; SQuAD: the official
     id -> answer format). Returns each seed's metrics.
     """
+    nproc = params.train_for(task_name).nproc
+    if nproc > 1 and not distributed.launched():
+        _launch(params, nproc, "train", task=task_name, optimizer=optimizer, setting=setting,
+                prepared=prepared_dir, out=out_dir, choice=choice_path,
+                checkpoint_dir=checkpoint_dir, progress=progress)
+        return {seed: json.loads((Path(out_dir) / f"seed{seed}" / "metrics.json").read_text())
+                for seed in params.sweep.seeds}
     work = Workload(params, task_name, prepared_dir)
     tuned = read_choice(choice_path, task_name, optimizer, setting)
     section = {**params.optimizers[optimizer], **tuned}
@@ -172,16 +213,27 @@ def run_setting(
 
 def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting: str, seed: int,
                folder: Path, store: _CheckpointStore, progress: bool) -> None:
-    """One evaluation seed: train, then score the selected weights on dev, then write it out."""
-    key = f"seed{seed}"
+    """One evaluation seed: train, then score the selected weights on dev, then write it out
+    (rank 0 alone, when data-parallel; the others wait for its files)."""
     started = time.perf_counter()
     result, model = work.train_run(optimizer, section, setting, seed,
-                                   work.train_config.max_steps, store.checkpoint(key), progress)
+                                   work.train_config.max_steps, store.checkpoint(f"seed{seed}"),
+                                   progress)
+    if distributed.is_main():
+        _score_and_write(work, optimizer, section, setting, seed, folder, store, result, model,
+                         started)
+    del model  # free the run before the next seed measures its peak memory
+    gc.collect()
+    distributed.barrier()
+
+
+def _score_and_write(work: Workload, optimizer: str, section: dict[str, Any], setting: str,
+                     seed: int, folder: Path, store: _CheckpointStore, result: RunResult,
+                     model: torch.nn.Module, started: float) -> None:
+    """Score the selected weights on dev; write the seed's folder and its finished record."""
     scoring_started = time.perf_counter()
     scores, predictions = ({}, {}) if result.status == "diverged" else work.dev(model)
     dev_seconds = time.perf_counter() - scoring_started
-    del model  # free the run before the next seed measures its peak memory
-    gc.collect()
     outcome = result.outcome()
     metrics = {
         "task": work.task.name, "optimizer": optimizer, "setting": setting, "seed": seed,
@@ -202,14 +254,16 @@ def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting:
         "run_time_s": time.perf_counter() - started,  # model load, checkpoints, writing included
     })
     io.write_json(folder / "metrics.json", metrics)
-    store.finish(key, result)
+    store.finish(f"seed{seed}", result)
 
 
 class _CheckpointStore:
     """Where a stage's checkpoints and finished-run records live while it runs.
 
     File names carry a hash of everything that shapes the runs (the stage and its ``params``
-    sections), so a checkpoint left by a different configuration is never resumed.
+    sections), so a checkpoint left by a different configuration is never resumed. The process
+    count is left out: a checkpoint resumes under any ``train.nproc``. In a data-parallel run
+    every rank reads the store and rank 0 alone changes it.
     """
 
     def __init__(self, root: str | Path | None, params: Params, kind: str, task: str,
@@ -220,7 +274,7 @@ class _CheckpointStore:
         shaping = {
             "stage": [kind, task, optimizer, setting], "tuned": tuned,
             "data": params.data.model_dump(), "model": params.model.model_dump(),
-            "train": params.train_for(task).model_dump(),
+            "train": params.train_for(task).model_dump(exclude={"nproc"}),
             "workload": params.workloads[task].model_dump(),
             "setting": params.settings[setting].model_dump(),
             "optimizer": params.optimizers[optimizer],
@@ -228,6 +282,8 @@ class _CheckpointStore:
             "versions": [torch.__version__],
         }
         self.key = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+        if not distributed.is_main():
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.iterdir():
             if self.key not in stale.name:
@@ -246,12 +302,29 @@ class _CheckpointStore:
         return RunResult(**torch.load(self._record(run), weights_only=True))
 
     def finish(self, run: str, result: RunResult) -> None:
-        if self.root is None:
+        if self.root is None or not distributed.is_main():
             return
         with io.atomic_path(self._record(run)) as tmp:
             torch.save(asdict(result), tmp)
         self.checkpoint(run).unlink(missing_ok=True)
 
     def clear(self) -> None:
-        if self.root is not None:
+        if self.root is not None and distributed.is_main():
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _launch(params: Params, nproc: int, command: str, **options: Any) -> None:
+    """Run a stage's runs as ``python -m adaopt <command>`` in ``nproc`` torchrun processes.
+
+    ``params`` travel as a YAML file (the caller may have built them in memory); an option
+    that is ``None`` is left out, ``progress`` becomes ``--progress`` or ``--no-progress``.
+    """
+    progress = options.pop("progress")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "params.yaml"
+        path.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+        args = [command, "--params", str(path), "--progress" if progress else "--no-progress"]
+        for name, value in options.items():
+            if value is not None:
+                args += [f"--{name.replace('_', '-')}", str(value)]
+        distributed.launch(nproc, args)

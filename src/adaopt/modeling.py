@@ -90,7 +90,9 @@ def load_model(config: ModelConfig, task: TaskSpec) -> PreTrainedModel:
         return auto_model.from_pretrained(path, **head)
     base = AutoConfig.from_pretrained(path)
     tiny = AutoConfig.for_model(
-        base.model_type, vocab_size=base.vocab_size, **config.tiny.model_dump(), **head
+        base.model_type, vocab_size=base.vocab_size, **config.tiny.model_dump(exclude={"dropout"}),
+        hidden_dropout_prob=config.tiny.dropout, attention_probs_dropout_prob=config.tiny.dropout,
+        **head,
     )
     return auto_model.from_config(tiny)
 

@@ -22,7 +22,7 @@ import torch
 from datasets import Dataset
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
 from tqdm.auto import tqdm
 from transformers import (
     DataCollatorWithPadding,
@@ -31,7 +31,13 @@ from transformers import (
     set_seed,
 )
 
-from adaopt.checkpoint import ResumableBatches, load_checkpoint, save_checkpoint
+from adaopt import distributed
+from adaopt.checkpoint import (
+    ResumableBatches,
+    global_rng_states,
+    load_checkpoint,
+    save_checkpoint,
+)
 from adaopt.config import TrainConfig
 from adaopt.precision import autocast, check_precision, grad_scaler
 
@@ -92,6 +98,40 @@ class LengthGroupedBatches(Sampler[int]):
         yield from torch.cat([*shuffled, *short]).tolist()
 
 
+class ShardedBatches(Sampler[list[int]]):
+    """One data-parallel process's contiguous shard of every global batch of ``batches``.
+
+    Every process builds the same seeded sampler, so all of them draw the single-process run's
+    global order; process ``rank`` of ``world_size`` takes its slice of each global batch, and
+    the shards of one step together are exactly the single-process batch of that step. With the
+    loop's loss weighting and DDP's gradient average, the update is the global batch's, so N
+    processes follow the one-process loss curve (up to the order of float sums).
+
+    torch's ``DistributedSampler`` cannot give that: it reshuffles per epoch from its own seed,
+    deals every N-th index of the permutation to each rank (padding with repeated examples) and
+    each rank batches its own indices, so a step's N local batches are not a batch of the
+    single-process order, and length grouping no longer holds across ranks.
+    """
+
+    def __init__(self, batches: BatchSampler, rank: int, world_size: int) -> None:
+        last = len(batches.sampler) % batches.batch_size  # type: ignore[arg-type]
+        if 0 < last < world_size:
+            raise ValueError(f"the last batch of each epoch holds {last} examples, fewer than "
+                             f"the {world_size} processes: change train.batch_size or nproc")
+        self.batches = batches
+        self.sampler = batches.sampler  # where ResumableBatches finds the data generator
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            size = len(batch)
+            yield batch[size * self.rank // self.world_size:
+                        size * (self.rank + 1) // self.world_size]
+
+
 def make_loader(
     dataset: Dataset,
     tokenizer: PreTrainedTokenizerBase | None,
@@ -100,6 +140,8 @@ def make_loader(
     train: bool,
     group_by_length: bool = False,
     seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """Batches padded to their own longest example (dynamic padding).
 
@@ -107,6 +149,8 @@ def make_loader(
     costs as much as real tokens, is worth more than anything else in the loop; the batches
     still come in random order (:class:`LengthGroupedBatches`). Without a ``tokenizer`` the
     examples must all have one length (a language model's blocks) and are stacked as they are.
+    With ``world_size > 1`` a training loader yields process ``rank``'s shard of each global
+    batch of ``batch_size`` (:class:`ShardedBatches`).
     """
     columns = [name for name in MODEL_INPUTS if name in dataset.column_names]
     data = dataset.with_format("torch", columns=columns)
@@ -116,6 +160,13 @@ def make_loader(
     sampler = None
     if train and group_by_length:
         sampler = LengthGroupedBatches(dataset["length"], batch_size, generator)
+    pin = torch.cuda.is_available()  # page-locked batches: non_blocking copies to the GPU
+    if train and world_size > 1:
+        order = sampler or RandomSampler(data, generator=generator)
+        shards = ShardedBatches(BatchSampler(order, batch_size, drop_last=False), rank,
+                                world_size)
+        return DataLoader(data, batch_sampler=shards, generator=generator, collate_fn=collator,
+                          pin_memory=pin)
     return DataLoader(
         data,
         batch_size=batch_size,
@@ -123,6 +174,7 @@ def make_loader(
         shuffle=train and sampler is None,
         generator=generator,
         collate_fn=collator,
+        pin_memory=pin,
     )
 
 
@@ -250,6 +302,44 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             model.state_dict().items()}
 
 
+def _count(batch: dict[str, torch.Tensor], state: LoopState) -> float:
+    """Add the global batch's samples and real tokens to ``state``; return this process's
+    loss weight: its share of the global batch times the process count, 1.0 for equal shards
+    (always, in one process), so that DDP's average of the weighted shard means is the global
+    batch's mean even where the epoch's last batch splits unevenly."""
+    mask = batch.get("attention_mask")
+    tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+    shard = len(batch["input_ids"])
+    samples, tokens = (int(n) for n in distributed.all_sum([shard, tokens]))
+    state.samples += samples
+    state.tokens += tokens
+    return distributed.world_size() * shard / samples
+
+
+def _checkpoint(path: Path, config: TrainConfig, step: int, state: LoopState,
+                model: torch.nn.Module, optimizer: Optimizer, scheduler: LRScheduler,
+                scaler: torch.amp.GradScaler, batches: ResumableBatches) -> None:
+    """Save at a checkpoint step once ``checkpoint_interval_s`` of training has passed.
+
+    Rank 0's clock decides for every process (they all take part in gathering the random
+    generators, each process's own: dropout draws differ between shards), and rank 0 writes.
+    """
+    due = state.train_seconds - state.saved_at_seconds >= config.checkpoint_interval_s
+    if not distributed.from_main(due):
+        return
+    rank_rngs = distributed.gather(global_rng_states()) if distributed.active() else None
+    if not distributed.is_main():
+        return
+    state.saved_at_seconds = state.train_seconds
+    state.peak_memory_mb = max(state.peak_memory_mb, peak_memory_mb())
+    state.scaler = scaler.state_dict() if scaler.is_enabled() else None
+    save_checkpoint(
+        path, model=model, optimizer=optimizer, scheduler=scheduler,
+        generator=batches.generator, step=step, data_position=batches.position(),
+        loop_state=asdict(state), rank_rngs=rank_rngs,
+    )
+
+
 def train(
     model: torch.nn.Module,
     optimizer: Optimizer,
@@ -277,6 +367,14 @@ def train(
     With ``checkpoint`` set, the loop saves everything it needs to go on there every
     ``checkpoint_every`` steps, and resumes from it if it exists: a resumed run reaches the
     same numbers as one that was never interrupted.
+
+    In a process group (:mod:`adaopt.distributed`) ``train_loader`` yields this process's shard
+    of each global batch and the model trains under DDP. The logged loss and the sample and
+    token counts are sums over the processes, so the logs, and every decision taken on them
+    (divergence, early stopping), are the same on every process and match a single-process run.
+    Rank 0 evaluates and hands its scores to the others, which keeps early stopping and
+    AdaptiveAdam's controller in step. Only rank 0 writes the checkpoint, of the unwrapped
+    model, so it resumes a run of any process count; the timings are rank 0's.
     """
     dev = device()
     check_precision(config.precision, dev.type)
@@ -287,11 +385,14 @@ def train(
     if checkpoint is not None and checkpoint.exists():
         done, position, saved = load_checkpoint(
             checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-            generator=batches.generator,
+            generator=batches.generator, rank=distributed.rank(),
+            world_size=distributed.world_size(),
         )
         batches.restore(position)
         state = LoopState(**saved)
-        print(f"resumed from {checkpoint} at step {done}")
+        if distributed.is_main():
+            print(f"resumed from {checkpoint} at step {done}")
+    net = distributed.wrap(model, dev)  # what trains; checkpoints and evaluations use ``model``
     scaler = grad_scaler(config.precision, dev.type)
     if state.scaler:
         scaler.load_state_dict(state.scaler)
@@ -299,19 +400,20 @@ def train(
     sign = 1.0 if greater_is_better else -1.0
     status = "ok"
     bar = tqdm(range(done + 1, config.max_steps + 1), initial=done, total=config.max_steps,
-               disable=not progress, desc="train", leave=False)
+               disable=not progress or not distributed.is_main(), desc="train", leave=False)
     for step in bar:
         started = time.perf_counter()
         loss_sum = 0.0
-        for _ in range(config.grad_accum_steps):
-            batch = {key: value.to(dev) for key, value in next(batches).items()}
-            with autocast(config.precision, dev.type):
-                loss = model(**batch).loss / config.grad_accum_steps
-            scaler.scale(loss).backward()
+        for micro in range(config.grad_accum_steps):
+            batch = {key: value.to(dev, non_blocking=True) for key, value in
+                     next(batches).items()}
+            weight = _count(batch, state)
+            with distributed.syncing(net, last=micro == config.grad_accum_steps - 1):
+                with autocast(config.precision, dev.type):
+                    loss = net(**batch).loss * weight / config.grad_accum_steps
+                scaler.scale(loss).backward()
             loss_sum += loss.item()
-            state.samples += len(batch["input_ids"])
-            mask = batch.get("attention_mask")
-            state.tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+        loss_sum = distributed.all_sum([loss_sum])[0] / distributed.world_size()
         scaler.unscale_(optimizer)  # true gradients for the norm and clipping (fp16 only)
         if max_grad_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
@@ -343,7 +445,9 @@ def train(
         bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{float(lr):.2e}")
         if step % config.eval_every == 0 or step == config.max_steps:
             scoring_started = time.perf_counter()
-            scores, _ = evaluate(model)
+            # Rank 0 scores, the others take its scores: one early-stopping and AdaptiveAdam
+            # decision for all, even where GPUs of two models would round differently.
+            scores = distributed.from_main(evaluate(model)[0] if distributed.is_main() else None)
             state.scoring_seconds += time.perf_counter() - scoring_started
             state.last = scores
             state.eval_log.append({"step": step, "elapsed_s": elapsed, "tokens": state.tokens,
@@ -360,16 +464,9 @@ def train(
             if patience is not None and state.bad_evals >= patience:
                 status = "early_stopped"
                 break
-        due = state.train_seconds - state.saved_at_seconds >= config.checkpoint_interval_s
-        if checkpoint is not None and step % every == 0 and step < config.max_steps and due:
-            state.saved_at_seconds = state.train_seconds
-            state.peak_memory_mb = max(state.peak_memory_mb, peak_memory_mb())
-            state.scaler = scaler.state_dict() if scaler.is_enabled() else None
-            save_checkpoint(
-                checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-                generator=batches.generator, step=step, data_position=batches.position(),
-                loop_state=asdict(state),
-            )
+        if checkpoint is not None and step % every == 0 and step < config.max_steps:
+            _checkpoint(checkpoint, config, step, state, model, optimizer, scheduler, scaler,
+                        batches)
     bar.close()
     if state.best_weights is not None and status != "diverged":
         model.load_state_dict(state.best_weights)
