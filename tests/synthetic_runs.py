@@ -125,7 +125,9 @@ def write_run(runs: Path, task: str, optimizer: str, setting: str, seed: int,
     io.write_json(out / "efficiency.json", {"wall_time_s": 10.0 + seed,
                                             "train_samples_per_s": 100.0 + seed,
                                             "train_tokens_per_s": 3000.0 + seed,
-                                            "peak_memory_mb": 500.0})
+                                            "peak_memory_mb": 500.0,
+                                            "optimizer_state_mb": 0.0 if optimizer == "sgd"
+                                            else 2.0})
     train = "step,loss,lr,grad_norm,elapsed_s\n" + "".join(
         f"{s},{1.0 / s},{0.001 * (1 + s % 3)},{1.0 + s % 5},{0.1 * s}\n"
         for s in range(1, steps if correct is None else steps + 1))

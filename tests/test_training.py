@@ -163,7 +163,17 @@ def test_outcome_holds_no_timings_and_efficiency_holds_only_timings(dataset, tok
     assert set(result.outcome()) == {"status", "steps", "best_step", "best", "last",
                                      "last_finite_loss", "diverged_on"}
     assert set(result.efficiency()) == {"wall_time_s", "train_samples_per_s", "train_tokens_per_s",
-                                        "peak_memory_mb", "scoring_time_s"}
+                                        "peak_memory_mb", "optimizer_state_mb", "scoring_time_s"}
+
+
+def test_optimizer_state_is_counted_per_moment(dataset, tokenizer) -> None:
+    """Adam keeps two fp32 moments per weight (and a step count per tensor); SGD without
+    momentum keeps nothing."""
+    weights = sum(p.numel() for p in tiny_bert(0).parameters() if p.requires_grad)
+    cfg = config(max_steps=2, eval_every=2)
+    adam = run(dataset, tokenizer, "adam", {"lr": 1e-3}, cfg).optimizer_state_mb
+    assert 2 * 4 * weights / 2**20 <= adam < 2 * 4 * weights / 2**20 * 1.01
+    assert run(dataset, tokenizer, "sgd", {"lr": 0.1}, cfg).optimizer_state_mb == 0.0
 
 
 def _sgd(model: torch.nn.Module, lr: float, steps: int) -> Any:
@@ -395,7 +405,7 @@ def test_a_run_shorter_than_the_checkpoint_interval_writes_no_checkpoint(
     assert path.exists() == saved
     assert result.scoring_time_s > 0 and set(result.efficiency()) == {
         "wall_time_s", "train_samples_per_s", "train_tokens_per_s", "peak_memory_mb",
-        "scoring_time_s"}
+        "optimizer_state_mb", "scoring_time_s"}
 
 
 def test_seeding_prepares_deterministic_cublas_and_keeps_a_users_setting(monkeypatch) -> None:

@@ -76,7 +76,7 @@ def _run_row(path: Path) -> dict[str, Any]:
         "selection_score": run["selection"].get(metric, math.nan),
         "last_finite_loss": run["last_finite_loss"],
         **{key: run[key] for key in ("train_examples", "selection_examples", "dev_examples")},
-        **{key: cost[key] for key in EFFICIENCY},
+        **{key: cost.get(key, math.nan) for key in EFFICIENCY},  # runs predating a key: NaN
         **{f"hparams.{key}": value for key, value in run["hparams"].items()},
         **{f"dev.{key}": value for key, value in run["dev"].items()},
     }
@@ -456,7 +456,7 @@ def to_markdown(summary: pd.DataFrame) -> str:
         "bootstrap": "bootstrap interval", "other": "other metrics (mean ± std)",
         "baseline_shown": "baseline", "target": "target", "ttt": "time to target (median)",
         "train_samples_per_s": "samples/s", "train_tokens_per_s": "tokens/s",
-        "peak_memory_mb": "peak MiB",
+        "peak_memory_mb": "peak MiB", "optimizer_state_mb": "optimizer state MiB",
     }
     shown = summary.assign(
         finished=[finished_label(row) for _, row in summary.iterrows()],

@@ -45,7 +45,8 @@ MODEL_INPUTS = (
     "input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions",
 )
 #: What a run cost (``efficiency.json``); everything else a run reports is its outcome.
-EFFICIENCY = ("wall_time_s", "train_samples_per_s", "train_tokens_per_s", "peak_memory_mb")
+EFFICIENCY = ("wall_time_s", "train_samples_per_s", "train_tokens_per_s", "peak_memory_mb",
+              "optimizer_state_mb")
 
 
 def seed_everything(seed: int) -> None:
@@ -192,6 +193,13 @@ def reset_peak_memory() -> None:
         pass
 
 
+def optimizer_state_mb(optimizer: Optimizer) -> float:
+    """The optimizer's state tensors (moments, accumulators, step counts): the memory it adds
+    beside the weights and their gradients, which decides how large a model fits."""
+    return sum(value.numel() * value.element_size() for per_parameter in optimizer.state.values()
+               for value in per_parameter.values() if torch.is_tensor(value)) / 2**20
+
+
 def peak_memory_mb() -> float:
     """Peak GPU memory allocated, or on a CPU the process's peak resident set size."""
     if torch.cuda.is_available():
@@ -232,6 +240,7 @@ class LoopState:
     scoring_seconds: float = 0.0  # the evaluations
     saved_at_seconds: float = 0.0  # train_seconds at the last checkpoint
     peak_memory_mb: float = 0.0
+    optimizer_state_mb: float = 0.0  # measured when the run ends
 
 
 @dataclass
@@ -254,6 +263,7 @@ class RunResult:
     train_samples_per_s: float
     train_tokens_per_s: float
     peak_memory_mb: float
+    optimizer_state_mb: float
     scoring_time_s: float
     train_log: list[dict[str, float]] = field(default_factory=list, repr=False)
     eval_log: list[dict[str, float]] = field(default_factory=list, repr=False)
@@ -273,6 +283,7 @@ class RunResult:
             train_samples_per_s=state.samples / seconds if seconds > 0 else 0.0,
             train_tokens_per_s=state.tokens / seconds if seconds > 0 else 0.0,
             peak_memory_mb=max(state.peak_memory_mb, peak_memory_mb()),
+            optimizer_state_mb=state.optimizer_state_mb,
             scoring_time_s=state.scoring_seconds,
             train_log=state.train_log,
             eval_log=state.eval_log,
@@ -470,4 +481,5 @@ def train(
     bar.close()
     if state.best_weights is not None and status != "diverged":
         model.load_state_dict(state.best_weights)
+    state.optimizer_state_mb = optimizer_state_mb(optimizer)
     return RunResult.from_state(status, state)
