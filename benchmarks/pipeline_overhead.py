@@ -51,6 +51,8 @@ def project_copy(tmp: Path, profile: str, task: str | None = None) -> Path:
         params["data"]["tasks"] = [task]
         params["evaluate"]["targets"] = {task: params["evaluate"]["targets"][task]}
         params["precision_ablation"]["task"] = task  # it trains on a task of the sweep
+        params["compress"]["tasks"] = [name for name in params["compress"]["tasks"]
+                                       if name == task]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / "dvc.lock").unlink(missing_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)

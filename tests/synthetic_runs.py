@@ -56,6 +56,7 @@ def params() -> Params:
     raw = yaml.safe_load((ROOT / "profiles" / "cpu.yaml").read_text())
     raw["data"]["tasks"] = list(TASKS)
     raw["sweep"] = {"optimizers": list(OPTIMIZERS), "seeds": list(SEEDS)}
+    raw["compress"].update(tasks=list(TASKS), optimizers=None)
     raw["evaluate"] = {"targets": TARGETS, "confidence": 0.95, "bootstrap_samples": 200}
     raw["precision_ablation"].update(task=TASKS[0], optimizers=["adamw", "lamb"])
     return parse_params(raw)

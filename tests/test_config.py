@@ -42,6 +42,14 @@ def setting(dotted: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return lambda raw: _set(raw, dotted, value)
 
 
+def settings(values: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """Several keys at once (a change that only fails where another key follows it)."""
+    def apply(raw: dict[str, Any]) -> None:
+        for dotted, value in values.items():
+            _set(raw, dotted, value)
+    return apply
+
+
 def dropping(dotted: str) -> Callable[[dict[str, Any]], None]:
     return lambda raw: _drop(raw, dotted)
 
@@ -191,6 +199,20 @@ BAD_CASES: list[tuple[str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = 
      ("precision_ablation.precisions", "(got ['fp32'])")),
     ("ablation_repeated_precision", setting("precision_ablation.precisions", ["bf16", "bf16"]),
      ("precision_ablation.precisions", "must not repeat")),
+    ("compress_a_language_model", setting("compress.tasks", ["sst2", "lm_pretrain"]),
+     ("compress.tasks", "lm_pretrain", "not compressed")),
+    ("compress_a_task_not_prepared", setting("compress.tasks", ["rte"]),
+     ("compress.tasks.rte", "not in data.tasks")),
+    ("compress_sparsity_of_one", setting("compress.sparsities", [0.5, 1.0]),
+     ("compress.sparsities.1", "(got 1.0)")),
+    ("compress_optimizer_outside_the_sweep", setting("compress.optimizers", ["lamb"]),
+     ("compress.optimizers.lamb", "not in sweep.optimizers")),
+    ("student_as_deep_as_the_model", setting("compress.distill.layers", [2]),
+     ("compress.distill.layers=2", "fewer layers", "2")),
+    ("compress_without_adamw", settings({"sweep.optimizers": ["adaptive_adam"],
+                                         "precision_ablation.optimizers": ["adaptive_adam"]}),
+     ("compress", "adamw")),
+    ("missing_compress_section", dropping("compress"), ("compress", "required")),
     ("top_level_list", lambda raw: [raw], ("top level", "list")),
     ("top_level_scalar", lambda raw: "smoke", ("top level", "str")),
 ]

@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 OUTPUTS = ("runs", "tuning", "results", "data", "figures", ".dvc/cache", ".dvc/tmp")
 FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
-           "paired_difference.png", "lm_validation_loss.png", "precision.png")
+           "paired_difference.png", "lm_validation_loss.png", "precision.png",
+           *(f"compression_{task}.png"
+             for task in load_params(ROOT / "profiles" / "smoke.yaml").compress.tasks))
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +67,12 @@ def smoke_copy(tmp: Path) -> Path:
     shutil.copy(repo / "profiles" / "smoke.yaml", repo / "params.yaml")
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     return repo
+
+
+def restrict_tasks(params: dict, tasks: list[str]) -> None:
+    """Prepare (and compress) only ``tasks`` in a raw params mapping."""
+    params["data"]["tasks"] = tasks
+    params["compress"]["tasks"] = [task for task in params["compress"]["tasks"] if task in tasks]
 
 
 def _finite(value: object) -> bool:
@@ -112,6 +120,30 @@ def assert_complete(repo: Path) -> None:
     runs = params.precision_ablation
     assert len(ablation) == len(runs.optimizers) * len(runs.precisions)
     assert ablation.dev.map(math.isfinite).all() and (ablation.steps == runs.max_steps).all()
+    assert_compressed(repo)
+
+
+def assert_compressed(repo: Path) -> None:
+    """The kept weights (in the DVC cache, not in git) and each compressed task's table."""
+    params = load_params(repo / "params.yaml")
+    for task in params.data.tasks:
+        for optimizer in params.sweep.optimizers:
+            for setting in SETTINGS:
+                folder = repo / "models" / task / optimizer / setting
+                kept = json.loads((folder / "kept.json").read_text())["kept"]
+                assert kept == params.keeps_weights(task, optimizer, setting), folder
+                assert (folder / "model.safetensors").is_file() == kept, folder
+    untracked = subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout
+    assert "model.safetensors" not in untracked  # DVC's .gitignore keeps the weights out of git
+    for task in params.compress.tasks:
+        table = pd.read_csv(repo / "results" / "compression" / f"{task}.csv")
+        methods = {"fp32", "int8", "pruned", "pruned+recovery", "ffn+recovery", "student",
+                   "student+kd"}
+        assert set(table.method) == methods, task
+        assert table.score.map(math.isfinite).all() and (table.size_mb > 0).all(), task
+        assert table.pareto_size.any() and table.pareto_latency.any(), task
+        assert (repo / "results" / "compression" / f"{task}.md").read_text().startswith("## ")
 
 
 @pytest.fixture(scope="module")
@@ -248,9 +280,9 @@ def test_smoke_profile_on_real_data(tmp_path: Path) -> None:
         pytest.skip("no real data directory (set ADAOPT_DATA_MIRROR or provide ../shared/data)")
     repo = smoke_copy(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["tasks"] = ["sst2", "squad"]  # one task per head (CI time)
-    params["sweep"]["optimizers"] = ["adaptive_adam"]
-    params["precision_ablation"]["optimizers"] = ["adaptive_adam"]
+    restrict_tasks(params, ["sst2", "squad"])  # one task per head (CI time)
+    params["sweep"]["optimizers"] = ["adamw"]  # compression needs AdamW's runs
+    params["precision_ablation"]["optimizers"] = ["adamw"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(repo, "repro", mirror=mirror)
     assert_complete(repo)
@@ -266,7 +298,7 @@ def test_a_diverging_optimizer_is_recorded_not_fatal(smoke_repo: Path) -> None:
     """
     params_path = smoke_repo / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
-    params["data"]["tasks"] = ["sst2"]  # CI time: the new stages are sst2's only
+    restrict_tasks(params, ["sst2"])  # CI time: the new stages are sst2's only
     params["sweep"]["optimizers"] = ["sgd", *params["sweep"]["optimizers"]]
     params["tuning"]["spaces"]["sgd"]["lr"] = [1e12, 2e12]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -293,7 +325,7 @@ def test_killed_training_stage_resumes_from_its_checkpoint(tmp_path: Path) -> No
     """SIGKILL a running ``train`` stage, run it again: it resumes and matches a clean run."""
     repo = smoke_copy(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["tasks"] = ["sst2"]
+    restrict_tasks(params, ["sst2"])
     params["train"].update(max_steps=300, eval_every=50, checkpoint_every=10,
                            checkpoint_interval_s=0, threads=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

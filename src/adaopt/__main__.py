@@ -74,7 +74,8 @@ def _train(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     with distributed.joined():
         run_setting(params, args.task, args.optimizer, args.setting, args.prepared, args.out,
-                    args.choice, checkpoint_dir=args.checkpoint_dir, progress=args.progress)
+                    args.choice, checkpoint_dir=args.checkpoint_dir, keep_dir=args.keep_dir,
+                    progress=args.progress)
 
 
 def _tune(args: argparse.Namespace) -> None:
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(run=_check)
     train = _stage_parser(commands, "train", "train one (task, optimizer, setting), every seed")
     train.add_argument("--choice", required=True, help="the tune stage's choice.json")
+    train.add_argument("--keep-dir", default=None,
+                       help="where the first seed's selected weights go, if compression needs them")
     train.set_defaults(run=_train)
     _stage_parser(commands, "tune", "tune one (task, optimizer, setting)").set_defaults(run=_tune)
     args = parser.parse_args(argv)

@@ -289,6 +289,60 @@ class EvaluateConfig(_Section):
 
 SETTINGS = ("traditional", "fair")
 
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class DistillConfig(_Section):
+    """Students are the teacher's first ``layers`` layers (one student per entry), trained
+    ``steps`` steps with the distillation loss (``temperature``, ``alpha``: the weight of the
+    soft term) and, as the control, the same steps with the task loss alone."""
+
+    layers: list[PositiveInt] = Field(min_length=1)
+    steps: PositiveInt = 48
+    temperature: Annotated[float, Field(gt=0.0)] = 2.0
+    alpha: Ratio = 0.5
+
+
+class LatencyConfig(_Section):
+    """CPU latency: ``warmup`` untimed calls, then ``repeats`` timed ones per batch size."""
+
+    batch_sizes: list[PositiveInt] = Field(min_length=1)
+    warmup: Annotated[int, Field(ge=0)] = 3
+    repeats: Annotated[int, Field(ge=3)] = 10
+
+
+class CompressConfig(_Section):
+    """The compress stage (:mod:`adaopt.compression`), one per task in ``tasks``.
+
+    The train stage keeps the seed-0 selected weights of the ``setting`` cells of ``tasks`` for
+    ``optimizers`` (``None``: every optimizer of the sweep; AdamW is always kept); the compress
+    stage takes the best of them by the evaluate summary as the teacher. Unstructured magnitude
+    pruning runs at each of ``sparsities`` (fractions of the encoder's Linear weights), with and
+    without ``recovery_steps`` of fine-tuning at ``lr``; structured pruning removes each of
+    ``ffn_fractions`` of every layer's FFN neurons (then the same recovery).
+    """
+
+    tasks: list[str] = Field(min_length=1)
+    setting: Literal["traditional", "fair"] = "fair"
+    optimizers: list[str] | None = None
+    sparsities: list[Fraction] = Field(min_length=1)
+    ffn_fractions: list[Fraction] = Field(default_factory=list)
+    recovery_steps: PositiveInt = 16
+    lr: Annotated[float, Field(gt=0.0)] = 5e-5
+    distill: DistillConfig
+    latency: LatencyConfig
+
+    @field_validator("tasks")
+    @classmethod
+    def _encoder_tasks(cls, tasks: list[str]) -> list[str]:
+        canonical = [get_task(name).name for name in tasks]
+        for name in canonical:
+            if get_task(name).kind == "language_modeling":
+                raise ValueError(f"{name}: language-modeling tasks are not compressed (GPT-2's "
+                                 "Conv1D layers are not nn.Linear; see README, Compression)")
+        return canonical
+
+
 
 class PrecisionAblationConfig(_Section):
     """The mixed-precision ablation: each of ``optimizers`` trained on ``task`` in each of
@@ -333,6 +387,7 @@ class Params(_Section):
     evaluate: EvaluateConfig
     workloads: dict[str, WorkloadConfig]
     precision_ablation: PrecisionAblationConfig
+    compress: CompressConfig
 
     @field_validator("workloads")
     @classmethod
@@ -375,6 +430,7 @@ class Params(_Section):
                              "data.tasks needs a time-to-target line")
         self._check_workloads()
         self._check_ablation()
+        self._check_compress()
         return self
 
     def _check_ablation(self) -> None:
@@ -387,6 +443,32 @@ class Params(_Section):
                 raise ValueError(f"precision_ablation.optimizers: {name!r} is not in "
                                  f"sweep.optimizers (its tuned values come from the sweep); "
                                  f"allowed: {', '.join(self.sweep.optimizers)}")
+
+    def kept_optimizers(self) -> list[str]:
+        """Whose seed-0 selected weights the train stage keeps (AdamW always)."""
+        names = self.compress.optimizers or self.sweep.optimizers
+        return [name for name in self.sweep.optimizers if name in names or name == "adamw"]
+
+    def keeps_weights(self, task: str, optimizer: str, setting: str) -> bool:
+        """Whether the train stage of this cell keeps its seed-0 selected weights."""
+        return (get_task(task).name in self.compress.tasks and setting == self.compress.setting
+                and optimizer in self.kept_optimizers())
+
+    def _check_compress(self) -> None:
+        compress = self.compress
+        outside = [task for task in compress.tasks if task not in self.data.tasks]
+        if outside:
+            raise ValueError(f"compress.tasks.{outside[0]} is not in data.tasks")
+        if "adamw" not in self.sweep.optimizers:
+            raise ValueError("compress needs the AdamW runs: add adamw to sweep.optimizers")
+        unknown = [name for name in compress.optimizers or [] if name not in self.sweep.optimizers]
+        if unknown:
+            raise ValueError(f"compress.optimizers.{unknown[0]} is not in sweep.optimizers")
+        layers = self.model.tiny.num_hidden_layers if self.model.tiny else None
+        too_deep = [k for k in compress.distill.layers if layers is not None and k >= layers]
+        if too_deep:
+            raise ValueError(f"compress.distill.layers={too_deep[0]}: a student must have fewer "
+                             f"layers than the model's {layers}")
 
     def _check_workloads(self) -> None:
         for task in self.data.tasks:
@@ -517,12 +599,15 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 __all__ = [
     "SETTINGS",
+    "CompressConfig",
     "ConfigError",
     "DataConfig",
+    "DistillConfig",
     "EvaluateConfig",
     "GPTConfig",
     "Grid",
     "LMDataConfig",
+    "LatencyConfig",
     "LogGrid",
     "ModelConfig",
     "Params",

@@ -259,3 +259,28 @@ def draw_all(runs: pd.DataFrame, train_log: pd.DataFrame, evals: pd.DataFrame,
         paired_difference(paired, out_dir / "paired_difference.png"),
         language_model(evals, out_dir / "lm_validation_loss.png", level),
     ]
+
+
+def compression_front(frame: pd.DataFrame, task: str, greater_is_better: bool, path: Path
+                      ) -> Path:
+    """The dev metric against size and against batch-1 latency, a point per compressed variant
+    (colour: method; marker: the optimizer it came from), each panel's Pareto front drawn as a
+    line through its ringed points."""
+    latency = next(column for column in frame.columns
+                   if column.startswith("latency_b") and not column.endswith("_iqr_ms"))
+    panels = (("size_mb", "pareto_size", "size on disk (MB)"),
+              (latency, "pareto_latency", f"CPU latency, batch {latency[9:-3]} (ms/example)"))
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, (cost, front, label) in zip(axes, panels, strict=True):
+        sns.scatterplot(data=frame, x=cost, y="score", hue="method", style="source", s=60,
+                        ax=ax, legend=ax is axes[-1])
+        best = frame[frame[front]].sort_values(cost)
+        ax.plot(best[cost], best.score, drawstyle="steps-post", color="black", lw=1,
+                label="Pareto front")
+        ax.scatter(best[cost], best.score, s=160, facecolors="none", edgecolors="black")
+        ax.set(xlabel=label, ylabel=f"dev {frame.metric.iloc[0]}", xscale="log")
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    better = "higher" if greater_is_better else "lower"
+    figure.suptitle(f"{task}: compressed variants ({better} is better)")
+    figure.tight_layout()
+    return _save(figure, path)

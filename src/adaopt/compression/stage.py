@@ -1,0 +1,217 @@
+"""One task's compress stage: the teacher and the AdamW model from the train stage's kept
+weights, their compressed variants, each scored on dev and timed on the CPU side by side, as a
+table (``results/compression/<task>.{csv,md}``) and a figure (``figures/compression_<task>.png``).
+
+The teacher is the best optimizer of ``compress.setting`` by the evaluate summary's mean dev
+metric, among the optimizers whose weights were kept; quantization and pruning without recovery
+are applied to the AdamW model too, so that the two optimizers' weights compare as compressed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from adaopt import io
+from adaopt.compression.measure import latencies, nonzero_parameters, pareto_front, size_on_disk
+from adaopt.compression.methods import (
+    TARGETS,
+    distill_objective,
+    finalize_pruning,
+    fine_tune,
+    prune_ffn_neurons,
+    prune_global,
+    quantize_int8,
+    sparsity_of,
+    student_of,
+    task_loss,
+)
+from adaopt.config import Params
+from adaopt.evaluation import DECODERS
+from adaopt.experiment import Workload
+from adaopt.figures import compression_front
+from adaopt.modeling import AUTO_MODELS
+from adaopt.protocol.splits import DEV, TRAIN
+from adaopt.training import make_loader
+
+
+@dataclass
+class Variant:
+    """One model of the table: what it was made from and how."""
+
+    source: str  # the optimizer whose weights it starts from
+    method: str  # fp32, int8, pruned, pruned+recovery, ffn+recovery, student, student+kd
+    model: nn.Module
+    sparsity: float | None = None  # measured over the pruned tensors
+    layers: int | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        detail = (f" {self.sparsity:.0%}" if self.sparsity is not None
+                  else f" {self.layers}L" if self.layers is not None else "")
+        return f"{self.source}: {self.method}{detail}"
+
+
+def kept_models(models_dir: str | Path, task: str, setting: str, optimizers: list[str]
+                ) -> dict[str, Path]:
+    """The optimizers whose seed-0 weights the train stage kept for (task, setting)."""
+    found = {}
+    for name in optimizers:
+        folder = Path(models_dir) / task / name / setting
+        marker = folder / "kept.json"
+        if marker.is_file() and json.loads(marker.read_text())["kept"]:
+            found[name] = folder
+    return found
+
+
+def best_optimizer(summary: pd.DataFrame, task: str, setting: str, candidates: list[str],
+                   greater_is_better: bool) -> str:
+    """The candidate with the best mean dev metric in ``setting`` (the evaluate summary)."""
+    rows = summary[(summary.task == task) & (summary.setting == setting)
+                   & summary.optimizer.isin(candidates)].dropna(subset=["mean"])
+    if rows.empty:
+        raise ValueError(f"no finished run of {task} ({setting}) among the kept optimizers "
+                         f"{', '.join(candidates)}")
+    ranked = rows.sort_values("mean", ascending=not greater_is_better, kind="stable")
+    return str(ranked.optimizer.iloc[0])
+
+
+class _Builder:
+    """Makes a task's variants; the fine-tuning runs share the data order (``seed``)."""
+
+    def __init__(self, params: Params, work: Workload, seed: int) -> None:
+        self.cfg, self.work, self.seed = params.compress, work, seed
+
+    def loader(self) -> torch.utils.data.DataLoader:
+        train = self.work.train_config
+        return make_loader(self.work.splits[TRAIN], self.work.tokenizer, train.batch_size,
+                           train=True, group_by_length=train.group_by_length, seed=self.seed)
+
+    def pruned(self, source: str, model: nn.Module, recover: bool) -> list[Variant]:
+        variants = []
+        for sparsity in self.cfg.sparsities:
+            pruned = copy.deepcopy(model)
+            layers = prune_global(pruned, sparsity)
+            if recover:
+                fine_tune(pruned, self.loader(), self.cfg.recovery_steps, self.cfg.lr)
+            finalize_pruning(layers)
+            method = "pruned+recovery" if recover else "pruned"
+            variants.append(Variant(source, method, pruned, sparsity=sparsity_of(layers)))
+        return variants
+
+    def structured(self, source: str, model: nn.Module) -> list[Variant]:
+        variants = []
+        for fraction in self.cfg.ffn_fractions:
+            smaller = prune_ffn_neurons(model, fraction)
+            fine_tune(smaller, self.loader(), self.cfg.recovery_steps, self.cfg.lr)
+            variants.append(Variant(source, "ffn+recovery", smaller, sparsity=fraction))
+        return variants
+
+    def students(self, source: str, teacher: nn.Module) -> list[Variant]:
+        distill, task = self.cfg.distill, self.work.task
+        taught = distill_objective(teacher, DECODERS[task.kind].outputs,
+                                   temperature=distill.temperature, alpha=distill.alpha,
+                                   regression=task.is_regression)
+        variants = []
+        for layers in distill.layers:
+            for method, loss in (("student", task_loss), ("student+kd", taught)):
+                student = student_of(teacher, layers)
+                fine_tune(student, self.loader(), distill.steps, self.cfg.lr, loss)
+                variants.append(Variant(source, method, student, layers=layers))
+        return variants
+
+
+def _first_batch(work: Workload, size: int) -> dict[str, torch.Tensor]:
+    """The first ``size`` dev examples (windows, for SQuAD), padded as the evaluator pads."""
+    loader = make_loader(work.splits[DEV], work.tokenizer, size, train=False)
+    return {key: value for key, value in next(iter(loader)).items() if key not in TARGETS}
+
+
+def table(variants: list[Variant], timings: dict[int, dict[str, tuple[float, float]]],
+          metric: str, greater_is_better: bool) -> pd.DataFrame:
+    """One row per variant; ``pareto_size`` and ``pareto_latency`` (at the first batch size)
+    mark the fronts of the dev metric against size and against latency."""
+    rows = []
+    for variant in variants:
+        row = {"variant": variant.name, "source": variant.source, "method": variant.method,
+               "sparsity": variant.sparsity, "layers": variant.layers, "metric": metric,
+               "score": variant.scores.get(metric, float("nan")),
+               "size_mb": size_on_disk(variant.model) / 1e6,
+               "nonzero_params": nonzero_parameters(variant.model)}
+        for batch, measured in timings.items():
+            median, iqr = measured[variant.name]
+            row[f"latency_b{batch}_ms"], row[f"latency_b{batch}_iqr_ms"] = median, iqr
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    first = next(iter(timings))
+    for column, cost in (("pareto_size", "size_mb"), ("pareto_latency", f"latency_b{first}_ms")):
+        frame[column] = pareto_front(frame[cost].to_numpy(), frame.score.to_numpy(),
+                                     greater_is_better)
+    return frame
+
+
+def compress_task(params: Params, task: str, prepared_dir: str | Path, models_dir: str | Path,
+                  summary_path: str | Path, tables_dir: str | Path, figures_dir: str | Path,
+                  log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Build, score and time every variant of ``task``; write its table and figure."""
+    started = time.perf_counter()
+    cfg = params.compress
+    work = Workload(params, task, prepared_dir, overrides={"precision": "fp32"})
+    spec = work.task
+    kept = kept_models(models_dir, spec.name, cfg.setting, params.kept_optimizers())
+    if "adamw" not in kept:
+        raise ValueError(f"{models_dir}/{spec.name}/adamw/{cfg.setting}: no kept AdamW weights "
+                         "(diverged, or the train stage predates compress)")
+    best = best_optimizer(pd.read_csv(summary_path), spec.name, cfg.setting, list(kept),
+                          spec.greater_is_better)
+    log(f"teacher: {best}; kept: {', '.join(kept)}")
+    auto = AUTO_MODELS[spec.kind]
+    originals = {name: auto.from_pretrained(kept[name]).eval() for name in dict.fromkeys([best,
+                                                                                          "adamw"])}
+    builder = _Builder(params, work, seed=params.sweep.seeds[0])
+    variants = []
+    for name, model in originals.items():
+        variants += [Variant(name, "fp32", model), Variant(name, "int8", quantize_int8(model))]
+        variants += builder.pruned(name, model, recover=False)
+    teacher = originals[best]
+    variants += builder.pruned(best, teacher, recover=True)
+    variants += builder.structured(best, teacher)
+    variants += builder.students(best, teacher)
+    log(f"{len(variants)} variants built in {time.perf_counter() - started:.1f} s")
+    for variant in variants:
+        variant.scores, _ = work.dev(variant.model)
+    models = {variant.name: variant.model for variant in variants}
+    timings = {batch: latencies(models, _first_batch(work, batch), warmup=cfg.latency.warmup,
+                                repeats=cfg.latency.repeats)
+               for batch in cfg.latency.batch_sizes}
+    frame = table(variants, timings, spec.metric, spec.greater_is_better)
+    seconds = time.perf_counter() - started
+    log(f"{spec.name}: {len(frame)} variants scored and timed in {seconds:.1f} s")
+    write_outputs(frame, spec.name, seconds, tables_dir, figures_dir, spec.greater_is_better)
+    return frame
+
+
+def write_outputs(frame: pd.DataFrame, task: str, seconds: float, tables_dir: str | Path,
+                  figures_dir: str | Path, greater_is_better: bool) -> None:
+    tables_dir = Path(tables_dir)
+    io.write_with(tables_dir / f"{task}.csv", lambda p: frame.to_csv(p, index=False))
+    shown = frame.drop(columns=["source", "method", "metric"]).round(4)
+    header = (f"## Compression of {task} ({frame.metric.iloc[0]}, "
+              f"{'higher' if greater_is_better else 'lower'} is better)\n\n"
+              "Latency: CPU milliseconds per example (median; IQR), all variants in one "
+              f"process; size: bytes of the saved state_dict. Stage time: {seconds:.0f} s.\n\n")
+    io.write_text(tables_dir / f"{task}.md", header + shown.to_markdown(index=False) + "\n")
+    compression_front(frame, task, greater_is_better,
+                      Path(figures_dir) / f"compression_{task}.png")
+
+
+__all__ = ["Variant", "best_optimizer", "compress_task", "kept_models", "table"]
