@@ -115,13 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         print(table([row]))
 
         if cuda:
-            full = profile("full", **{"data.tasks": ["sst2"],
+            full = profile("full", **{"data.tasks": ["sst2"], "compress.tasks": ["sst2"],
                                       "data.max_train_samples": args.steps * 32})
             mirror, steps = args.mirror, args.steps
         else:  # the full profile's shapes, on the tiny model and the fixture data
-            full = profile("full", **{"data.tasks": ["sst2"], "data.max_train_samples": None,
+            full = profile("full", **{"data.tasks": ["sst2"], "compress.tasks": ["sst2"],
+                                      "data.max_train_samples": None,
                                       "data.selection_samples": 8,
-                                      "model.tiny": smoke["model"]["tiny"]})
+                                      "model.tiny": smoke["model"]["tiny"],
+                                      "compress.distill.layers": [1]})
             mirror, steps = FIXTURE_MIRROR, 2
         prepare_sst2(full, mirror, Path(tmp) / "full")
         rows = [train_cell(full, Path(tmp) / "full", optimizer, precision, steps)

@@ -9,6 +9,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow end-to-end tests first: with two workers, the longest file (the smoke pipeline)
+    then starts at once instead of after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """One torch thread while a test runs: the machine has two cores, shared with the pipeline."""

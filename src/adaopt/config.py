@@ -314,9 +314,10 @@ class LatencyConfig(_Section):
 class CompressConfig(_Section):
     """The compress stage (:mod:`adaopt.compression`), one per task in ``tasks``.
 
-    The train stage keeps the seed-0 selected weights of the ``setting`` cells of ``tasks`` for
-    ``optimizers`` (``None``: every optimizer of the sweep; AdamW is always kept); the compress
-    stage takes the best of them by the evaluate summary as the teacher. Unstructured magnitude
+    The train stage keeps the seed-0 selected weights of the ``setting`` cells of every task
+    that can be compressed (not a language model) for ``optimizers`` (``None``: every optimizer
+    of the sweep; AdamW is always kept); the compress stage takes the best of them by the
+    evaluate summary as the teacher. Unstructured magnitude
     pruning runs at each of ``sparsities`` (fractions of the encoder's Linear weights), with and
     without ``recovery_steps`` of fine-tuning at ``lr``; structured pruning removes each of
     ``ffn_fractions`` of every layer's FFN neurons (then the same recovery).
@@ -450,8 +451,10 @@ class Params(_Section):
         return [name for name in self.sweep.optimizers if name in names or name == "adamw"]
 
     def keeps_weights(self, task: str, optimizer: str, setting: str) -> bool:
-        """Whether the train stage of this cell keeps its seed-0 selected weights."""
-        return (get_task(task).name in self.compress.tasks and setting == self.compress.setting
+        """Whether the train stage of this cell keeps its seed-0 selected weights: every
+        compressible task's, whether or not ``compress.tasks`` lists it now, so that editing
+        that list re-runs compress stages only, never a training stage."""
+        return (get_task(task).kind != "language_modeling" and setting == self.compress.setting
                 and optimizer in self.kept_optimizers())
 
     def _check_compress(self) -> None:

@@ -1,0 +1,140 @@
+"""Running the pipeline in a temporary copy of the repository, and checking what it wrote.
+
+Shared by the end-to-end tests (``test_pipeline.py``, ``test_pipeline_runs.py``). The fixture
+mirror (tests/fixtures/mirror) is written for the tests, so the smoke profile runs on any
+machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from adaopt.config import SETTINGS, Params, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
+OUTPUTS = ("runs", "tuning", "results", "data", "figures", ".dvc/cache", ".dvc/tmp")
+SWEEP_FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
+                 "paired_difference.png", "lm_validation_loss.png", "precision.png")
+
+
+def figures(params: Params) -> list[str]:
+    """The figures a run of ``params`` draws: the sweep's, and one per compressed task."""
+    return [*SWEEP_FIGURES, *(f"compression_{task}.png" for task in params.compress.tasks)]
+
+def real_data_dir() -> Path | None:
+    candidate = os.environ.get("ADAOPT_DATA_MIRROR") or ROOT.parent / "shared" / "data"
+    return Path(candidate) if Path(candidate, "glue").is_dir() else None
+
+
+def dvc_env(mirror: Path) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "ADAOPT_DATA_MIRROR": str(mirror), "PYTHONHASHSEED": "0"}
+
+
+def dvc(repo: Path, *args: str, mirror: Path = FIXTURE_MIRROR,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=repo,
+                            env={**dvc_env(mirror), **(env or {})}, capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def smoke_copy(tmp: Path) -> Path:
+    """A fresh copy of the project with the smoke profile active and no outputs in it."""
+    repo = tmp / "repo"
+    ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache")
+    shutil.copytree(ROOT, repo, ignore=ignore)
+    for output in OUTPUTS:
+        shutil.rmtree(repo / output, ignore_errors=True)
+    for lock in ("dvc.lock",):
+        (repo / lock).unlink(missing_ok=True)
+    shutil.copy(repo / "profiles" / "smoke.yaml", repo / "params.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    return repo
+
+
+def restrict_tasks(params: dict, tasks: list[str]) -> None:
+    """Prepare (and compress) only ``tasks`` in a raw params mapping."""
+    params["data"]["tasks"] = tasks
+    params["compress"]["tasks"] = [task for task in params["compress"]["tasks"] if task in tasks]
+
+
+def _finite(value: object) -> bool:
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
+def assert_complete(repo: Path) -> None:
+    """Every choice, metrics file, the summary and every figure exist and hold finite numbers."""
+    params = load_params(repo / "params.yaml")
+    for task in params.data.tasks:
+        for optimizer in params.sweep.optimizers:
+            for setting in SETTINGS:
+                tuned = repo / "tuning" / task / optimizer / setting
+                choice = json.loads((tuned / "choice.json").read_text())
+                assert choice["trials"] == params.tuning.trials, tuned
+                assert (tuned / "tune.ipynb").is_file()
+                cell = repo / "runs" / task / optimizer / setting
+                assert (cell / "train.ipynb").is_file()
+                for seed in params.sweep.seeds:
+                    run = cell / f"seed{seed}"
+                    metrics = json.loads((run / "metrics.json").read_text())
+                    assert _finite(metrics), run
+                    assert metrics["status"] in {"ok", "early_stopped"}, run
+                    assert metrics["selection"] and metrics["dev"], run
+                    assert metrics["hparams"]["lr"] == choice["hparams"]["lr"], run
+                    assert (run / "train.csv").stat().st_size > 0
+    summary = pd.read_csv(repo / "results" / "summary.csv")
+    expected = len(params.data.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
+    assert len(summary) == expected
+    assert summary["mean"].map(math.isfinite).all()
+    assert summary["ci_low"].map(math.isfinite).all()
+    assert _finite(json.loads((repo / "results" / "summary.json").read_text()))
+    report = (repo / "results" / "summary.md").read_text()
+    assert report.startswith("## The paper's table")
+    assert "### traditional" in report and "### fair" in report and "\n| task" in report
+    for name in figures(params):
+        assert (repo / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    ablation = pd.read_csv(repo / "results" / "precision.csv")
+    runs = params.precision_ablation
+    assert len(ablation) == len(runs.optimizers) * len(runs.precisions)
+    assert ablation.dev.map(math.isfinite).all() and (ablation.steps == runs.max_steps).all()
+    assert_compressed(repo)
+
+
+def assert_compressed(repo: Path) -> None:
+    """The kept weights (in the DVC cache, not in git) and each compressed task's table."""
+    params = load_params(repo / "params.yaml")
+    for task in params.data.tasks:
+        for optimizer in params.sweep.optimizers:
+            for setting in SETTINGS:
+                folder = repo / "models" / task / optimizer / setting
+                kept = json.loads((folder / "kept.json").read_text())["kept"]
+                assert kept == params.keeps_weights(task, optimizer, setting), folder
+                assert (folder / "model.safetensors").is_file() == kept, folder
+    untracked = subprocess.run(["git", "status", "--porcelain", "-uall"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout
+    assert "model.safetensors" not in untracked  # DVC's .gitignore keeps the weights out of git
+    for task in params.compress.tasks:
+        table = pd.read_csv(repo / "results" / "compression" / f"{task}.csv")
+        methods = {"fp32", "int8", "pruned", "pruned+recovery", "ffn+recovery", "student",
+                   "student+kd"}
+        assert set(table.method) == methods, task
+        assert table.score.map(math.isfinite).all() and (table.size_mb > 0).all(), task
+        assert table.pareto_size.any() and table.pareto_latency.any(), task
+        assert (repo / "results" / "compression" / f"{task}.md").read_text().startswith("## ")

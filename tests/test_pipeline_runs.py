@@ -1,0 +1,89 @@
+"""End to end, each in its own copy of the project: the smoke profile on the real data, and a
+training stage killed and resumed. (Apart from ``test_pipeline.py``, whose tests share one
+finished smoke run, so that the two files run side by side on two test workers.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from smoke_pipeline import (
+    FIXTURE_MIRROR,
+    assert_complete,
+    dvc,
+    dvc_env,
+    real_data_dir,
+    restrict_tasks,
+    smoke_copy,
+)
+
+from adaopt.config import load_params
+from adaopt.experiment import run_setting
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.real_data
+def test_smoke_profile_on_real_data(tmp_path: Path) -> None:
+    mirror = real_data_dir()
+    if mirror is None:
+        pytest.skip("no real data directory (set ADAOPT_DATA_MIRROR or provide ../shared/data)")
+    repo = smoke_copy(tmp_path)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    restrict_tasks(params, ["sst2", "squad"])  # one task per head (CI time)
+    params["sweep"]["optimizers"] = ["adamw"]  # compression needs AdamW's runs
+    params["precision_ablation"]["optimizers"] = ["adamw"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc(repo, "repro", mirror=mirror)
+    assert_complete(repo)
+    report = json.loads((repo / "data" / "prepare_report.json").read_text())
+    assert report["sst2"]["rows"]["train"]["read"] == 67349
+
+
+def test_killed_training_stage_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL a running ``train`` stage, run it again: it resumes and matches a clean run."""
+    repo = smoke_copy(tmp_path)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    restrict_tasks(params, ["sst2"])
+    params["train"].update(max_steps=300, eval_every=50, checkpoint_every=10,
+                           checkpoint_interval_s=0, threads=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params["sweep"]["seeds"] = [0]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    tune = "tune@sst2-adaptive_adam-traditional"
+    dvc(repo, "repro", "prepare")
+    dvc(repo, "repro", "-s", tune)
+    stage = "train@sst2-adaptive_adam-traditional"
+    cell = Path("runs/sst2/adaptive_adam/traditional")
+    checkpoints = repo / "checkpoints" / "train" / "sst2" / "adaptive_adam" / "traditional"
+
+    child = subprocess.Popen([str(Path(sys.executable).parent / "dvc"), "repro", "-s", stage],
+                             cwd=repo, env=dvc_env(FIXTURE_MIRROR), start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not any(checkpoints.glob("seed0-*.pt")) and child.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, "the stage finished before it could be killed"
+    assert not (repo / cell / "seed0" / "metrics.json").exists()
+    assert any(checkpoints.glob("seed0-*.pt"))
+
+    dvc(repo, "repro", "-s", stage)
+    assert "resumed from" in (repo / cell / "train.ipynb").read_text()
+    assert not checkpoints.exists(), "a finished stage removes its checkpoints"
+    reference = tmp_path / "reference"
+    run_setting(load_params(repo / "params.yaml"), "sst2", "adaptive_adam", "traditional",
+                repo / "data" / "prepared", reference,
+                repo / "tuning" / "sst2" / "adaptive_adam" / "traditional" / "choice.json",
+                progress=False)
+    assert (repo / cell / "seed0" / "metrics.json").read_bytes() == \
+        (reference / "seed0" / "metrics.json").read_bytes()
