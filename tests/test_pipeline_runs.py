@@ -37,7 +37,7 @@ def test_smoke_profile_on_real_data(tmp_path: Path) -> None:
         pytest.skip("no real data directory (set ADAOPT_DATA_MIRROR or provide ../shared/data)")
     repo = smoke_copy(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    restrict_tasks(params, ["sst2", "squad"])  # one task per head (CI time)
+    restrict_tasks(params, ["sst2"])  # CI time: the other heads run on the fixture mirror
     params["sweep"]["optimizers"] = ["adamw"]  # compression needs AdamW's runs
     params["precision_ablation"]["optimizers"] = ["adamw"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
