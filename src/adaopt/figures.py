@@ -225,7 +225,7 @@ def language_model(evals: pd.DataFrame, path: Path, level: float = 0.95) -> Path
 def precision_ablation(frame: pd.DataFrame, path: Path) -> Path:
     """The mixed-precision ablation: dev metric, training throughput and peak memory per
     optimizer, a bar per precision; the title gives each precision's measured throughput
-    relative to fp32 (bf16 is far slower than fp32 on the reference CPU)."""
+    relative to fp32, measured in the same run."""
     task = frame.task.iloc[0]
     better = "higher" if get_task(task).greater_is_better else "lower"
     panels = (("dev", f"dev {frame.metric.iloc[0]} ({better} is better)"),
