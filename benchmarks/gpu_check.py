@@ -22,7 +22,6 @@ model for part 2) and says so: that path exists so that the script is tested whe
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import subprocess
 import sys
@@ -42,7 +41,6 @@ LR = 1e-4
 def profile(name: str, **changes: Any) -> dict[str, Any]:
     """A profile's raw params with the check's changes (``section.key`` -> value)."""
     raw = yaml.safe_load((ROOT / "profiles" / f"{name}.yaml").read_text())
-    raw = copy.deepcopy(raw)
     for dotted, value in changes.items():
         *parents, key = dotted.split(".")
         section = raw

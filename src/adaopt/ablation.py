@@ -45,6 +45,7 @@ def precision_ablation(params: Params, prepared_dir: str | Path, tuning_dir: str
     workloads = {precision: Workload(params, ablation.task, prepared_dir,
                                      overrides={"precision": precision})
                  for precision in ablation.precisions}
+    where = device_label()
     rows: list[dict[str, Any]] = []
     for optimizer in ablation.optimizers:
         choice = Path(tuning_dir) / ablation.task / optimizer / ablation.setting / "choice.json"
@@ -58,7 +59,7 @@ def precision_ablation(params: Params, prepared_dir: str | Path, tuning_dir: str
             gc.collect()
             rows.append({
                 "task": work.task.name, "optimizer": optimizer, "precision": precision,
-                "device": device_label(),
+                "device": where,
                 "metric": work.task.metric, "dev": scores.get(work.task.metric, float("nan")),
                 "status": result.status, "steps": result.steps,
                 "train_samples_per_s": result.train_samples_per_s,

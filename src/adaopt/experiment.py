@@ -20,11 +20,10 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-import math
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +113,7 @@ def tune(
         _launch(params, nproc, "tune", task=task_name, optimizer=optimizer, setting=setting,
                 prepared=prepared_dir, out=out_dir, checkpoint_dir=checkpoint_dir,
                 progress=progress)
-        return _read_choice_file(Path(out_dir) / "choice.json")
+        return Choice.from_dict(json.loads((Path(out_dir) / "choice.json").read_text()))
     work = Workload(params, task_name, prepared_dir)
     space = params.space_for(work.task.name, optimizer)
     store = _CheckpointStore(checkpoint_dir, params, "tune", work.task.name, optimizer, setting)
@@ -154,15 +153,6 @@ def _write_tuning(params: Params, work: Workload, optimizer: str, setting: str,
         "space": {name: grid_values(grid) for name, grid in space.items()},
         **choice.to_dict(),
     })
-
-
-def _read_choice_file(path: Path) -> Choice:
-    """The :class:`Choice` that :func:`tune` wrote (JSON keeps no NaN: a missing score is NaN)."""
-    data = json.loads(path.read_text())
-    choice = Choice(**{f.name: data[f.name] for f in fields(Choice)})
-    if choice.score is None:
-        choice.score = math.nan
-    return choice
 
 
 def read_choice(path: str | Path, task: str, optimizer: str, setting: str) -> dict[str, Any]:

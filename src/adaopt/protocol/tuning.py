@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from adaopt.config import Grid, grid_values
@@ -44,6 +44,15 @@ class Choice:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Choice:
+        """Back from :meth:`to_dict` as written to JSON (which has no NaN: a missing score is
+        written as null); other keys of ``choice.json`` are ignored."""
+        choice = cls(**{f.name: data[f.name] for f in fields(cls)})
+        if choice.score is None:
+            choice.score = math.nan
+        return choice
 
 
 def search_grid(space: dict[str, Grid]) -> list[dict[str, Any]]:
