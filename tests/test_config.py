@@ -87,6 +87,17 @@ def test_a_workload_overrides_the_shared_train_settings_for_its_task_only(
     assert params.space_for("sst2", "adamw") == params.tuning.spaces["adamw"]
 
 
+def test_max_eval_samples_may_name_tasks_and_the_others_keep_all_of_dev(
+        smoke_raw: dict[str, Any]) -> None:
+    raw = copy.deepcopy(smoke_raw)
+    raw["data"]["max_eval_samples"] = {"SQuAD": 1000}
+    params = parse_params(raw)
+    assert params.data.max_eval_samples == {"squad": 1000}
+    assert (params.data.eval_samples("squad"), params.data.eval_samples("sst2")) == (1000, None)
+    raw["data"]["max_eval_samples"] = 32
+    assert parse_params(raw).data.eval_samples("sst2") == 32
+
+
 def test_smoke_profile_round_trips_through_parse_params(smoke_raw: dict[str, Any]) -> None:
     params = parse_params(copy.deepcopy(smoke_raw))
     assert params.train.max_steps == smoke_raw["train"]["max_steps"]
@@ -105,6 +116,8 @@ BAD_CASES: list[tuple[str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = 
     ("unknown_precision", setting("train.precision", "fp8"), ("train.precision", "'fp8'")),
     ("negative_batch_size", setting("train.batch_size", -4), ("train.batch_size", "(got -4)")),
     ("max_length_too_long", setting("data.max_length", 4096), ("data.max_length", "(got 4096)")),
+    ("eval_samples_of_an_unknown_task", setting("data.max_eval_samples", {"sqad": 10}),
+     ("data.max_eval_samples", "sqad")),
     ("max_length_too_short", setting("data.max_length", 4), ("data.max_length", "(got 4)")),
     ("unknown_task", setting("data.tasks", ["sst2", "imdb"]), ("data.tasks", "'imdb'")),
     ("repeated_task", setting("data.tasks", ["sst2", "SST-2"]), ("data.tasks", "'SST-2'")),

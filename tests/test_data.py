@@ -25,6 +25,7 @@ from adaopt.data import (
     tokenize,
     trivial_baseline,
 )
+from adaopt.data.prepare import best_overlap_sentence
 from adaopt.data.squad import clean_squad
 from adaopt.protocol.splits import carve_articles
 from adaopt.qa import read_squad
@@ -539,27 +540,46 @@ def test_baseline_of_classification_is_the_training_majority_class_on_dev():
     assert trivial_baseline("cola", labels([1, 1, 0]), labels([0, 1, 1, 0]))["value"] == 0.0
 
 
-def test_baseline_of_regression_and_extractive_qa_is_zero():
+def test_baseline_of_regression_is_zero():
     stsb = trivial_baseline("stsb", labels([1.0, 4.0]), labels([0.5, 2.0, 5.0]))
     assert stsb == {"rule": "predict one constant score (zero correlation)", "value": 0.0}
-    squad = trivial_baseline("squad", pd.DataFrame(), pd.DataFrame())
-    assert squad == {"rule": "predict an empty answer (F1 0)", "value": 0.0}
+
+
+def test_best_overlap_sentence_picks_the_sentence_sharing_most_question_words():
+    context = "Paris is in France. The Loire is the longest river in France! Is it? Yes."
+    assert best_overlap_sentence("Which river is the longest in France?", context) == \
+        "The Loire is the longest river in France!"
+    assert best_overlap_sentence("Unrelated words", context) == "Paris is in France."  # a tie
+
+
+def test_baseline_of_extractive_qa_answers_with_the_best_overlap_sentence():
+    dev = pd.DataFrame({
+        "id": ["a", "b"],
+        "question": ["Which river is longest?", "Where is Paris?"],
+        "context": ["Paris is big. The Loire is the longest river.", "Paris is in France."],
+        "answers": [{"text": ["the Loire", "Loire"]}, {"text": ["France"]}],
+    })
+    baseline = trivial_baseline("squad", pd.DataFrame(), dev)
+    assert baseline["rule"].startswith("answer with the context sentence")
+    # a: "loire is longest river" (articles dropped) holds the answer in 1 of 4 words: F1 2/5;
+    # b: "paris is in france" against "france": F1 2/5 as well.
+    assert baseline["value"] == pytest.approx(100 * 0.4)
 
 
 REPORTS = {
     "sst2": {"baseline": {"rule": "always predict the training split's majority class",
                           "value": 0.5}},
-    "squad": {"baseline": {"rule": "predict an empty answer (F1 0)", "value": 0.0}},
+    "squad": {"baseline": {"rule": "answer with the best-overlap sentence", "value": 18.5}},
 }  # fmt: skip
 
 
 def test_check_targets_passes_targets_above_the_baselines():
-    check_targets(REPORTS, {"sst2": 0.51, "squad": 1.0, "cola": 0.0})  # cola: not prepared
+    check_targets(REPORTS, {"sst2": 0.51, "squad": 20.0, "cola": 0.0})  # cola: not prepared
 
 
 @pytest.mark.parametrize(("targets", "task", "value"), [
-    ({"sst2": 0.5, "squad": 1.0}, "sst2", "0.5"),
-    ({"sst2": 0.8, "squad": -1.0}, "squad", "-1.0"),
+    ({"sst2": 0.5, "squad": 20.0}, "sst2", "0.5"),
+    ({"sst2": 0.8, "squad": 18.5}, "squad", "18.5"),
 ])  # fmt: skip
 def test_check_targets_refuses_a_target_at_or_below_the_baseline(targets, task, value):
     with pytest.raises(ValueError) as info:
@@ -676,7 +696,8 @@ def test_prepare_task_squad(tmp_path, tokenizer):
                        "dropped_long_question": 0},
     }  # fmt: skip
     assert (report["metric"], report["max_length"], report["doc_stride"]) == ("f1", 32, 8)
-    assert report["baseline"] == {"rule": "predict an empty answer (F1 0)", "value": 0.0}
+    assert report["baseline"]["rule"].startswith("answer with the context sentence")
+    assert 0 < report["baseline"]["value"] < 100
     json.dumps(report)
 
     saved = datasets.load_from_disk(str(tmp_path / "out" / "squad"))

@@ -63,7 +63,8 @@ class DataConfig(_Section):
     """What the prepare stage reads and how much of it (``max_*_samples`` for quick runs).
 
     ``max_*_samples`` count examples per task (SQuAD: questions, before they are cut into
-    windows). ``max_length`` is the token limit of the GLUE tasks. Extractive QA cuts each
+    windows); ``max_eval_samples`` may instead map task names to counts (a task it does not
+    name keeps its whole dev set). ``max_length`` is the token limit of the GLUE tasks. Extractive QA cuts each
     question + context into windows of ``qa_max_length`` tokens that overlap by
     ``doc_stride`` context tokens; its dev predictions are decoded from the ``n_best`` best
     start and end tokens per window, spans of at most ``max_answer_length`` tokens.
@@ -76,7 +77,7 @@ class DataConfig(_Section):
 
     tasks: list[str] = Field(min_length=1)
     max_train_samples: PositiveInt | None = None
-    max_eval_samples: PositiveInt | None = None
+    max_eval_samples: PositiveInt | dict[str, PositiveInt] | None = None
     max_length: Annotated[int, Field(ge=8, le=512)] = 128
     qa_max_length: Annotated[int, Field(ge=32, le=512)] = 384
     doc_stride: PositiveInt = 128
@@ -93,6 +94,20 @@ class DataConfig(_Section):
         if len(set(canonical)) != len(canonical):
             raise ValueError("tasks must not repeat")
         return canonical
+
+    @field_validator("max_eval_samples")
+    @classmethod
+    def _known_eval_tasks(cls, samples: int | dict[str, int] | None
+                          ) -> int | dict[str, int] | None:
+        if isinstance(samples, dict):
+            return {get_task(name).name: count for name, count in samples.items()}
+        return samples
+
+    def eval_samples(self, task: str) -> int | None:
+        """How many dev examples of ``task`` are scored (None: all of them)."""
+        if isinstance(self.max_eval_samples, dict):
+            return self.max_eval_samples.get(get_task(task).name)
+        return self.max_eval_samples
 
     @model_validator(mode="after")
     def _windows_advance(self) -> DataConfig:
@@ -377,7 +392,7 @@ class PrecisionAblationConfig(_Section):
 class Params(_Section):
     """The whole ``params.yaml``."""
 
-    profile: Literal["smoke", "cpu", "full"]
+    profile: Literal["smoke", "quick", "cpu", "full"]
     data: DataConfig
     model: ModelConfig
     train: TrainConfig

@@ -12,6 +12,7 @@ before that is subsampled. Each report carries the task's trivial baseline on de
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from adaopt.config import LMDataConfig
 from adaopt.data.glue import clean, read_split, subsample
 from adaopt.data.lm import VOCABULARY_FILE, build_corpus_splits
 from adaopt.data.squad import clean_squad
-from adaopt.metrics import glue_metrics
+from adaopt.metrics import glue_metrics, squad_metrics
 from adaopt.protocol.splits import (
     DEV,
     SELECTION,
@@ -124,9 +125,33 @@ def _majority_class(spec: TaskSpec, train: pd.DataFrame, dev: pd.DataFrame) -> f
 
 
 def _zero(spec: TaskSpec, train: pd.DataFrame, dev: pd.DataFrame) -> float:
-    """0 whatever the data: a constant prediction does not correlate (regression), and an empty
-    answer shares no token with any gold answer (extractive QA's F1)."""
+    """0 whatever the data: a constant prediction does not correlate."""
     return 0.0
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def best_overlap_sentence(question: str, context: str) -> str:
+    """The context sentence that shares the most distinct words with the question (the first
+    such); sentences end at ``.``, ``!`` or ``?`` followed by white space."""
+    asked = _words(question)
+    sentences = _SENTENCE_END.split(context)
+    return max(sentences, key=lambda sentence: len(asked & _words(sentence)))
+
+
+def _overlap_sentence_f1(spec: TaskSpec, train: pd.DataFrame, dev: pd.DataFrame) -> float:
+    """SQuAD F1 of answering every question with :func:`best_overlap_sentence` of its
+    context: a reader that only matches words (an empty answer would score 0)."""
+    predictions = {row.id: best_overlap_sentence(row.question, row.context)
+                   for row in dev.itertuples(index=False)}
+    references = {row.id: list(row.answers["text"]) for row in dev.itertuples(index=False)}
+    return squad_metrics(predictions, references)[spec.metric]
 
 
 @dataclass(frozen=True)
@@ -142,7 +167,8 @@ BASELINES: dict[str, Baseline] = {
     "classification": Baseline("always predict the training split's majority class",
                                _majority_class),
     "regression": Baseline("predict one constant score (zero correlation)", _zero),
-    "extractive_qa": Baseline("predict an empty answer (F1 0)", _zero),
+    "extractive_qa": Baseline("answer with the context sentence that shares the most words "
+                              "with the question", _overlap_sentence_f1),
 }
 
 
