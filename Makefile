@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint bench repro profile
+.PHONY: setup test lint bench repro profile quick
 
 # TORCH_INDEX: where torch comes from, e.g. https://download.pytorch.org/whl/cpu for the small
 # CPU build on a plain machine (PyPI's Linux wheel of the pinned torch is the CUDA build).
@@ -35,3 +35,14 @@ profile:
 # The main job: the whole pipeline on the active profile.
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+# A newcomer's first run: the quick profile (about 15 minutes on 2 cores) in a fresh clone under
+# QUICK_DIR, so that the committed reference results stay as they are. Its REPORT.md, results/
+# and figures/ land there.
+QUICK_DIR ?= /tmp/adaopt-quick
+quick: setup
+	rm -rf $(QUICK_DIR) && git clone --quiet "$(CURDIR)" $(QUICK_DIR)
+	cp profiles/quick.yaml $(QUICK_DIR)/params.yaml
+	cd $(QUICK_DIR) && PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONPATH="$(QUICK_DIR)/src" \
+	  $(if $(ADAOPT_DATA_MIRROR),ADAOPT_DATA_MIRROR="$(abspath $(ADAOPT_DATA_MIRROR))") dvc repro
+	@echo "quick profile done: $(QUICK_DIR)/REPORT.md, $(QUICK_DIR)/results, $(QUICK_DIR)/figures"

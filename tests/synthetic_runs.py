@@ -180,7 +180,10 @@ def write_project(root: Path) -> Path:
     write_run(runs, "sst2", "rmsprop", "traditional", 0, 10)
     write_prepared(root / "data" / "prepared")
     io.write_json(root / "data" / "prepare_report.json", {
-        "sst2": {"baseline": {"rule": "majority class", "value": 0.5}, "metric": "accuracy"},
-        "squad": {"baseline": {"rule": "empty answer", "value": 0.0}, "metric": "f1"},
+        task: {"baseline": baseline, "metric": METRIC[task], "rows": {
+            "train": {"kept": 80, "subsampled": 64}, "selection": {"carved": 32},
+            "validation": {"kept": 2 * N_DEV, "subsampled": N_DEV}}}
+        for task, baseline in (("sst2", {"rule": "majority class", "value": 0.5}),
+                               ("squad", {"rule": "best-overlap sentence", "value": 10.0}))
     })
     return root

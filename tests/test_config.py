@@ -57,8 +57,8 @@ def dropping(dotted: str) -> Callable[[dict[str, Any]], None]:
 # ----------------------------------------------------------------------------- good files
 
 
-def test_profiles_directory_holds_the_three_profiles() -> None:
-    assert [path.stem for path in PROFILES] == ["cpu", "full", "smoke"]
+def test_profiles_directory_holds_the_four_profiles() -> None:
+    assert [path.stem for path in PROFILES] == ["cpu", "full", "quick", "smoke"]
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)

@@ -3,6 +3,7 @@ tables."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from adaopt.report import (
     UNCLEAR,
     UNTESTED,
     WORSE,
+    Outputs,
     beats_baseline,
+    load_outputs,
     method_against_references,
     overall_verdict,
     performance_profile,
@@ -26,6 +29,7 @@ from adaopt.report import (
 )
 from adaopt.summary import (
     load_baselines,
+    load_choices,
     load_logs,
     load_runs,
     paired_differences,
@@ -104,10 +108,70 @@ def test_the_schedule_effect_pairs_fair_with_traditional_by_seed(tables) -> None
     assert np.isnan(effect.loc[("sst2", "sgd"), "difference"])
 
 
-def test_the_report_renders_every_section(tables, tmp_path: Path) -> None:
-    text = render(tables["summary"], tables["paired"], tables["runs"], LEVEL)
+def _write_results(project: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """The evaluate and precision stages' tables, written as those stages write them."""
+    results = project / "results"
+    results.mkdir(exist_ok=True)
+    csv = {"index": False, "float_format": "%.6g"}
+    for name in ("summary", "paired", "runs"):
+        tables[name].to_csv(results / f"{name}.csv", **csv)
+    load_choices(project / "tuning", synthetic.params()).to_csv(results / "tuning.csv", **csv)
+    pd.DataFrame({
+        "task": "sst2", "optimizer": ["adamw", "adamw"], "precision": ["fp32", "bf16"],
+        "device": "cpu (AVX512, 2 threads)", "metric": "accuracy", "dev": [0.81, 0.80],
+        "status": "ok", "steps": 30, "train_samples_per_s": [60.0, 45.0],
+        "train_tokens_per_s": [900.0, 700.0], "throughput_vs_fp32": [1.0, 0.75],
+        "peak_memory_mb": [900.0, 950.0], "wall_time_s": [16.0, 21.3]}).to_csv(
+        results / "precision.csv", **csv)
+    (results / "compression").mkdir(exist_ok=True)
+    pd.DataFrame({
+        "variant": ["fp32", "int8", "pruned 50%"], "metric": "accuracy",
+        "score": [0.81, 0.80, 0.70], "size_mb": [90.9, 58.6, 90.9],
+        "latency_b1_ms": [8.0, 4.0, 8.1], "latency_b1_iqr_ms": [0.1, 0.1, 0.2],
+        "pareto_size": [True, True, False], "pareto_latency": [True, True, False]}).to_csv(
+        results / "compression" / "sst2.csv", **csv)
+
+
+@pytest.fixture(scope="module")
+def outputs(tables, tmp_path_factory: pytest.TempPathFactory) -> Outputs:
+    project = synthetic.write_project(tmp_path_factory.mktemp("reported"))
+    _write_results(project, tables)
+    params = synthetic.params()
+    compress = params.compress.model_copy(update={"tasks": ["sst2"]})
+    return load_outputs(project, params.model_copy(update={"compress": compress}))
+
+
+def test_the_report_renders_every_section_from_the_written_tables(outputs) -> None:
+    params = synthetic.params()
+    text = render(outputs, params)
     for heading in ("## Verdict", "## The paper's table", "## AdaptiveAdam against Adam",
                     "## Does each task beat its trivial baseline?", "## Traditional against fair",
-                    "## Efficiency"):
+                    "## Efficiency", "## The tuning record", "## Mixed precision",
+                    "## Compression: the Pareto fronts", "## Published numbers"):
         assert heading in text
     assert "* Signal: every task's best cell beats its trivial baseline." in text
+    assert "SQuAD exact match" in text
+    assert "| int8 " in text and "pruned 50%" not in text  # only the Pareto fronts
+    assert render(outputs, params) == text  # the same outputs give the same report
+
+
+def test_a_task_without_signal_shows_its_learning_curve_and_the_budget_it_needs(
+        outputs) -> None:
+    params = synthetic.params()
+    summary = outputs.summary.assign(baseline=outputs.summary.baseline.where(
+        outputs.summary.task != "sst2", 0.99))  # no sst2 cell beats this
+    curves = pd.DataFrame({
+        "task": "sst2", "optimizer": "adamw", "setting": "fair", "lr": 1e-4, "batch_size": 32,
+        "seed": 0, "metric": "accuracy", "step": [100, 200, 300], "value": [0.95, 0.992, 0.995],
+        "baseline": 0.99, "s_per_step": 0.5, "dev_examples": 872})
+    text = render(dataclasses.replace(outputs, summary=summary, curves=curves), params)
+    assert "no signal above the trivial baseline on sst2" in text
+    assert "0.950 at 100, 0.992 at 200, 0.995 at 300" in text
+    # cells x (trials x tuning fraction + 3 seeds) x 200 steps x 0.5 s
+    fraction = params.tuning_steps("sst2") / params.train_for("sst2").max_steps
+    cells = len(params.sweep.optimizers) * 2
+    hours = cells * (params.tuning.trials * fraction + 3) * 200 * 0.5 / 3600
+    assert "first passes the baseline at 200 steps" in text and f"{hours:.1f} hours" in text
+    never = curves.assign(value=0.5)
+    text = render(dataclasses.replace(outputs, summary=summary, curves=never), params)
+    assert "does not pass the baseline within 300 steps" in text

@@ -1,4 +1,4 @@
-"""Command line for the pipeline: ``python -m adaopt fetch`` and ``python -m adaopt check``.
+"""Command line for the pipeline: ``python -m adaopt fetch``, ``check`` and ``report``.
 
 Every stage starts with one of them, so that errors a user can fix (a bad ``params.yaml``
 value, a missing or malformed data file) print one line and exit with status 2 before any
@@ -74,8 +74,7 @@ def _train(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     with distributed.joined():
         run_setting(params, args.task, args.optimizer, args.setting, args.prepared, args.out,
-                    args.choice, checkpoint_dir=args.checkpoint_dir, keep_dir=args.keep_dir,
-                    progress=args.progress)
+                    args.choice, checkpoint_dir=args.checkpoint_dir, progress=args.progress)
 
 
 def _tune(args: argparse.Namespace) -> None:
@@ -86,6 +85,14 @@ def _tune(args: argparse.Namespace) -> None:
     with distributed.joined():
         tune(params, args.task, args.optimizer, args.setting, args.prepared, args.out,
              checkpoint_dir=args.checkpoint_dir, progress=args.progress)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from adaopt import io
+    from adaopt.report import load_outputs, render
+
+    params = load_params(args.params)
+    io.write_text(args.out, render(load_outputs(args.root, params), params))
 
 
 def _stage_parser(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
@@ -117,10 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(run=_check)
     train = _stage_parser(commands, "train", "train one (task, optimizer, setting), every seed")
     train.add_argument("--choice", required=True, help="the tune stage's choice.json")
-    train.add_argument("--keep-dir", default=None,
-                       help="where the first seed's selected weights go, if compression needs them")
     train.set_defaults(run=_train)
     _stage_parser(commands, "tune", "tune one (task, optimizer, setting)").set_defaults(run=_tune)
+    report = commands.add_parser("report", help="write REPORT.md from the pipeline's outputs")
+    report.add_argument("--params", default="params.yaml")
+    report.add_argument("--root", type=Path, default=Path("."), help="the project's root")
+    report.add_argument("--out", type=Path, default=Path("REPORT.md"))
+    report.set_defaults(run=_report)
     args = parser.parse_args(argv)
     try:
         args.run(args)

@@ -64,10 +64,11 @@ class DataConfig(_Section):
 
     ``max_*_samples`` count examples per task (SQuAD: questions, before they are cut into
     windows); ``max_eval_samples`` may instead map task names to counts (a task it does not
-    name keeps its whole dev set). ``max_length`` is the token limit of the GLUE tasks. Extractive QA cuts each
-    question + context into windows of ``qa_max_length`` tokens that overlap by
-    ``doc_stride`` context tokens; its dev predictions are decoded from the ``n_best`` best
-    start and end tokens per window, spans of at most ``max_answer_length`` tokens.
+    name keeps its whole dev set). ``max_length`` is the token limit of the GLUE tasks.
+    Extractive QA cuts each question + context into windows of ``qa_max_length`` tokens that
+    overlap by ``doc_stride`` context tokens; its dev predictions are decoded from the
+    ``n_best`` best start and end tokens per window, spans of at most ``max_answer_length``
+    tokens.
     ``selection_samples`` examples (SQuAD: whole articles, until that many questions) are
     carved out of the cleaned training data with ``seed`` before it is subsampled: the
     selection split, which tuning, early stopping and checkpoint choice read instead of dev.
@@ -329,10 +330,9 @@ class LatencyConfig(_Section):
 class CompressConfig(_Section):
     """The compress stage (:mod:`adaopt.compression`), one per task in ``tasks``.
 
-    The train stage keeps the seed-0 selected weights of the ``setting`` cells of every task
-    that can be compressed (not a language model) for ``optimizers`` (``None``: every optimizer
-    of the sweep; AdamW is always kept); the compress stage takes the best of them by the
-    evaluate summary as the teacher. Unstructured magnitude
+    The teacher is the best of ``optimizers`` (``None``: every optimizer of the sweep) in the
+    ``setting`` cells by the evaluate summary; the stage retrains its seed-0 run from the tuned
+    values (as the train stage ran it), and AdamW's beside it. Unstructured magnitude
     pruning runs at each of ``sparsities`` (fractions of the encoder's Linear weights), with and
     without ``recovery_steps`` of fine-tuning at ``lr``; structured pruning removes each of
     ``ffn_fractions`` of every layer's FFN neurons (then the same recovery).
@@ -460,17 +460,10 @@ class Params(_Section):
                                  f"sweep.optimizers (its tuned values come from the sweep); "
                                  f"allowed: {', '.join(self.sweep.optimizers)}")
 
-    def kept_optimizers(self) -> list[str]:
-        """Whose seed-0 selected weights the train stage keeps (AdamW always)."""
+    def teacher_candidates(self) -> list[str]:
+        """The optimizers the compress stage picks its teacher from (the sweep's order)."""
         names = self.compress.optimizers or self.sweep.optimizers
-        return [name for name in self.sweep.optimizers if name in names or name == "adamw"]
-
-    def keeps_weights(self, task: str, optimizer: str, setting: str) -> bool:
-        """Whether the train stage of this cell keeps its seed-0 selected weights: every
-        compressible task's, whether or not ``compress.tasks`` lists it now, so that editing
-        that list re-runs compress stages only, never a training stage."""
-        return (get_task(task).kind != "language_modeling" and setting == self.compress.setting
-                and optimizer in self.kept_optimizers())
+        return [name for name in self.sweep.optimizers if name in names]
 
     def _check_compress(self) -> None:
         compress = self.compress

@@ -69,7 +69,10 @@ def forward_outputs(
     """
     was_training = model.training
     model.eval()
-    dev = device()
+    # Where the model is (the compress stage scores on the CPU); a model without parameters: the
+    # default device.
+    weight = next(model.parameters(), None)
+    dev = device() if weight is None else weight.device
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for batch in loader:
         inputs = {k: v.to(dev) for k, v in batch.items() if k not in TARGETS}

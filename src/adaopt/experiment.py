@@ -164,10 +164,16 @@ def read_choice(path: str | Path, task: str, optimizer: str, setting: str) -> di
     return choice["hparams"]
 
 
+def tuned_section(params: Params, choice_path: str | Path, task: str, optimizer: str,
+                  setting: str) -> dict[str, Any]:
+    """The optimizer's section of ``params`` with the values its tune stage chose."""
+    return {**params.optimizers[optimizer], **read_choice(choice_path, task, optimizer, setting)}
+
+
 def run_setting(
     params: Params, task_name: str, optimizer: str, setting: str, prepared_dir: str | Path,
     out_dir: str | Path, choice_path: str | Path, *, checkpoint_dir: str | Path | None = None,
-    keep_dir: str | Path | None = None, progress: bool = True,
+    progress: bool = True,
 ) -> dict[int, dict[str, Any]]:
     """Train every seed of ``sweep.seeds`` with the tuned values; write ``seed<k>/`` per seed.
 
@@ -177,15 +183,12 @@ def run_setting(
     learning rate, gradient norm per step), ``eval.csv`` (selection-split scores per evaluation)
     and ``predictions.json`` (dev predictions of the selected weights; SQuAD: the official
     id -> answer format). Returns each seed's metrics.
-
-    ``keep_dir`` receives the first seed's selected weights where ``params.keeps_weights`` says
-    the compress stage needs them (:class:`KeptWeights`).
     """
     nproc = params.train_for(task_name).nproc
     if nproc > 1 and not distributed.launched():
         _launch(params, nproc, "train", task=task_name, optimizer=optimizer, setting=setting,
                 prepared=prepared_dir, out=out_dir, choice=choice_path,
-                checkpoint_dir=checkpoint_dir, keep_dir=keep_dir, progress=progress)
+                checkpoint_dir=checkpoint_dir, progress=progress)
         return {seed: json.loads((Path(out_dir) / f"seed{seed}" / "metrics.json").read_text())
                 for seed in params.sweep.seeds}
     work = Workload(params, task_name, prepared_dir)
@@ -194,48 +197,20 @@ def run_setting(
     store = _CheckpointStore(checkpoint_dir, params, "final", work.task.name, optimizer, setting,
                              tuned)
     out_dir = Path(out_dir)
-    kept = KeptWeights(keep_dir, params.sweep.seeds[0],
-                       params.keeps_weights(task_name, optimizer, setting))
     metrics = {}
     for seed in params.sweep.seeds:
         key, folder = f"seed{seed}", out_dir / f"seed{seed}"
         if store.finished(key) is None:
-            _final_run(work, optimizer, section, setting, seed, folder, store, kept, progress)
+            _final_run(work, optimizer, section, setting, seed, folder, store, progress)
         metrics[seed] = json.loads((folder / "metrics.json").read_text())
     store.clear()
     return metrics
 
 
-class KeptWeights:
-    """The selected weights of one seed, saved (``save_pretrained``: safetensors and config) for
-    the compress stage to re-score without retraining; ``kept.json`` says what the folder holds.
-
-    The folder is a DVC-cached output of every train stage; cells that keep nothing hold only
-    ``kept.json``, and their folder is cleared of weights a different configuration left there.
-    """
-
-    def __init__(self, folder: str | Path | None, seed: int, wanted: bool) -> None:
-        self.folder = Path(folder) if folder is not None else None
-        self.seed, self.wanted = seed, wanted
-        if self.folder is not None and not wanted:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            io.write_json(self.folder / "kept.json", {"kept": False})
-
-    def save(self, seed: int, model: torch.nn.Module, status: str) -> None:
-        if self.folder is None or not self.wanted or seed != self.seed:
-            return
-        shutil.rmtree(self.folder, ignore_errors=True)
-        kept = status != "diverged"
-        if kept:
-            model.save_pretrained(self.folder)
-        io.write_json(self.folder / "kept.json", {"kept": kept, "seed": seed, "status": status})
-
-
 def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting: str, seed: int,
-               folder: Path, store: _CheckpointStore, kept: KeptWeights, progress: bool) -> None:
-    """One evaluation seed: train, then score the selected weights on dev, then write it out
-    and keep the weights the compress stage needs (rank 0 alone, when data-parallel; the
-    others wait for its files)."""
+               folder: Path, store: _CheckpointStore, progress: bool) -> None:
+    """One evaluation seed: train, then score the selected weights on dev and write it out
+    (rank 0 alone, when data-parallel; the others wait for its files)."""
     started = time.perf_counter()
     result, model = work.train_run(optimizer, section, setting, seed,
                                    work.train_config.max_steps, store.checkpoint(f"seed{seed}"),
@@ -243,7 +218,6 @@ def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting:
     if distributed.is_main():
         _score_and_write(work, optimizer, section, setting, seed, folder, store, result, model,
                          started)
-        kept.save(seed, model, result.status)
     del model  # free the run before the next seed measures its peak memory
     gc.collect()
     distributed.barrier()

@@ -9,15 +9,20 @@ committed report is the one its outputs give.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from adaopt.config import SETTINGS, Params, grid_values
 from adaopt.hparams import OPTIMIZERS
 from adaopt.statistics import paired_difference
-from adaopt.summary import REFERENCES, headline_markdown
+from adaopt.summary import REFERENCES, headline_markdown, tuning_markdown
 from adaopt.tasks import get_task
 
 #: The paper's method, and what it is held against.
@@ -184,48 +189,269 @@ def baseline_markdown(check: pd.DataFrame) -> str:
     return shown.to_markdown(index=False) + "\n"
 
 
-def efficiency_markdown(summary: pd.DataFrame, setting: str) -> str:
-    """Per optimizer, over the tasks: median time to target, samples/s and peak memory."""
+def time_to_target_markdown(summary: pd.DataFrame, setting: str) -> str:
+    """Optimizer x task: the median seconds to the task's target (not reached: never)."""
     cells = summary[summary.setting == setting]
-    table = cells.groupby("optimizer", sort=False).agg(
-        tasks_reached=("reached_target", lambda k: int((k > 0).sum())),
-        samples_per_s=("train_samples_per_s", "mean"),
-        peak_memory_mb=("peak_memory_mb", "max"))
+    shown = cells.assign(cell=[
+        "never" if math.isinf(row.time_to_target_median_s)
+        else f"{row.time_to_target_median_s:.1f} ({row.reached_target}/{row.seeds})"
+        for row in cells.itertuples(index=False)])
+    table = shown.pivot(index="optimizer", columns="task", values="cell")
     order = [name for name in OPTIMIZERS if name in table.index]
-    return table.loc[order].to_markdown(floatfmt=".1f") + "\n"
+    return table.loc[order, list(dict.fromkeys(cells.task))].to_markdown() + "\n"
 
 
-def render(summary: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFrame,
-           level: float) -> str:
-    """``REPORT.md`` from the evaluate stage's tables."""
-    verdicts = method_against_references(paired)
+def efficiency_markdown(summary: pd.DataFrame, setting: str) -> str:
+    """Per optimizer: throughput relative to AdamW's on the same task (geometric mean over
+    tasks), the largest peak memory, and its state's size on each model."""
+    cells = summary[summary.setting == setting].set_index(["task", "optimizer"])
+    adamw = cells.xs("adamw", level="optimizer").train_samples_per_s
+    ratio = cells.train_samples_per_s / adamw.reindex(cells.index.get_level_values("task")).values
+    models = {task: "GPT" if get_task(task).kind == "language_modeling" else "MiniLM"
+              for task in cells.index.get_level_values("task")}
+    rows = {}
+    for optimizer, group in cells.groupby(level="optimizer", sort=False):
+        tasks = group.index.get_level_values("task")
+        state = group.optimizer_state_mb.groupby(tasks.map(models)).max()
+        rows[optimizer] = {
+            "throughput vs adamw": float(np.exp(np.log(ratio.loc[group.index]).mean())),
+            "samples/s (range over tasks)": f"{group.train_samples_per_s.min():.1f}-"
+                                            f"{group.train_samples_per_s.max():.1f}",
+            "peak MiB (largest)": group.peak_memory_mb.max(),
+            **{f"state MiB ({model})": value for model, value in state.items()},
+        }
+    table = pd.DataFrame(rows).T
+    order = [name for name in OPTIMIZERS if name in table.index]
+    return table.loc[order].to_markdown(floatfmt=".2f") + "\n"
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What the report reads: the evaluate stage's tables, the ablations', the prepare report
+    and the learning-curve benchmark (tasks the profile's budget leaves at their baseline)."""
+
+    summary: pd.DataFrame
+    paired: pd.DataFrame
+    runs: pd.DataFrame
+    choices: pd.DataFrame
+    prepared: dict[str, Any]
+    precision: pd.DataFrame
+    compression: dict[str, pd.DataFrame] = field(default_factory=dict)
+    curves: pd.DataFrame | None = None
+
+
+#: Where the report's inputs lie, relative to the project root.
+RESULTS = Path("results")
+PREPARE_REPORT = Path("data") / "prepare_report.json"
+CURVES = Path("benchmarks") / "results" / "learning_curves.csv"
+
+
+def load_outputs(root: str | Path, params: Params) -> Outputs:
+    """The report's inputs for ``params``' sweep and ablations, from under ``root``."""
+    root = Path(root)
+    results = root / RESULTS
+    curves = root / CURVES
+    return Outputs(
+        summary=pd.read_csv(results / "summary.csv"),
+        paired=pd.read_csv(results / "paired.csv"),
+        runs=pd.read_csv(results / "runs.csv"),
+        choices=pd.read_csv(results / "tuning.csv"),
+        prepared=json.loads((root / PREPARE_REPORT).read_text()),
+        precision=pd.read_csv(results / "precision.csv"),
+        compression={task: pd.read_csv(results / "compression" / f"{task}.csv")
+                     for task in params.compress.tasks},
+        curves=pd.read_csv(curves) if curves.is_file() else None,
+    )
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _budget_hours(params: Params, task: str, steps: int, seconds_per_step: float) -> float:
+    """Training hours the profile's protocol spends on ``task`` at ``steps`` steps a run:
+    every cell's tuning trials (at the profile's tuning fraction) and seeds."""
+    fraction = params.tuning_steps(task) / params.train_for(task).max_steps
+    runs = params.tuning.trials * fraction + len(params.sweep.seeds)
+    cells = len(params.sweep.optimizers) * len(SETTINGS)
+    return cells * runs * steps * seconds_per_step / 3600
+
+
+def no_signal_markdown(check: pd.DataFrame, curves: pd.DataFrame | None,
+                       params: Params) -> str:
+    """For each task whose best cell does not beat its baseline: its measured learning curve
+    and the budget the profile would need to reach the step where it first passes."""
+    missing = check[~check.beats_baseline]
+    if missing.empty:
+        return "Every task's best cell beats its trivial baseline.\n"
+    lines = []
+    for row in missing.itertuples(index=False):
+        budget = params.train_for(row.task)
+        head = (f"* **{row.task}**: {budget.max_steps} steps of {budget.batch_size} examples "
+                f"leave the best cell ({row.optimizer}, {row.setting}) at {_number(row.mean)} "
+                f"against the baseline's {_number(row.baseline)}.")
+        curve = None if curves is None else curves[curves.task == row.task]
+        if curve is None or curve.empty:
+            lines.append(head + " No learning curve was measured for it.")
+            continue
+        first = curve.iloc[0]
+        points = ", ".join(f"{value:.3f} at {step}" for step, value in
+                           zip(curve.step, curve.value, strict=True))
+        greater = get_task(row.task).greater_is_better
+        above = curve[curve.value > row.baseline] if greater else curve[curve.value < row.baseline]
+        text = (f" Measured learning curve ({first.optimizer}, {first.setting}, lr {first.lr:g}, "
+                f"batch {int(first.batch_size)}, seed {int(first.seed)}, dev {first.metric}, "
+                f"{first.s_per_step:.2f} s a step): {points}.")
+        if above.empty:
+            text += (f" It does not pass the baseline within {int(curve.step.max())} steps; "
+                     "the profile cannot buy this task a signal on this machine.")
+        else:
+            step = int(above.step.iloc[0])
+            hours = _budget_hours(params, row.task, step, float(first.s_per_step))
+            text += (f" It first passes the baseline at {step} steps: the protocol "
+                     f"({params.tuning.trials} trials, {len(params.sweep.seeds)} seeds, "
+                     f"{len(params.sweep.optimizers) * len(SETTINGS)} cells) at that length "
+                     f"needs about {hours:.1f} hours of training for this task alone.")
+        lines.append(head + text)
+    return "\n".join(lines) + "\n"
+
+
+def spaces_markdown(params: Params) -> str:
+    """Each optimizer's grid per task family (fine-tuning; the language model's own), with the
+    trials and their length per task."""
+    rows = []
+    for task in params.data.tasks:
+        for optimizer in params.sweep.optimizers:
+            grid = "; ".join(f"{name} " + ", ".join(f"{value:g}" for value in grid_values(g))
+                             for name, g in params.space_for(task, optimizer).items())
+            rows.append({"task": task, "optimizer": optimizer, "grid": grid})
+    table = pd.DataFrame(rows)
+    grouped = table.groupby(["optimizer", "grid"], sort=False).task.agg(", ".join).reset_index()
+    budgets = pd.DataFrame([{
+        "task": task, "steps": params.train_for(task).max_steps,
+        "batch": params.train_for(task).batch_size, "tuning steps": params.tuning_steps(task),
+        "trials": params.tuning.trials, "seeds": len(params.sweep.seeds)}
+        for task in params.data.tasks])
+    return (grouped[["optimizer", "task", "grid"]].rename(columns={"task": "tasks"})
+            .to_markdown(index=False) + "\n\n" + budgets.to_markdown(index=False) + "\n")
+
+
+def edges_sentence(choices: pd.DataFrame) -> str:
+    edged = choices[choices.edges.fillna("") != ""]
+    if edged.empty:
+        return "No choice lies on the edge of its grid."
+    sides = edged.edges.str.contains("upper").sum()
+    return (f"{len(edged)} of {len(choices)} choices lie on the edge of their grid "
+            f"({sides} at the upper edge, {len(edged) - sides} at the lower): there the best "
+            "value may lie outside the grid.")
+
+
+def precision_markdown(frame: pd.DataFrame) -> str:
+    shown = frame[["optimizer", "precision", "dev", "status", "train_samples_per_s",
+                   "throughput_vs_fp32", "peak_memory_mb", "wall_time_s"]]
+    where = f"{frame.task.iloc[0]} on {frame.device.iloc[0]}, dev {frame.metric.iloc[0]}"
+    return f"{where}:\n\n" + shown.to_markdown(index=False, floatfmt=".4g") + "\n"
+
+
+def compression_markdown(tables: dict[str, pd.DataFrame]) -> str:
+    """Per task, the variants on the Pareto front of the dev metric against size or latency."""
+    parts = []
+    for task, frame in tables.items():
+        latency = next(column for column in frame.columns if column.startswith("latency_b")
+                       and not column.endswith("iqr_ms"))
+        front = frame[frame.pareto_size | frame.pareto_latency]
+        shown = front[["variant", "score", "size_mb", latency, "pareto_size", "pareto_latency"]]
+        parts.append(f"**{task}** ({frame.metric.iloc[0]}):\n\n"
+                     + shown.to_markdown(index=False, floatfmt=".4g") + "\n")
+    return "\n".join(parts) if parts else "No task is compressed in this profile.\n"
+
+
+def data_markdown(prepared: dict[str, Any], params: Params) -> str:
+    """Per task: training examples a run reads against those prepared, and dev examples."""
+    rows = []
+    for task in params.data.tasks:
+        report, budget = prepared[task], params.train_for(task)
+        rows.append({
+            "task": task, "train examples": report["rows"]["train"].get(
+                "subsampled", report["rows"]["train"].get("blocks")),
+            "read by a run": budget.max_steps * budget.batch_size,
+            "selection": report["rows"]["selection"].get("carved",
+                                                         report["rows"]["selection"].get("blocks")),
+            "dev scored": report["rows"]["validation"].get(
+                "subsampled", report["rows"]["validation"].get("blocks")),
+            "dev in the release": report["rows"]["validation"].get(
+                "kept", report["rows"]["validation"].get("blocks"))})
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
+
+
+def references_markdown() -> str:
+    return REFERENCE_RESULTS.to_markdown(index=False) + "\n"
+
+
+def _squad_exact_match(summary: pd.DataFrame) -> str:
+    squad = summary[summary.task == "squad"]
+    if squad.empty or "exact_match.mean" not in squad:
+        return ""
+    table = squad.pivot(index="optimizer", columns="setting", values="exact_match.mean")
+    order = [name for name in OPTIMIZERS if name in table.index]
+    return ("SQuAD exact match (mean over finished seeds):\n\n"
+            + table.loc[order].to_markdown(floatfmt=".1f") + "\n\n")
+
+
+def render(outputs: Outputs, params: Params) -> str:
+    """``REPORT.md`` from the pipeline's outputs."""
+    level = params.evaluate.confidence
+    summary = outputs.summary
+    verdicts = method_against_references(outputs.paired)
     sentences = [overall_verdict(verdicts, setting, reference)
                  for setting in ("fair", "traditional") for reference in REFERENCES
                  if reference in set(verdicts.reference)]
     check = beats_baseline(summary)
     missing = check[~check.beats_baseline].task.tolist()
     signal = ("every task's best cell beats its trivial baseline"
-              if not missing else f"no signal above the trivial baseline on {', '.join(missing)}")
-    profile = {setting: performance_profile(summary, setting) for setting in ("fair",)}
+              if not missing else f"no signal above the trivial baseline on {', '.join(missing)}"
+              " (below)")
+    profiles = "".join(
+        f"{setting}:\n\n{performance_profile(summary, setting).to_markdown(floatfmt='.2f')}\n\n"
+        for setting in SETTINGS)
     return (
-        "# Report: does the adaptive optimizer beat Adam?\n\n"
-        "Generated by the pipeline's `report` stage from `results/`; do not edit by hand.\n\n"
+        f"# Report: does the adaptive optimizer beat Adam? (profile `{params.profile}`)\n\n"
+        "Generated by the pipeline's `report` stage (`python -m adaopt report`) from "
+        "`results/`, `data/prepare_report.json` and `benchmarks/results/learning_curves.csv`; "
+        "do not edit by hand. Every cell's detail is in `results/summary.md`.\n\n"
         "## Verdict\n\n" + "".join(f"* {sentence}\n" for sentence in sentences) +
         f"* Signal: {signal}.\n\n"
         "## The paper's table\n\n"
         f"Dev set, mean over finished seeds ± half-width of the {level:.0%} t-interval "
         "(finished/run seeds).\n\n"
-        f"{headline_markdown(summary)}\n"
-        f"## AdaptiveAdam against Adam and AdamW\n\n{verdict_markdown(verdicts)}\n"
+        f"{headline_markdown(summary)}\n{_squad_exact_match(summary)}"
+        "## AdaptiveAdam against Adam and AdamW\n\n"
+        f"Dev score of AdaptiveAdam minus the reference's, paired by seed, {level:.0%} "
+        "interval and paired t-test p-value; better or worse only where the interval excludes "
+        f"zero.\n\n{verdict_markdown(verdicts)}\n"
         "## Does each task beat its trivial baseline?\n\n"
-        f"{baseline_markdown(check)}\n"
+        f"{baseline_markdown(check)}\n{no_signal_markdown(check, outputs.curves, params)}\n"
         "## Traditional against fair: how much is the schedule\n\n"
-        "Fair minus traditional, paired by seed.\n\n"
-        f"{schedule_markdown(schedule_effect(runs, level))}\n"
+        "Fair minus traditional (the shared warmup, decay and clipping), paired by seed.\n\n"
+        f"{schedule_markdown(schedule_effect(outputs.runs, level))}\n"
         "## Efficiency\n\n"
+        "Median seconds of training to the task's target on the selection split (reached/run "
+        "seeds), fair setting:\n\n"
+        f"{time_to_target_markdown(summary, 'fair')}\n"
         f"{efficiency_markdown(summary, 'fair')}\n"
-        "Performance profile (fair setting): the fraction of tasks on which an optimizer "
-        "reaches the target within tau times the fastest optimizer's time; never reaching it "
-        "counts as never.\n\n"
-        f"{profile['fair'].to_markdown(floatfmt='.2f')}\n"
+        "Performance profiles: the fraction of tasks on which an optimizer reaches the target "
+        "within tau times the fastest optimizer's time; never reaching it counts as never.\n\n"
+        f"{profiles}"
+        "## The tuning record\n\n"
+        f"{spaces_markdown(params)}\n{edges_sentence(outputs.choices)}\n\n"
+        f"{tuning_markdown(outputs.choices)}\n"
+        f"## Mixed precision\n\n{precision_markdown(outputs.precision)}\n"
+        f"## Compression: the Pareto fronts\n\n{compression_markdown(outputs.compression)}\n"
+        "## Published numbers, and what this profile's data sizes imply\n\n"
+        f"{references_markdown()}\n"
+        "Published fine-tuning reads the whole training set for several epochs; this profile's "
+        "runs read a small part of it once:\n\n"
+        f"{data_markdown(outputs.prepared, params)}"
     )

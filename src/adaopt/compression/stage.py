@@ -1,10 +1,14 @@
-"""One task's compress stage: the teacher and the AdamW model from the train stage's kept
-weights, their compressed variants, each scored on dev and timed on the CPU side by side, as a
-table (``results/compression/<task>.{csv,md}``) and a figure (``figures/compression_<task>.png``).
+"""One task's compress stage: the teacher and the AdamW model, their compressed variants, each
+scored on dev and timed on the CPU side by side, as a table (``results/compression/<task>.{csv,
+md}``) and a figure (``figures/compression_<task>.png``).
 
 The teacher is the best optimizer of ``compress.setting`` by the evaluate summary's mean dev
-metric, among the optimizers whose weights were kept; quantization and pruning without recovery
-are applied to the AdamW model too, so that the two optimizers' weights compare as compressed.
+metric, among ``compress.optimizers``; quantization and pruning without recovery are applied to
+the AdamW model too, so that the two optimizers' weights compare as compressed. Both are
+retrained here, seed 0 from the tuned values as the train stage ran them (on the training
+device; the same machine gives the same weights, and the stage says whether the dev score
+matches the train stage's): no weights are stored between stages, so a clean clone holds every
+input of this stage.
 """
 
 from __future__ import annotations
@@ -36,9 +40,8 @@ from adaopt.compression.methods import (
 )
 from adaopt.config import Params
 from adaopt.evaluation import DECODERS
-from adaopt.experiment import Workload
+from adaopt.experiment import Workload, tuned_section
 from adaopt.figures import compression_front
-from adaopt.modeling import AUTO_MODELS
 from adaopt.protocol.splits import DEV, TRAIN
 from adaopt.training import make_loader
 
@@ -61,16 +64,25 @@ class Variant:
         return f"{self.source}: {self.method}{detail}"
 
 
-def kept_models(models_dir: str | Path, task: str, setting: str, optimizers: list[str]
-                ) -> dict[str, Path]:
-    """The optimizers whose seed-0 weights the train stage kept for (task, setting)."""
-    found = {}
-    for name in optimizers:
-        folder = Path(models_dir) / task / name / setting
-        marker = folder / "kept.json"
-        if marker.is_file() and json.loads(marker.read_text())["kept"]:
-            found[name] = folder
-    return found
+def retrain(params: Params, task: str, optimizer: str, prepared_dir: str | Path,
+            tuning_dir: str | Path, runs_dir: str | Path) -> tuple[nn.Module, str]:
+    """The seed-0 run of (task, optimizer, ``compress.setting``) trained again, its selected
+    weights on the CPU, and a line comparing its dev score with the train stage's."""
+    setting, seed = params.compress.setting, params.sweep.seeds[0]
+    work = Workload(params, task, prepared_dir)
+    cell = Path(task) / optimizer / setting
+    section = tuned_section(params, Path(tuning_dir) / cell / "choice.json", task, optimizer,
+                            setting)
+    result, model = work.train_run(optimizer, section, setting, seed,
+                                   work.train_config.max_steps, checkpoint=None, progress=False)
+    if result.status == "diverged":
+        raise ValueError(f"{cell}: seed {seed} diverged; nothing to compress")
+    metric = work.task.metric
+    score = work.dev(model)[0][metric]
+    recorded = json.loads((Path(runs_dir) / cell / f"seed{seed}" / "metrics.json").read_text())
+    same = "the same as" if score == recorded["dev"].get(metric) else "NOT the same as"
+    return model.cpu().eval(), (f"{optimizer} retrained (seed {seed}): dev {metric} {score:.6g}, "
+                                f"{same} the train stage's {recorded['dev'].get(metric)}")
 
 
 def best_optimizer(summary: pd.DataFrame, task: str, setting: str, candidates: list[str],
@@ -79,7 +91,7 @@ def best_optimizer(summary: pd.DataFrame, task: str, setting: str, candidates: l
     rows = summary[(summary.task == task) & (summary.setting == setting)
                    & summary.optimizer.isin(candidates)].dropna(subset=["mean"])
     if rows.empty:
-        raise ValueError(f"no finished run of {task} ({setting}) among the kept optimizers "
+        raise ValueError(f"no finished run of {task} ({setting}) among compress.optimizers "
                          f"{', '.join(candidates)}")
     ranked = rows.sort_values("mean", ascending=not greater_is_better, kind="stable")
     return str(ranked.optimizer.iloc[0])
@@ -159,24 +171,23 @@ def table(variants: list[Variant], timings: dict[int, dict[str, tuple[float, flo
     return frame
 
 
-def compress_task(params: Params, task: str, prepared_dir: str | Path, models_dir: str | Path,
-                  summary_path: str | Path, tables_dir: str | Path, figures_dir: str | Path,
-                  log: Callable[[str], None] = print) -> pd.DataFrame:
+def compress_task(params: Params, task: str, prepared_dir: str | Path, tuning_dir: str | Path,
+                  runs_dir: str | Path, summary_path: str | Path, tables_dir: str | Path,
+                  figures_dir: str | Path, log: Callable[[str], None] = print) -> pd.DataFrame:
     """Build, score and time every variant of ``task``; write its table and figure."""
     started = time.perf_counter()
     cfg = params.compress
     work = Workload(params, task, prepared_dir, overrides={"precision": "fp32"})
     spec = work.task
-    kept = kept_models(models_dir, spec.name, cfg.setting, params.kept_optimizers())
-    if "adamw" not in kept:
-        raise ValueError(f"{models_dir}/{spec.name}/adamw/{cfg.setting}: no kept AdamW weights "
-                         "(diverged, or the train stage predates compress)")
-    best = best_optimizer(pd.read_csv(summary_path), spec.name, cfg.setting, list(kept),
-                          spec.greater_is_better)
-    log(f"teacher: {best}; kept: {', '.join(kept)}")
-    auto = AUTO_MODELS[spec.kind]
-    originals = {name: auto.from_pretrained(kept[name]).eval() for name in dict.fromkeys([best,
-                                                                                          "adamw"])}
+    best = best_optimizer(pd.read_csv(summary_path), spec.name, cfg.setting,
+                          params.teacher_candidates(), spec.greater_is_better)
+    log(f"teacher: {best}")
+    originals, notes = {}, []
+    for name in dict.fromkeys([best, "adamw"]):
+        originals[name], note = retrain(params, spec.name, name, prepared_dir, tuning_dir,
+                                        runs_dir)
+        notes.append(note)
+        log(note)
     builder = _Builder(params, work, seed=params.sweep.seeds[0])
     variants = []
     for name, model in originals.items():
@@ -196,22 +207,25 @@ def compress_task(params: Params, task: str, prepared_dir: str | Path, models_di
     frame = table(variants, timings, spec.metric, spec.greater_is_better)
     seconds = time.perf_counter() - started
     log(f"{spec.name}: {len(frame)} variants scored and timed in {seconds:.1f} s")
-    write_outputs(frame, spec.name, seconds, tables_dir, figures_dir, spec.greater_is_better)
+    write_outputs(frame, spec.name, seconds, notes, tables_dir, figures_dir,
+                  spec.greater_is_better)
     return frame
 
 
-def write_outputs(frame: pd.DataFrame, task: str, seconds: float, tables_dir: str | Path,
-                  figures_dir: str | Path, greater_is_better: bool) -> None:
+def write_outputs(frame: pd.DataFrame, task: str, seconds: float, notes: list[str],
+                  tables_dir: str | Path, figures_dir: str | Path, greater_is_better: bool
+                  ) -> None:
     tables_dir = Path(tables_dir)
     io.write_with(tables_dir / f"{task}.csv", lambda p: frame.to_csv(p, index=False))
     shown = frame.drop(columns=["source", "method", "metric"]).round(4)
     header = (f"## Compression of {task} ({frame.metric.iloc[0]}, "
               f"{'higher' if greater_is_better else 'lower'} is better)\n\n"
               "Latency: CPU milliseconds per example (median; IQR), all variants in one "
-              f"process; size: bytes of the saved state_dict. Stage time: {seconds:.0f} s.\n\n")
+              f"process; size: bytes of the saved state_dict. Stage time: {seconds:.0f} s.\n\n"
+              + "".join(f"* {note}\n" for note in notes) + "\n")
     io.write_text(tables_dir / f"{task}.md", header + shown.to_markdown(index=False) + "\n")
     compression_front(frame, task, greater_is_better,
                       Path(figures_dir) / f"compression_{task}.png")
 
 
-__all__ = ["Variant", "best_optimizer", "compress_task", "kept_models", "table"]
+__all__ = ["Variant", "best_optimizer", "compress_task", "retrain", "table"]
