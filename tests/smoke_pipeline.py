@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from adaopt.config import SETTINGS, Params, load_params
+from adaopt.report import load_outputs, render
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
@@ -56,8 +57,8 @@ def smoke_copy(tmp: Path) -> Path:
     shutil.copytree(ROOT, repo, ignore=ignore)
     for output in OUTPUTS:
         shutil.rmtree(repo / output, ignore_errors=True)
-    for lock in ("dvc.lock",):
-        (repo / lock).unlink(missing_ok=True)
+    for written in ("dvc.lock", "REPORT.md"):
+        (repo / written).unlink(missing_ok=True)
     shutil.copy(repo / "profiles" / "smoke.yaml", repo / "params.yaml")
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     return repo
@@ -116,6 +117,9 @@ def assert_complete(repo: Path) -> None:
     assert len(ablation) == len(runs.optimizers) * len(runs.precisions)
     assert ablation.dev.map(math.isfinite).all() and (ablation.steps == runs.max_steps).all()
     assert_compressed(repo)
+    report = (repo / "REPORT.md").read_text()
+    assert report.startswith("# Report") and "## Verdict" in report
+    assert report == render(load_outputs(repo, params), params)  # the stage wrote the render
 
 
 def assert_compressed(repo: Path) -> None:
