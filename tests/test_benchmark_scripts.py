@@ -1,13 +1,15 @@
-"""The loop-vs-Trainer and torch.compile benchmarks run in their tiny configurations and print
-well-formed numbers (their targets are checked by running them at size, not here)."""
+"""The benchmarks run in their tiny configurations and print or write well-formed numbers (their
+targets are checked by running them at size, not here)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +23,24 @@ def run_script(script: str, *args: str) -> str:
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def test_learning_curves_write_a_row_per_dev_evaluation_and_replace_the_tasks_rows(
+        prepared_sst2: Path, tmp_path: Path) -> None:
+    report = {"sst2": {"baseline": {"rule": "majority class", "value": 0.5}}}
+    (prepared_sst2.parent / "prepare_report.json").write_text(json.dumps(report))
+    out = tmp_path / "curves.csv"
+    pd.DataFrame({"task": ["mrpc", "sst2"], "step": [25, 99], "value": [0.7, 0.1]}).to_csv(
+        out, index=False)
+    run_script("learning_curves.py", "--task", "sst2", "--steps", "4", "--every", "2",
+               "--lr", "1e-3", "--params", str(ROOT / "profiles" / "smoke.yaml"),
+               "--prepared", str(prepared_sst2), "--out", str(out))
+    rows = pd.read_csv(out)
+    assert rows[rows.task == "mrpc"].value.tolist() == [0.7]  # other tasks' rows stay
+    sst2 = rows[rows.task == "sst2"]
+    assert sst2.step.tolist() == [2, 4] and sst2.value.between(0, 1).all()
+    assert (sst2.baseline == 0.5).all() and (sst2.s_per_step > 0).all()
+    assert (sst2.dev_examples == 16).all() and (sst2.metric == "accuracy").all()
 
 
 def test_loop_vs_trainer_prints_rates_and_consistent_ratios() -> None:

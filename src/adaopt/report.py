@@ -279,10 +279,22 @@ def _budget_hours(params: Params, task: str, steps: int, seconds_per_step: float
     return cells * runs * steps * seconds_per_step / 3600
 
 
+def clear_margin(metric: str, baseline: float, examples: int) -> float:
+    """Two standard errors of a dev score near ``baseline`` on ``examples`` examples: what a
+    single run must clear to count as above the baseline (accuracy: binomial; a correlation
+    near zero: 1/sqrt(n); SQuAD's 0-100 scores: their largest possible spread, 50/sqrt(n))."""
+    if metric == "accuracy":
+        return 2 * math.sqrt(baseline * (1 - baseline) / examples)
+    if metric in ("f1", "exact_match"):
+        return 2 * 50 / math.sqrt(examples)
+    return 2 / math.sqrt(examples)
+
+
 def no_signal_markdown(check: pd.DataFrame, curves: pd.DataFrame | None,
                        params: Params) -> str:
     """For each task whose best cell does not beat its baseline: its measured learning curve
-    and the budget the profile would need to reach the step where it first passes."""
+    and the budget the profile would need to reach the step where it first clears the baseline
+    by :func:`clear_margin`."""
     missing = check[~check.beats_baseline]
     if missing.empty:
         return "Every task's best cell beats its trivial baseline.\n"
@@ -299,18 +311,22 @@ def no_signal_markdown(check: pd.DataFrame, curves: pd.DataFrame | None,
         first = curve.iloc[0]
         points = ", ".join(f"{value:.3f} at {step}" for step, value in
                            zip(curve.step, curve.value, strict=True))
+        margin = clear_margin(first.metric, row.baseline, int(first.dev_examples))
         greater = get_task(row.task).greater_is_better
-        above = curve[curve.value > row.baseline] if greater else curve[curve.value < row.baseline]
-        text = (f" Measured learning curve ({first.optimizer}, {first.setting}, lr {first.lr:g}, "
-                f"batch {int(first.batch_size)}, seed {int(first.seed)}, dev {first.metric}, "
+        above = (curve[curve.value > row.baseline + margin] if greater
+                 else curve[curve.value < row.baseline - margin])
+        text = (f" Measured learning curve (`benchmarks/learning_curves.py`: {first.optimizer}, "
+                f"{first.setting}, lr {first.lr:g}, batch {int(first.batch_size)}, one seed "
+                f"({int(first.seed)}), dev {first.metric} on {int(first.dev_examples)} examples, "
                 f"{first.s_per_step:.2f} s a step): {points}.")
+        clear = f"the baseline by two standard errors of its dev score ({margin:.3g})"
         if above.empty:
-            text += (f" It does not pass the baseline within {int(curve.step.max())} steps; "
+            text += (f" It does not clear {clear} within {int(curve.step.max())} steps; "
                      "the profile cannot buy this task a signal on this machine.")
         else:
             step = int(above.step.iloc[0])
             hours = _budget_hours(params, row.task, step, float(first.s_per_step))
-            text += (f" It first passes the baseline at {step} steps: the protocol "
+            text += (f" It first clears {clear} at {step} steps: the protocol "
                      f"({params.tuning.trials} trials, {len(params.sweep.seeds)} seeds, "
                      f"{len(params.sweep.optimizers) * len(SETTINGS)} cells) at that length "
                      f"needs about {hours:.1f} hours of training for this task alone.")
