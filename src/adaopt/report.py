@@ -386,19 +386,18 @@ def compression_markdown(tables: dict[str, pd.DataFrame]) -> str:
 
 def data_markdown(prepared: dict[str, Any], params: Params) -> str:
     """Per task: training examples a run reads against those prepared, and dev examples."""
+    def count(split: dict[str, int], key: str) -> int:
+        return split.get(key, split.get("blocks"))  # a language model counts blocks of text
+
     rows = []
     for task in params.data.tasks:
-        report, budget = prepared[task], params.train_for(task)
+        splits, budget = prepared[task]["rows"], params.train_for(task)
         rows.append({
-            "task": task, "train examples": report["rows"]["train"].get(
-                "subsampled", report["rows"]["train"].get("blocks")),
+            "task": task, "train examples": count(splits["train"], "subsampled"),
             "read by a run": budget.max_steps * budget.batch_size,
-            "selection": report["rows"]["selection"].get("carved",
-                                                         report["rows"]["selection"].get("blocks")),
-            "dev scored": report["rows"]["validation"].get(
-                "subsampled", report["rows"]["validation"].get("blocks")),
-            "dev in the release": report["rows"]["validation"].get(
-                "kept", report["rows"]["validation"].get("blocks"))})
+            "selection": count(splits["selection"], "carved"),
+            "dev scored": count(splits["validation"], "subsampled"),
+            "dev in the release": count(splits["validation"], "kept")})
     return pd.DataFrame(rows).to_markdown(index=False) + "\n"
 
 

@@ -64,12 +64,12 @@ class Variant:
         return f"{self.source}: {self.method}{detail}"
 
 
-def retrain(params: Params, task: str, optimizer: str, prepared_dir: str | Path,
-            tuning_dir: str | Path, runs_dir: str | Path) -> tuple[nn.Module, str]:
-    """The seed-0 run of (task, optimizer, ``compress.setting``) trained again, its selected
-    weights on the CPU, and a line comparing its dev score with the train stage's."""
-    setting, seed = params.compress.setting, params.sweep.seeds[0]
-    work = Workload(params, task, prepared_dir)
+def retrain(params: Params, work: Workload, optimizer: str, tuning_dir: str | Path,
+            runs_dir: str | Path) -> tuple[nn.Module, str]:
+    """The seed-0 run of (task, optimizer, ``compress.setting``) trained again with the task's
+    own training settings (``work``), its selected weights on the CPU, and a line comparing its
+    dev score with the train stage's."""
+    setting, seed, task = params.compress.setting, params.sweep.seeds[0], work.task.name
     cell = Path(task) / optimizer / setting
     section = tuned_section(params, Path(tuning_dir) / cell / "choice.json", task, optimizer,
                             setting)
@@ -182,10 +182,10 @@ def compress_task(params: Params, task: str, prepared_dir: str | Path, tuning_di
     best = best_optimizer(pd.read_csv(summary_path), spec.name, cfg.setting,
                           params.teacher_candidates(), spec.greater_is_better)
     log(f"teacher: {best}")
+    training = Workload(params, task, prepared_dir)  # the train stage's precision, not fp32
     originals, notes = {}, []
     for name in dict.fromkeys([best, "adamw"]):
-        originals[name], note = retrain(params, spec.name, name, prepared_dir, tuning_dir,
-                                        runs_dir)
+        originals[name], note = retrain(params, training, name, tuning_dir, runs_dir)
         notes.append(note)
         log(note)
     builder = _Builder(params, work, seed=params.sweep.seeds[0])
