@@ -65,8 +65,9 @@ def smoke_copy(tmp: Path) -> Path:
 
 
 def restrict_tasks(params: dict, tasks: list[str]) -> None:
-    """Prepare (and compress) only ``tasks`` in a raw params mapping."""
+    """Prepare, train (and compress) only ``tasks`` in a raw params mapping."""
     params["data"]["tasks"] = tasks
+    params["sweep"]["tasks"] = [task for task in params["sweep"]["tasks"] if task in tasks]
     params["compress"]["tasks"] = [task for task in params["compress"]["tasks"] if task in tasks]
 
 
@@ -84,7 +85,7 @@ def assert_complete(repo: Path) -> None:
     """Every choice, metrics file, the summary and every figure exist and hold finite
     numbers."""
     params = load_params(repo / "params.yaml")
-    for task in params.data.tasks:
+    for task in params.sweep.tasks:
         for optimizer in params.sweep.optimizers:
             for setting in SETTINGS:
                 tuned = repo / "tuning" / task / optimizer / setting
@@ -102,7 +103,7 @@ def assert_complete(repo: Path) -> None:
                     assert metrics["hparams"]["lr"] == choice["hparams"]["lr"], run
                     assert (run / "train.csv").stat().st_size > 0
     summary = pd.read_csv(repo / "results" / "summary.csv")
-    expected = len(params.data.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
+    expected = len(params.sweep.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
     assert len(summary) == expected
     assert summary["mean"].map(math.isfinite).all()
     assert summary["ci_low"].map(math.isfinite).all()

@@ -55,7 +55,7 @@ def params() -> Params:
     """The CPU profile, narrowed to the synthetic sweep, with the synthetic target lines."""
     raw = yaml.safe_load((ROOT / "profiles" / "cpu.yaml").read_text())
     raw["data"]["tasks"] = list(TASKS)
-    raw["sweep"] = {"optimizers": list(OPTIMIZERS), "seeds": list(SEEDS)}
+    raw["sweep"] = {"tasks": list(TASKS), "optimizers": list(OPTIMIZERS), "seeds": list(SEEDS)}
     raw["compress"].update(tasks=list(TASKS), optimizers=None)
     raw["evaluate"] = {"targets": TARGETS, "confidence": 0.95, "bootstrap_samples": 200}
     raw["precision_ablation"].update(task=TASKS[0], optimizers=["adamw", "lamb"])

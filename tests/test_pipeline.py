@@ -52,7 +52,7 @@ def test_dvc_metrics_show_is_the_papers_table(smoke_repo: Path) -> None:
     """One row per task, one column per (setting, optimizer): no data-preparation keys."""
     shown = json.loads(dvc(smoke_repo, "metrics", "show", "--json").stdout)[""]["data"]
     params = load_params(smoke_repo / "params.yaml")
-    assert set(shown) == {f"results/headline/{task}.json" for task in params.data.tasks}
+    assert set(shown) == {f"results/headline/{task}.json" for task in params.sweep.tasks}
     for metrics in shown.values():
         assert set(metrics["data"]) == set(SETTINGS)
         for row in metrics["data"].values():
@@ -139,7 +139,7 @@ def test_changing_one_search_space_outdates_only_that_optimizer(smoke_repo: Path
         space["lr"] = [2 * lr for lr in space["lr"]]
 
     stale = _stale_after(smoke_repo, double)
-    tasks = load_params(smoke_repo / "params.yaml").data.tasks
+    tasks = load_params(smoke_repo / "params.yaml").sweep.tasks
     tune, train = ({f"{stage}@{task}-adamw-{setting}" for task in tasks for setting in SETTINGS}
                    for stage in ("tune", "train"))
     assert tune <= stale
@@ -152,7 +152,7 @@ def test_changing_the_fair_setting_outdates_only_fair_runs(smoke_repo: Path) -> 
     stale = _stale_after(smoke_repo, lambda p: p["settings"]["fair"].update(gamma=0.5))
     params = load_params(smoke_repo / "params.yaml")
     fair = {f"{stage}@{task}-{optimizer}-fair" for stage in ("tune", "train")
-            for task in params.data.tasks for optimizer in params.sweep.optimizers}
+            for task in params.sweep.tasks for optimizer in params.sweep.optimizers}
     assert fair <= stale
     # The precision ablation runs fair, and each compress stage retrains a fair cell's teacher.
     compress = {f"compress@{task}" for task in params.compress.tasks}
@@ -173,7 +173,7 @@ def test_a_diverging_optimizer_is_recorded_not_fatal(smoke_repo: Path) -> None:
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(smoke_repo, "repro")
     loaded = load_params(params_path)
-    for task in loaded.data.tasks:
+    for task in loaded.sweep.tasks:
         for setting in SETTINGS:
             choice = json.loads((smoke_repo / "tuning" / task / "sgd" / setting /
                                  "choice.json").read_text())

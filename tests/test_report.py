@@ -149,7 +149,7 @@ def test_the_report_renders_every_section_from_the_written_tables(outputs) -> No
                     "## Efficiency", "## The tuning record", "## Mixed precision",
                     "## Compression: the Pareto fronts", "## Published numbers"):
         assert heading in text
-    assert "* Signal: every task's best cell beats its trivial baseline." in text
+    assert "* Signal: every trained task's best cell beats its trivial baseline." in text
     assert "SQuAD exact match" in text
     assert "| int8 " in text and "pruned 50%" not in text  # only the Pareto fronts
     assert render(outputs, params) == text  # the same outputs give the same report
@@ -179,3 +179,28 @@ def test_a_task_without_signal_shows_its_learning_curve_and_the_budget_it_needs(
     text = render(dataclasses.replace(outputs, summary=summary, curves=never), params)
     assert "does not clear the baseline by two standard errors" in text
     assert "within 300 steps" in text
+
+
+def test_a_prepared_task_the_profile_does_not_train_is_reported_with_its_curve(outputs) -> None:
+    """SQuAD prepared but left out of ``sweep.tasks``: named in the verdict, its baseline from
+    the prepare report, its learning curve and the budget a signal would need."""
+    params = synthetic.params()
+    params = params.model_copy(update={"sweep": params.sweep.model_copy(
+        update={"tasks": ["sst2"]})})
+    trained = dataclasses.replace(outputs, summary=outputs.summary[outputs.summary.task == "sst2"])
+    curves = pd.DataFrame({
+        "task": "squad", "optimizer": "adamw", "setting": "fair", "lr": 1e-4, "batch_size": 32,
+        "seed": 0, "metric": "f1", "step": [50, 100], "value": [10.0, 40.0],
+        "baseline": 20.0, "s_per_step": 2.0, "dev_examples": 1000})
+    text = render(dataclasses.replace(trained, curves=curves), params)
+    baseline = outputs.prepared["squad"]["baseline"]
+    assert "prepared but not trained at this budget: squad (below)" in text
+    assert (f"* **squad**: prepared but not trained in this profile (`sweep.tasks`); its "
+            f"baseline is {baseline['value']:.3f} ({baseline['rule']}).") in text
+    assert "10.000 at 50, 40.000 at 100" in text
+    # F1's two standard errors on 1,000 questions: 3.16; 40 clears 20 + 3.16 at 100 steps
+    fraction = params.tuning_steps("squad") / params.train_for("squad").max_steps
+    cells = len(params.sweep.optimizers) * 2
+    hours = cells * (params.tuning.trials * fraction + 3) * 100 * 2.0 / 3600
+    assert "at 100 steps: the protocol" in text and f"{hours:.1f} hours" in text
+    assert "| squad " not in text.split("## Does each task")[0]  # not in the paper's table

@@ -70,9 +70,9 @@ def test_sweep_cells_are_tasks_optimizers_settings_seeds() -> None:
     params = parse_params(yaml.safe_load((synthetic.ROOT / "profiles" / "smoke.yaml")
                                          .read_text()))
     cells = sweep_cells(params)
-    assert len(cells) == (len(params.data.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
+    assert len(cells) == (len(params.sweep.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
                           * len(params.sweep.seeds))
-    first, seeds = params.data.tasks[0], params.sweep.seeds
+    first, seeds = params.sweep.tasks[0], params.sweep.seeds
     assert cells[:len(seeds) + 1] == [
         *[(first, params.sweep.optimizers[0], SETTINGS[0], seed) for seed in seeds],
         (first, params.sweep.optimizers[0], SETTINGS[1], seeds[0])]

@@ -32,7 +32,7 @@ def _fetch(args: argparse.Namespace) -> None:
 
 def _check_nproc(params: Params, source: str) -> None:
     """One process per GPU: on a CUDA machine ``train.nproc`` cannot exceed its GPUs."""
-    nproc = max(params.train_for(task).nproc for task in params.data.tasks)
+    nproc = max(params.train_for(task).nproc for task in params.sweep.tasks)
     if nproc == 1:
         return
     import torch
@@ -46,7 +46,7 @@ def _check(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     _check_nproc(params, args.params)
     fp16 = [where for where, precisions in (
-        ("train.precision", [params.train_for(task).precision for task in params.data.tasks]),
+        ("train.precision", [params.train_for(task).precision for task in params.sweep.tasks]),
         ("precision_ablation.precisions", params.precision_ablation.precisions),
     ) if "fp16" in precisions]
     if fp16:

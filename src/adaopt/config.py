@@ -38,6 +38,14 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _canonical_tasks(tasks: list[str]) -> list[str]:
+    """Task names in the task table's spelling, each once."""
+    canonical = [get_task(name).name for name in tasks]
+    if len(set(canonical)) != len(canonical):
+        raise ValueError("tasks must not repeat")
+    return canonical
+
+
 class LMDataConfig(_Section):
     """How a language-modeling corpus (task kind ``language_modeling``) is cut and tokenized.
 
@@ -91,10 +99,7 @@ class DataConfig(_Section):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, tasks: list[str]) -> list[str]:
-        canonical = [get_task(name).name for name in tasks]
-        if len(set(canonical)) != len(canonical):
-            raise ValueError("tasks must not repeat")
-        return canonical
+        return _canonical_tasks(tasks)
 
     @field_validator("max_eval_samples")
     @classmethod
@@ -189,10 +194,21 @@ class TrainConfig(_Section):
 
 
 class SweepConfig(_Section):
-    """What the training stages span: one stage per (task, optimizer, seed)."""
+    """What the tune and train stages span: one of each per (task, optimizer, setting), every
+    seed in the train stage.
 
+    ``tasks`` is a subset of ``data.tasks``: a task the profile's budget cannot buy a signal
+    is still prepared (its baseline measured) and reported, but not trained (REPORT.md).
+    """
+
+    tasks: list[str] = Field(min_length=1)
     optimizers: list[str] = Field(min_length=1)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        return _canonical_tasks(tasks)
 
     @field_validator("optimizers")
     @classmethod
@@ -440,6 +456,10 @@ class Params(_Section):
         for name, hparams in self.optimizers.items():
             _check_optimizer(name, hparams)
         self._check_tuning()
+        unprepared = [task for task in self.sweep.tasks if task not in self.data.tasks]
+        if unprepared:
+            raise ValueError(f"sweep.tasks.{unprepared[0]} is not in data.tasks; allowed: "
+                             f"{', '.join(self.data.tasks)}")
         missing = [task for task in self.data.tasks if task not in self.evaluate.targets]
         if missing:
             raise ValueError(f"evaluate.targets.{missing[0]} is missing; every task in "
@@ -451,9 +471,10 @@ class Params(_Section):
 
     def _check_ablation(self) -> None:
         ablation = self.precision_ablation
-        if ablation.task not in self.data.tasks:
-            raise ValueError(f"precision_ablation.task={ablation.task!r} is not in data.tasks; "
-                             f"allowed: {', '.join(self.data.tasks)}")
+        if ablation.task not in self.sweep.tasks:
+            raise ValueError(f"precision_ablation.task={ablation.task!r} is not in sweep.tasks "
+                             "(its tuned values come from the sweep); "
+                             f"allowed: {', '.join(self.sweep.tasks)}")
         for name in ablation.optimizers:
             if name not in self.sweep.optimizers:
                 raise ValueError(f"precision_ablation.optimizers: {name!r} is not in "
@@ -467,9 +488,11 @@ class Params(_Section):
 
     def _check_compress(self) -> None:
         compress = self.compress
-        outside = [task for task in compress.tasks if task not in self.data.tasks]
+        outside = [task for task in compress.tasks if task not in self.sweep.tasks]
         if outside:
-            raise ValueError(f"compress.tasks.{outside[0]} is not in data.tasks")
+            raise ValueError(f"compress.tasks.{outside[0]} is not in sweep.tasks (the teacher "
+                             "is retrained from the sweep's runs); allowed: "
+                             f"{', '.join(self.sweep.tasks)}")
         if "adamw" not in self.sweep.optimizers:
             raise ValueError("compress needs the AdamW runs: add adamw to sweep.optimizers")
         unknown = [name for name in compress.optimizers or [] if name not in self.sweep.optimizers]

@@ -290,47 +290,60 @@ def clear_margin(metric: str, baseline: float, examples: int) -> float:
     return 2 / math.sqrt(examples)
 
 
-def no_signal_markdown(check: pd.DataFrame, curves: pd.DataFrame | None,
-                       params: Params) -> str:
-    """For each task whose best cell does not beat its baseline: its measured learning curve
-    and the budget the profile would need to reach the step where it first clears the baseline
-    by :func:`clear_margin`."""
+def _curve_sentence(task: str, baseline: float, curves: pd.DataFrame | None,
+                    params: Params) -> str:
+    """``task``'s measured learning curve, and the budget the profile would need to reach the
+    step where it first clears ``baseline`` by :func:`clear_margin`."""
+    curve = None if curves is None else curves[curves.task == task]
+    if curve is None or curve.empty:
+        return " No learning curve was measured for it."
+    first = curve.iloc[0]
+    points = ", ".join(f"{value:.3f} at {step}" for step, value in
+                       zip(curve.step, curve.value, strict=True))
+    margin = clear_margin(first.metric, baseline, int(first.dev_examples))
+    greater = get_task(task).greater_is_better
+    above = (curve[curve.value > baseline + margin] if greater
+             else curve[curve.value < baseline - margin])
+    text = (f" Measured learning curve (`benchmarks/learning_curves.py`: {first.optimizer}, "
+            f"{first.setting}, lr {first.lr:g}, batch {int(first.batch_size)}, one seed "
+            f"({int(first.seed)}), dev {first.metric} on {int(first.dev_examples)} examples, "
+            f"{first.s_per_step:.2f} s a step): {points}.")
+    clear = f"the baseline by two standard errors of its dev score ({margin:.3g})"
+    if above.empty:
+        return text + (f" It does not clear {clear} within {int(curve.step.max())} steps; "
+                       "the profile cannot buy this task a signal on this machine.")
+    step = int(above.step.iloc[0])
+    hours = _budget_hours(params, task, step, float(first.s_per_step))
+    return text + (f" It first clears {clear} at {step} steps: the protocol "
+                   f"({params.tuning.trials} trials, {len(params.sweep.seeds)} seeds, "
+                   f"{len(params.sweep.optimizers) * len(SETTINGS)} cells) at that length "
+                   f"needs about {hours:.1f} hours of training for this task alone.")
+
+
+def unswept_tasks(params: Params) -> list[str]:
+    """The prepared tasks this profile does not train (``data.tasks`` less ``sweep.tasks``)."""
+    return [task for task in params.data.tasks if task not in params.sweep.tasks]
+
+
+def no_signal_markdown(check: pd.DataFrame, curves: pd.DataFrame | None, params: Params,
+                       prepared: dict[str, Any]) -> str:
+    """Each task whose best cell does not beat its baseline, and each prepared task the profile
+    does not train: its measured learning curve and the budget a signal would need."""
     missing = check[~check.beats_baseline]
-    if missing.empty:
-        return "Every task's best cell beats its trivial baseline.\n"
     lines = []
     for row in missing.itertuples(index=False):
         budget = params.train_for(row.task)
-        head = (f"* **{row.task}**: {budget.max_steps} steps of {budget.batch_size} examples "
-                f"leave the best cell ({row.optimizer}, {row.setting}) at {_number(row.mean)} "
-                f"against the baseline's {_number(row.baseline)}.")
-        curve = None if curves is None else curves[curves.task == row.task]
-        if curve is None or curve.empty:
-            lines.append(head + " No learning curve was measured for it.")
-            continue
-        first = curve.iloc[0]
-        points = ", ".join(f"{value:.3f} at {step}" for step, value in
-                           zip(curve.step, curve.value, strict=True))
-        margin = clear_margin(first.metric, row.baseline, int(first.dev_examples))
-        greater = get_task(row.task).greater_is_better
-        above = (curve[curve.value > row.baseline + margin] if greater
-                 else curve[curve.value < row.baseline - margin])
-        text = (f" Measured learning curve (`benchmarks/learning_curves.py`: {first.optimizer}, "
-                f"{first.setting}, lr {first.lr:g}, batch {int(first.batch_size)}, one seed "
-                f"({int(first.seed)}), dev {first.metric} on {int(first.dev_examples)} examples, "
-                f"{first.s_per_step:.2f} s a step): {points}.")
-        clear = f"the baseline by two standard errors of its dev score ({margin:.3g})"
-        if above.empty:
-            text += (f" It does not clear {clear} within {int(curve.step.max())} steps; "
-                     "the profile cannot buy this task a signal on this machine.")
-        else:
-            step = int(above.step.iloc[0])
-            hours = _budget_hours(params, row.task, step, float(first.s_per_step))
-            text += (f" It first clears {clear} at {step} steps: the protocol "
-                     f"({params.tuning.trials} trials, {len(params.sweep.seeds)} seeds, "
-                     f"{len(params.sweep.optimizers) * len(SETTINGS)} cells) at that length "
-                     f"needs about {hours:.1f} hours of training for this task alone.")
-        lines.append(head + text)
+        lines.append(f"* **{row.task}**: {budget.max_steps} steps of {budget.batch_size} "
+                     f"examples leave the best cell ({row.optimizer}, {row.setting}) at "
+                     f"{_number(row.mean)} against the baseline's {_number(row.baseline)}."
+                     + _curve_sentence(row.task, row.baseline, curves, params))
+    for task in unswept_tasks(params):
+        baseline = prepared[task]["baseline"]
+        lines.append(f"* **{task}**: prepared but not trained in this profile (`sweep.tasks`); "
+                     f"its baseline is {_number(baseline['value'])} ({baseline['rule']})."
+                     + _curve_sentence(task, baseline["value"], curves, params))
+    if not lines:
+        return "Every task's best cell beats its trivial baseline.\n"
     return "\n".join(lines) + "\n"
 
 
@@ -338,7 +351,7 @@ def spaces_markdown(params: Params) -> str:
     """Each optimizer's grid per task family (fine-tuning; the language model's own), with the
     trials and their length per task."""
     rows = []
-    for task in params.data.tasks:
+    for task in params.sweep.tasks:
         for optimizer in params.sweep.optimizers:
             grid = "; ".join(f"{name} " + ", ".join(f"{value:g}" for value in grid_values(g))
                              for name, g in params.space_for(task, optimizer).items())
@@ -349,7 +362,7 @@ def spaces_markdown(params: Params) -> str:
         "task": task, "steps": params.train_for(task).max_steps,
         "batch": params.train_for(task).batch_size, "tuning steps": params.tuning_steps(task),
         "trials": params.tuning.trials, "seeds": len(params.sweep.seeds)}
-        for task in params.data.tasks])
+        for task in params.sweep.tasks])
     return (grouped[["optimizer", "task", "grid"]].rename(columns={"task": "tasks"})
             .to_markdown(index=False) + "\n\n" + budgets.to_markdown(index=False) + "\n")
 
@@ -385,7 +398,8 @@ def compression_markdown(tables: dict[str, pd.DataFrame]) -> str:
 
 
 def data_markdown(prepared: dict[str, Any], params: Params) -> str:
-    """Per task: training examples a run reads against those prepared, and dev examples."""
+    """Per prepared task: training examples a run reads (none where the profile does not
+    train it) against those prepared, and dev examples."""
     def count(split: dict[str, int], key: str) -> int:
         return split.get(key, split.get("blocks"))  # a language model counts blocks of text
 
@@ -394,7 +408,8 @@ def data_markdown(prepared: dict[str, Any], params: Params) -> str:
         splits, budget = prepared[task]["rows"], params.train_for(task)
         rows.append({
             "task": task, "train examples": count(splits["train"], "subsampled"),
-            "read by a run": budget.max_steps * budget.batch_size,
+            "read by a run": (budget.max_steps * budget.batch_size
+                              if task in params.sweep.tasks else 0),
             "selection": count(splits["selection"], "carved"),
             "dev scored": count(splits["validation"], "subsampled"),
             "dev in the release": count(splits["validation"], "kept")})
@@ -425,9 +440,10 @@ def render(outputs: Outputs, params: Params) -> str:
                  if reference in set(verdicts.reference)]
     check = beats_baseline(summary)
     missing = check[~check.beats_baseline].task.tolist()
-    signal = ("every task's best cell beats its trivial baseline"
-              if not missing else f"no signal above the trivial baseline on {', '.join(missing)}"
-              " (below)")
+    signal = ("every trained task's best cell beats its trivial baseline" if not missing else
+              f"no signal above the trivial baseline on {', '.join(missing)} (below)")
+    if unswept := unswept_tasks(params):
+        signal += f"; prepared but not trained at this budget: {', '.join(unswept)} (below)"
     profiles = "".join(
         f"{setting}:\n\n{performance_profile(summary, setting).to_markdown(floatfmt='.2f')}\n\n"
         for setting in SETTINGS)
@@ -447,7 +463,8 @@ def render(outputs: Outputs, params: Params) -> str:
         "interval and paired t-test p-value; better or worse only where the interval excludes "
         f"zero.\n\n{verdict_markdown(verdicts)}\n"
         "## Does each task beat its trivial baseline?\n\n"
-        f"{baseline_markdown(check)}\n{no_signal_markdown(check, outputs.curves, params)}\n"
+        f"{baseline_markdown(check)}\n"
+        f"{no_signal_markdown(check, outputs.curves, params, outputs.prepared)}\n"
         "## Traditional against fair: how much is the schedule\n\n"
         "Fair minus traditional (the shared warmup, decay and clipping), paired by seed.\n\n"
         f"{schedule_markdown(schedule_effect(outputs.runs, level))}\n"

@@ -37,7 +37,7 @@ REFERENCES = ("adamw", "adam")
 
 def sweep_cells(params: Params) -> list[Run]:
     """The runs of ``params``' sweep: tasks x optimizers x settings x seeds, in that order."""
-    return list(itertools.product(params.data.tasks, params.sweep.optimizers, SETTINGS,
+    return list(itertools.product(params.sweep.tasks, params.sweep.optimizers, SETTINGS,
                                   params.sweep.seeds))
 
 
@@ -483,7 +483,7 @@ def load_choices(tuning_dir: str | Path, params: Params) -> pd.DataFrame:
     diverged.
     """
     rows = []
-    for task, optimizer, setting in itertools.product(params.data.tasks, params.sweep.optimizers,
+    for task, optimizer, setting in itertools.product(params.sweep.tasks, params.sweep.optimizers,
                                                       SETTINGS):
         path = Path(tuning_dir) / task / optimizer / setting / "choice.json"
         if not path.is_file():
