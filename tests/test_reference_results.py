@@ -4,10 +4,8 @@ The pipeline's outputs are in git (``tuning/``, ``runs/``, ``results/``, ``figur
 ``REPORT.md``); these checks fail when someone edits ``params.yaml`` and commits without
 re-running, or commits a partial run.
 
-The reference run of #14 lands in chunks of whole tasks (README, "Results"): until its last
-chunk the later tasks' cells, and the stages that read the whole sweep (evaluate, figures, the
-ablations, the report), have not run. The checks that need them are expected to fail until then;
-the last chunk removes the marks.
+The reference run of #14 landed in three chunks (README, "Results"); every check here holds for
+the whole of it.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 from ruamel.yaml import YAML
 
 from adaopt.config import SETTINGS, load_params
@@ -34,16 +31,9 @@ LOCK = YAML(typ="safe").load((ROOT / "dvc.lock").read_text())["stages"]
 #: What git may hold in all: the outputs are committed, so they must stay compact.
 TREE_LIMIT_MIB = 50
 
-IN_CHUNKS = ("#14 lands the CPU reference run in chunks of whole tasks: until the last chunk the "
-             "later tasks and the stages that read the whole sweep have not run")
-
 
 def _value(dotted: str) -> Any:
     return reduce(lambda section, key: section[key], dotted.split("."), RAW_PARAMS)
-
-
-def _locked_tasks() -> set[str]:
-    return {name.split("@")[1].split("-")[0] for name in LOCK if name.startswith("train@")}
 
 
 def test_every_locked_stage_ran_with_the_committed_params() -> None:
@@ -70,20 +60,11 @@ def _assert_cell(task: str, optimizer: str, setting: str, seed: int) -> None:
         (task, optimizer, setting, seed)
 
 
-def test_every_landed_task_has_every_cell_tuned_trained_locked_and_run() -> None:
-    landed = _locked_tasks()
-    assert landed, "no training stage is locked"
-    for task, optimizer, setting, seed in sweep_cells(PARAMS):
-        if task in landed:
-            _assert_cell(task, optimizer, setting, seed)
-
-
 def test_every_cell_of_the_sweep_is_tuned_trained_locked_and_has_its_run() -> None:
     for cell in sweep_cells(PARAMS):
         _assert_cell(*cell)
 
 
-@pytest.mark.xfail(reason=IN_CHUNKS, strict=True)
 def test_the_summary_covers_exactly_the_sweep() -> None:
     summary = pd.read_csv(ROOT / "results" / "summary.csv")
     assert set(summary.optimizer) == set(PARAMS.sweep.optimizers)
@@ -92,7 +73,6 @@ def test_the_summary_covers_exactly_the_sweep() -> None:
     assert len(summary) == len(PARAMS.sweep.tasks) * len(PARAMS.sweep.optimizers) * len(SETTINGS)
 
 
-@pytest.mark.xfail(reason=IN_CHUNKS, strict=True)
 def test_the_readme_shows_committed_figures() -> None:
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (ROOT / "README.md").read_text())
     assert images, "the README shows no figure"
@@ -103,7 +83,6 @@ def test_the_readme_shows_committed_figures() -> None:
         assert image in figures, f"{image} is not an output of the figures stage"
 
 
-@pytest.mark.xfail(reason=IN_CHUNKS, strict=True)
 def test_the_committed_report_is_the_one_its_outputs_give() -> None:
     from adaopt.report import load_outputs, render
 

@@ -19,6 +19,7 @@ from adaopt.report import (
     WORSE,
     Outputs,
     beats_baseline,
+    best_constant,
     load_outputs,
     method_against_references,
     overall_verdict,
@@ -77,6 +78,8 @@ def test_the_planted_difference_is_better_and_a_copy_is_no_difference(tables) ->
                         "detectable difference on 0; the claim is supported on every task.")
     none = overall_verdict(adam, "fair", "adamw")
     assert "better on 0 of 2" in none and "no task separates them" in none
+    assert none.endswith("Its dev scores equal adamw's seed for seed on 2 of them (sst2, squad).")
+    assert "seed for seed" not in sentence  # lamb's differences are planted
 
 
 def test_the_performance_profile_counts_tasks_within_tau_of_the_fastest() -> None:
@@ -99,6 +102,19 @@ def test_a_task_beats_its_baseline_only_with_an_interval_that_excludes_it(tables
     assert check.loc["sst2", "ci_low"] > check.loc["sst2", "baseline"] == 0.5
     high_bar = tables["summary"].assign(baseline=0.86)  # within lamb's interval on sst2
     assert not beats_baseline(high_bar).set_index("task").loc["sst2", "beats_baseline"]
+
+
+def test_a_constant_minority_class_does_not_beat_a_two_class_baseline(tables) -> None:
+    """RTE's training majority class is dev's minority: a model that always answers the other
+    class beats the majority-class baseline with a zero-width interval, and must not count."""
+    check = beats_baseline(tables["summary"]).set_index("task")
+    mean = check.loc["sst2", "mean"]
+    constant = tables["summary"].assign(baseline=1 - mean)  # sst2's best mean = the other class
+    row = beats_baseline(constant).set_index("task").loc["sst2"]
+    assert row.baseline < row.ci_low and row.bar == pytest.approx(mean)
+    assert not row.beats_baseline
+    assert best_constant("sst2", 0.3) == 0.7 and best_constant("squad", 18.5) == 18.5
+    assert best_constant("stsb", 0.0) == 0.0
 
 
 def test_the_schedule_effect_pairs_fair_with_traditional_by_seed(tables) -> None:
