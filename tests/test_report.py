@@ -122,6 +122,7 @@ def test_the_schedule_effect_pairs_fair_with_traditional_by_seed(tables) -> None
     assert effect.loc[("sst2", "adamw"), "difference"] == 0.0  # same runs in both settings
     assert effect.loc[("sst2", "sgd"), "pairs"] == 0  # every fair sgd run diverged
     assert np.isnan(effect.loc[("sst2", "sgd"), "difference"])
+    assert list(dict.fromkeys(effect.index.get_level_values("task"))) == list(synthetic.TASKS)
 
 
 def _write_results(project: Path, tables: dict[str, pd.DataFrame]) -> None:

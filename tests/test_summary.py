@@ -331,6 +331,21 @@ def test_the_tuning_table_shows_each_choice_and_its_edge(tables) -> None:
     assert "| 0.01 " in lamb and "lr at the upper edge" in lamb
 
 
+def test_the_tuning_table_keeps_the_sweeps_order_when_read_back(tables, tmp_path) -> None:
+    path = tmp_path / "tuning.csv"
+    choices = tables["choices"]
+    choices.assign(edges=choices.edges.where(choices.index > 0, "")).to_csv(path, index=False)
+    header, _, *lines = tuning_markdown(pd.read_csv(path)).splitlines()
+    names = [cell.strip() for cell in header.split("|")]
+    rows = [dict(zip(names, (cell.strip() for cell in line.split("|")), strict=True))
+            for line in lines]
+    keys = [(row["task"], row["setting"]) for row in rows]
+    assert list(dict.fromkeys(keys)) == [
+        (task, setting) for task in synthetic.TASKS for setting in SETTINGS]
+    edges = {row["edges"] for row in rows}
+    assert "" in edges and "nan" not in edges  # a choice inside its grid: a blank cell
+
+
 def test_headline_metrics_are_the_papers_table_per_task(tables) -> None:
     metrics = headline_metrics(tables["summary"])
     assert set(metrics) == set(synthetic.TASKS)

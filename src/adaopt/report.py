@@ -84,7 +84,8 @@ def schedule_effect(runs: pd.DataFrame, level: float) -> pd.DataFrame:
     scores = runs.assign(score=runs.score.where(runs.status != "diverged"))
     table = scores.pivot(index=["task", "optimizer", "seed"], columns="setting", values="score")
     rows = []
-    for (task, optimizer), group in table.groupby(level=["task", "optimizer"], sort=False):
+    for task, optimizer in runs[["task", "optimizer"]].drop_duplicates().itertuples(index=False):
+        group = table.loc[(task, optimizer)]  # in the runs' order: the sweep's, not pivot's
         result = paired_difference(group["fair"].to_numpy(), group["traditional"].to_numpy(),
                                    level)
         rows.append({"task": task, "optimizer": optimizer, "difference": result.mean,

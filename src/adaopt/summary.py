@@ -501,14 +501,18 @@ def load_choices(tuning_dir: str | Path, params: Params) -> pd.DataFrame:
 
 
 def tuning_markdown(choices: pd.DataFrame) -> str:
-    """The tuned values per (task, setting, optimizer), with the grid-edge flags."""
+    """The tuned values per (task, setting, optimizer), with the grid-edge flags: tasks in the
+    sweep's order (as the paper's table), each setting in ``SETTINGS`` order."""
     hparams = [column for column in choices.columns if column.startswith("hparams.")]
-    shown = choices.assign(**{
+    shown = choices.assign(edges=choices.edges.fillna(""), **{  # a CSV reads "" back as NaN
         column.removeprefix("hparams."): choices[column].map(
             lambda value: "" if pd.isna(value) else f"{value:g}") for column in hparams})
     columns = ["task", "setting", "optimizer", *(c.removeprefix("hparams.") for c in hparams),
                "trials", "selection_score", "edges", "no_finished_trial"]
-    table = shown.sort_values(["task", "setting"], kind="stable")[columns]
+    ranks = {"task": {task: rank for rank, task in enumerate(dict.fromkeys(choices.task))},
+             "setting": {setting: rank for rank, setting in enumerate(SETTINGS)}}
+    table = shown.sort_values(["task", "setting"], key=lambda column: column.map(
+        ranks[column.name]), kind="stable")[columns]
     return table.to_markdown(index=False, floatfmt=".4g") + "\n"
 
 
