@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from real_data import REAL_DATA
 
 from adaopt.config import SETTINGS, Params, load_params
 from adaopt.report import load_outputs, render
@@ -31,9 +32,9 @@ def figures(params: Params) -> list[str]:
     """The figures a run of ``params`` draws: the sweep's, and one per compressed task."""
     return [*SWEEP_FIGURES, *(f"compression_{task}.png" for task in params.compress.tasks)]
 
+
 def real_data_dir() -> Path | None:
-    candidate = os.environ.get("ADAOPT_DATA_MIRROR") or ROOT.parent / "shared" / "data"
-    return Path(candidate) if Path(candidate, "glue").is_dir() else None
+    return REAL_DATA if (REAL_DATA / "glue").is_dir() else None
 
 
 def dvc_env(mirror: Path) -> dict[str, str]:

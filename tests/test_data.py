@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
+from real_data import REAL_DATA
 
 from adaopt.data import (
     MIRROR_ENV,
@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 FIXTURE_TASKS = ["cola", "sst2", "mrpc", "rte", "stsb"]
 GLUE = {name: spec for name, spec in TASKS.items() if spec.kind in ("classification", "regression")}
-REAL_DATA = Path(os.environ.get(MIRROR_ENV) or ROOT.parent / "shared" / "data")
 needs_real_data = pytest.mark.skipif(
     not (REAL_DATA / "glue").is_dir(), reason=f"no real data at {REAL_DATA}"
 )

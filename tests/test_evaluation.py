@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,12 @@ import pandas as pd
 import pytest
 import torch
 from datasets import DatasetDict, load_from_disk
+from real_data import REAL_DATA
 from transformers import AutoTokenizer, BertForQuestionAnswering
 
 from adaopt.config import ModelConfig, TinyModelConfig
 from adaopt.data import prepare_task
-from adaopt.data.raw import MIRROR_ENV, SQUAD_DEV
+from adaopt.data.raw import SQUAD_DEV
 from adaopt.evaluation import Evaluator
 from adaopt.metrics import squad_metrics
 from adaopt.modeling import load_model, resolve_model_path
@@ -26,7 +26,6 @@ from adaopt.training import make_loader
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
-REAL_DATA = Path(os.environ.get(MIRROR_ENV) or ROOT.parent / "shared" / "data")
 SQUAD = get_task("squad")
 TINY = ModelConfig(tiny=TinyModelConfig())
 WINDOWS = {"qa_max_length": 32, "doc_stride": 8}  # the smoke profile's: fixture contexts overflow

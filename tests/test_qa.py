@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from datasets import Dataset
+from real_data import REAL_DATA
 
-from adaopt.data.raw import MIRROR_ENV, SQUAD_DEV, SQUAD_TRAIN, SQUAD_TRAIN_RECONSTRUCTION
+from adaopt.data.raw import SQUAD_DEV, SQUAD_TRAIN, SQUAD_TRAIN_RECONSTRUCTION
 from adaopt.metrics import squad_metrics
 from adaopt.qa import (
     postprocess_predictions,
@@ -26,7 +26,6 @@ from adaopt.qa import (
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_TRAIN = ROOT / "tests" / "fixtures" / "mirror" / SQUAD_TRAIN
-REAL_DATA = Path(os.environ.get(MIRROR_ENV) or ROOT.parent / "shared" / "data")
 # Question counts of the full real files; anything else (e.g. the fixture mirror) is skipped.
 REAL_FILES = {"train": (SQUAD_TRAIN_RECONSTRUCTION, 87599), "dev": (SQUAD_DEV, 10570)}
 

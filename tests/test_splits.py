@@ -4,7 +4,6 @@ training data, and that prepare_task keeps it apart from the training split and 
 from __future__ import annotations
 
 import ast
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +11,11 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
+from real_data import REAL_DATA
 
 import adaopt.data.prepare as prepare
 import adaopt.protocol.splits as splits
-from adaopt.data import MIRROR_ENV, MirrorLayoutError, fetch_raw, prepare_task
+from adaopt.data import MirrorLayoutError, fetch_raw, prepare_task
 from adaopt.protocol.splits import (
     DEV,
     SELECTION,
@@ -28,7 +28,6 @@ from adaopt.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
-REAL_DATA = Path(os.environ.get(MIRROR_ENV) or ROOT.parent / "shared" / "data")
 GLUE_WINDOWS = {"max_length": 64}
 QA_WINDOWS = {"max_length": 16, "qa_max_length": 32, "doc_stride": 8}
 
