@@ -1,10 +1,12 @@
-"""End to end, each in its own copy of the project: the smoke profile on the real data, and a
-training stage killed and resumed. (Apart from ``test_pipeline.py``, whose tests share one
-finished smoke run, so that the two files run side by side on two test workers.)"""
+"""End to end, each in its own copy of the project: the smoke profile on the real data, a
+training stage killed and resumed, and an optimizer whose every run diverges. (Apart from
+``test_pipeline.py``, whose tests share one finished smoke run, so that the two files run side
+by side on two test workers.)"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -19,12 +21,13 @@ from smoke_pipeline import (
     assert_complete,
     dvc,
     dvc_env,
+    figures,
     real_data_dir,
     restrict_tasks,
     smoke_copy,
 )
 
-from adaopt.config import load_params
+from adaopt.config import SETTINGS, load_params
 from adaopt.experiment import run_setting
 
 pytestmark = pytest.mark.slow
@@ -87,3 +90,35 @@ def test_killed_training_stage_resumes_from_its_checkpoint(tmp_path: Path) -> No
                 progress=False)
     assert (repo / cell / "seed0" / "metrics.json").read_bytes() == \
         (reference / "seed0" / "metrics.json").read_bytes()
+
+
+def test_a_diverging_optimizer_is_recorded_not_fatal(tmp_path: Path) -> None:
+    """SGD searched over absurd learning rates: every trial diverges, the choice says so, the
+    final runs stop as ``diverged``; summaries, figures and compression still build.
+
+    (The tiny smoke model survives SGD at lr 10 for a few steps; 1e12 overflows at once.)
+    """
+    repo = smoke_copy(tmp_path)
+    params_path = repo / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    restrict_tasks(params, ["sst2"])  # CI time: one task shows it
+    params["sweep"]["optimizers"] = ["sgd", "adamw"]  # beside one that learns
+    params["precision_ablation"]["optimizers"] = ["adamw"]
+    params["tuning"]["spaces"]["sgd"]["lr"] = [1e12, 2e12]
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc(repo, "repro")
+    loaded = load_params(params_path)
+    for setting in SETTINGS:
+        choice = json.loads((repo / "tuning" / "sst2" / "sgd" / setting /
+                             "choice.json").read_text())
+        assert choice["no_finished_trial"], setting
+        for seed in loaded.sweep.seeds:
+            run = json.loads((repo / "runs" / "sst2" / "sgd" / setting / f"seed{seed}" /
+                              "metrics.json").read_text())
+            assert run["status"] == "diverged", (seed, setting)
+            assert run["steps"] < loaded.train.max_steps and run["dev"] == {}
+            assert math.isfinite(run["last_finite_loss"])
+    report = (repo / "results" / "summary.md").read_text()
+    assert "diverged" in report and "0/2" in report
+    for name in figures(loaded):
+        assert (repo / "figures" / name).stat().st_size > 0
