@@ -14,3 +14,8 @@ from adaopt.data.raw import MIRROR_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get(MIRROR_ENV) or ROOT.parent / "shared" / "data").absolute()
+
+
+def real_data_dir() -> Path | None:
+    """``REAL_DATA`` where it holds the GLUE releases, else None (the real-data tests skip)."""
+    return REAL_DATA if (REAL_DATA / "glue").is_dir() else None

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from real_data import REAL_DATA
 
 from adaopt.config import SETTINGS, Params, load_params
 from adaopt.report import load_outputs, render
@@ -31,10 +30,6 @@ SWEEP_FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "lea
 def figures(params: Params) -> list[str]:
     """The figures a run of ``params`` draws: the sweep's, and one per compressed task."""
     return [*SWEEP_FIGURES, *(f"compression_{task}.png" for task in params.compress.tasks)]
-
-
-def real_data_dir() -> Path | None:
-    return REAL_DATA if (REAL_DATA / "glue").is_dir() else None
 
 
 def dvc_env(mirror: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
-from real_data import REAL_DATA
+from real_data import REAL_DATA, real_data_dir
 
 from adaopt.data import (
     MIRROR_ENV,
@@ -36,7 +36,7 @@ FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 FIXTURE_TASKS = ["cola", "sst2", "mrpc", "rte", "stsb"]
 GLUE = {name: spec for name, spec in TASKS.items() if spec.kind in ("classification", "regression")}
 needs_real_data = pytest.mark.skipif(
-    not (REAL_DATA / "glue").is_dir(), reason=f"no real data at {REAL_DATA}"
+    real_data_dir() is None, reason=f"no real data at {REAL_DATA}"
 )
 
 

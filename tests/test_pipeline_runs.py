@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from real_data import real_data_dir
 from smoke_pipeline import (
     FIXTURE_MIRROR,
     assert_complete,
     dvc,
     dvc_env,
     figures,
-    real_data_dir,
     restrict_tasks,
     smoke_copy,
 )

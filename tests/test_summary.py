@@ -22,6 +22,7 @@ from adaopt.summary import (
     load_logs,
     load_runs,
     paired_differences,
+    read_choices,
     report_markdown,
     summarize,
     sweep_cells,
@@ -335,7 +336,7 @@ def test_the_tuning_table_keeps_the_sweeps_order_when_read_back(tables, tmp_path
     path = tmp_path / "tuning.csv"
     choices = tables["choices"]
     choices.assign(edges=choices.edges.where(choices.index > 0, "")).to_csv(path, index=False)
-    header, _, *lines = tuning_markdown(pd.read_csv(path)).splitlines()
+    header, _, *lines = tuning_markdown(read_choices(path)).splitlines()
     names = [cell.strip() for cell in header.split("|")]
     rows = [dict(zip(names, (cell.strip() for cell in line.split("|")), strict=True))
             for line in lines]

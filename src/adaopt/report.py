@@ -22,7 +22,7 @@ import pandas as pd
 from adaopt.config import SETTINGS, Params, grid_values
 from adaopt.hparams import OPTIMIZERS
 from adaopt.statistics import paired_difference
-from adaopt.summary import REFERENCES, headline_markdown, tuning_markdown
+from adaopt.summary import REFERENCES, headline_markdown, read_choices, tuning_markdown
 from adaopt.tasks import get_task
 
 #: The paper's method, and what it is held against.
@@ -274,7 +274,7 @@ def load_outputs(root: str | Path, params: Params) -> Outputs:
         summary=pd.read_csv(results / "summary.csv"),
         paired=pd.read_csv(results / "paired.csv"),
         runs=pd.read_csv(results / "runs.csv"),
-        choices=pd.read_csv(results / "tuning.csv"),
+        choices=read_choices(results / "tuning.csv"),
         prepared=json.loads((root / PREPARE_REPORT).read_text()),
         precision=pd.read_csv(results / "precision.csv"),
         compression={task: pd.read_csv(results / "compression" / f"{task}.csv")
@@ -387,7 +387,7 @@ def spaces_markdown(params: Params) -> str:
 
 
 def edges_sentence(choices: pd.DataFrame) -> str:
-    edged = choices[choices.edges.fillna("") != ""]
+    edged = choices[choices.edges != ""]
     if edged.empty:
         return "No choice lies on the edge of its grid."
     sides = edged.edges.str.contains("upper").sum()

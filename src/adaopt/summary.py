@@ -500,11 +500,17 @@ def load_choices(tuning_dir: str | Path, params: Params) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def read_choices(path: str | Path) -> pd.DataFrame:
+    """``load_choices``' table as the evaluate stage wrote it (``results/tuning.csv``): a CSV
+    reads an empty ``edges`` (a choice inside its grid) back as NaN, so it is restored."""
+    return pd.read_csv(path).fillna({"edges": ""})
+
+
 def tuning_markdown(choices: pd.DataFrame) -> str:
     """The tuned values per (task, setting, optimizer), with the grid-edge flags: tasks in the
     sweep's order (as the paper's table), each setting in ``SETTINGS`` order."""
     hparams = [column for column in choices.columns if column.startswith("hparams.")]
-    shown = choices.assign(edges=choices.edges.fillna(""), **{  # a CSV reads "" back as NaN
+    shown = choices.assign(**{
         column.removeprefix("hparams."): choices[column].map(
             lambda value: "" if pd.isna(value) else f"{value:g}") for column in hparams})
     columns = ["task", "setting", "optimizer", *(c.removeprefix("hparams.") for c in hparams),
