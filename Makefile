@@ -36,7 +36,7 @@ profile:
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-# A newcomer's first run: the quick profile (12.5-14 minutes measured on 2 cores, README) in a fresh clone under
+# A newcomer's first run: the quick profile (12.5-14.5 minutes measured on 2 cores, README) in a fresh clone under
 # QUICK_DIR without the reference run's outputs, so that the committed ones stay as they are and
 # DVC neither hashes nor rewrites them at each stage. Its REPORT.md, results/ and figures/ land there.
 QUICK_DIR ?= /tmp/adaopt-quick
