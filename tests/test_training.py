@@ -161,7 +161,7 @@ def test_same_seed_gives_the_same_outcome(dataset, tokenizer) -> None:
 def test_outcome_holds_no_timings_and_efficiency_holds_only_timings(dataset, tokenizer) -> None:
     result = run(dataset, tokenizer, "sgd", {"lr": 0.1}, config(max_steps=2, eval_every=2))
     assert set(result.outcome()) == {"status", "steps", "best_step", "best", "last",
-                                     "last_finite_loss", "diverged_on"}
+                                     "last_finite_loss", "diverged_on", "cuts"}
     assert set(result.efficiency()) == {"wall_time_s", "train_samples_per_s", "train_tokens_per_s",
                                         "peak_memory_mb", "optimizer_state_mb", "scoring_time_s"}
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from adaopt.config import ConfigError, Params, load_params
+from adaopt.protocol.controller import controller_problems
 from adaopt.tasks import get_task
 
 # adaopt.data (datasets, pandas, transformers) is imported only where it is used: the check
@@ -45,6 +46,9 @@ def _check_nproc(params: Params, source: str) -> None:
 def _check(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     _check_nproc(params, args.params)
+    problems = controller_problems(params)
+    if problems:
+        raise ConfigError(f"{args.params}: {problems[0]}")
     fp16 = [where for where, precisions in (
         ("train.precision", [params.train_for(task).precision for task in params.sweep.tasks]),
         ("precision_ablation.precisions", params.precision_ablation.precisions),

@@ -271,6 +271,7 @@ class TuningConfig(_Section):
     seed: Annotated[int, Field(ge=0)]
     trials: PositiveInt
     max_steps: PositiveInt | None = None
+    eval_every: PositiveInt | None = None  # None: the task's train.eval_every
     spaces: dict[str, dict[str, Grid]]
 
 
@@ -296,6 +297,7 @@ class WorkloadConfig(_Section):
 
     train: dict[str, Any] = Field(default_factory=dict)
     tuning_max_steps: PositiveInt | None = None
+    tuning_eval_every: PositiveInt | None = None  # None: the task's train.eval_every
     spaces: dict[str, dict[str, Grid]] = Field(default_factory=dict)
     gpt: GPTConfig | None = None
 
@@ -444,6 +446,13 @@ class Params(_Section):
         workload = self.workloads[get_task(task).name]
         return (workload.tuning_max_steps or self.tuning.max_steps
                 or self.train_for(task).max_steps)
+
+    def tuning_eval_every(self, task: str) -> int:
+        """How often a tuning trial of ``task`` is evaluated: the workload's, else
+        ``tuning.eval_every``, else as the task's runs."""
+        workload = self.workloads[get_task(task).name]
+        return (workload.tuning_eval_every or self.tuning.eval_every
+                or self.train_for(task).eval_every)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

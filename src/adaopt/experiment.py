@@ -36,14 +36,14 @@ from adaopt import distributed, io
 from adaopt.config import Params, grid_values
 from adaopt.evaluation import Evaluator
 from adaopt.modeling import new_model, task_tokenizer
-from adaopt.protocol.settings import build_optimization
+from adaopt.protocol.settings import build_optimization, has_controller
 from adaopt.protocol.splits import DEV, SELECTION, TRAIN
 from adaopt.protocol.tuning import Choice, Trial, choose, search_grid
 from adaopt.tasks import get_task
-from adaopt.training import RunResult, device, make_loader, seed_everything, train
+from adaopt.training import RunResult, device, machine, make_loader, seed_everything, train
 
 LOG_COLUMNS = {"train": ["step", "loss", "lr", "grad_norm", "elapsed_s"],
-               "eval": ["step", "elapsed_s", "tokens"]}
+               "eval": ["step", "elapsed_s", "samples", "tokens"]}
 
 
 class Workload:
@@ -78,11 +78,12 @@ class Workload:
                 "dev_examples": self.dev.examples}
 
     def train_run(self, optimizer: str, section: dict[str, Any], setting: str, seed: int,
-                  max_steps: int, checkpoint: Path | None, progress: bool
-                  ) -> tuple[RunResult, torch.nn.Module]:
+                  max_steps: int, checkpoint: Path | None, progress: bool,
+                  eval_every: int | None = None) -> tuple[RunResult, torch.nn.Module]:
         """Train from the starting weights (pretrained, or a fresh initialization for a language
         model); the model comes back holding the selected weights."""
-        cfg = self.train_config.model_copy(update={"max_steps": max_steps})
+        cfg = self.train_config.model_copy(update={
+            "max_steps": max_steps, "eval_every": eval_every or self.train_config.eval_every})
         seed_everything(seed)  # same seed: same initialization and data order for everyone
         # On the device before the optimizer is built: it picks that device's fastest path.
         model = new_model(self.params, self.task, self.prepared).to(device())
@@ -125,14 +126,15 @@ def tune(
             section = {**params.optimizers[optimizer], **point}
             result, model = work.train_run(optimizer, section, setting, params.tuning.seed,
                                            params.tuning_steps(work.task.name),
-                                           store.checkpoint(key), progress)
+                                           store.checkpoint(key), progress,
+                                           params.tuning_eval_every(work.task.name))
             del model  # free the run before the next one measures its peak memory
             gc.collect()
             store.finish(key, result)
         score = result.best.get(work.task.metric, float("nan"))
         trials.append(Trial(index, point, result.status,
                             float("nan") if result.status == "diverged" else score,
-                            result.best_step, result.steps))
+                            result.best_step, result.steps, len(result.cuts)))
     choice = choose(trials, space, work.task.greater_is_better)
     if distributed.is_main():
         _write_tuning(params, work, optimizer, setting, space, trials, choice, Path(out_dir))
@@ -144,14 +146,15 @@ def _write_tuning(params: Params, work: Workload, optimizer: str, setting: str,
                   space: dict[str, Any], trials: list[Trial], choice: Choice, out_dir: Path
                   ) -> None:
     table = pd.DataFrame([{"trial": t.index, **t.hparams, "status": t.status, "score": t.score,
-                           "best_step": t.best_step, "steps": t.steps} for t in trials])
+                           "best_step": t.best_step, "steps": t.steps, "cuts": t.cuts}
+                          for t in trials])
     io.write_with(out_dir / "trials.csv", lambda p: table.to_csv(p, index=False))
     io.write_json(out_dir / "choice.json", {
         "task": work.task.name, "optimizer": optimizer, "setting": setting,
         "metric": work.task.metric, "split": SELECTION, "seed": params.tuning.seed,
         "max_steps": params.tuning_steps(work.task.name), "trials": len(trials),
         "space": {name: grid_values(grid) for name, grid in space.items()},
-        **choice.to_dict(),
+        **choice.to_dict(), "machine": machine(),
     })
 
 
@@ -237,8 +240,9 @@ def _score_and_write(work: Workload, optimizer: str, section: dict[str, Any], se
         "hparams": dict(section), **work.sizes(),
         "status": outcome["status"], "diverged_on": outcome["diverged_on"],
         "steps": outcome["steps"], "best_step": outcome["best_step"],
+        "controlled": has_controller(optimizer), "cuts": outcome["cuts"],
         "selection": outcome["best"], "dev": scores,
-        "last_finite_loss": outcome["last_finite_loss"],
+        "last_finite_loss": outcome["last_finite_loss"], "machine": machine(),
     }
     for kind, rows in (("train", result.train_log), ("eval", result.eval_log)):
         frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else LOG_COLUMNS[kind])

@@ -63,6 +63,15 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def machine() -> dict[str, Any]:
+    """What a run's numbers are bit-exact on: the same seed gives the same bytes only with the
+    same torch, the same kernels (the CPU's vector extension, or the GPU) and thread count."""
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    return {"torch": torch.__version__, "device": gpu or "cpu",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads()}
+
+
 # --------------------------------------------------------------------------- data loading
 
 
@@ -233,6 +242,7 @@ class LoopState:
     last_finite_loss: float | None = None
     diverged_on: str | None = None
     bad_evals: int = 0
+    cuts: list[dict[str, float]] = field(default_factory=list)  # the controller's lr cuts
     samples: int = 0
     tokens: int = 0  # real (unpadded) input tokens
     scaler: dict[str, Any] | None = None  # the fp16 loss scaler's state at a checkpoint
@@ -250,6 +260,8 @@ class RunResult:
     ``status`` is ``ok``, ``early_stopped`` or ``diverged``; ``diverged_on`` says what stopped
     being finite first (``loss``, ``grad_norm`` or ``parameters``). ``best`` holds the scores of
     the best evaluation (on whatever ``evaluate`` scored: the selection split in the pipeline).
+    ``cuts`` lists each learning-rate cut a metric-driven controller made: the step of the
+    evaluation that triggered it and the learning rate (first param group) after it.
     """
 
     status: str
@@ -259,6 +271,7 @@ class RunResult:
     last: dict[str, float]
     last_finite_loss: float | None
     diverged_on: str | None
+    cuts: list[dict[str, float]]
     wall_time_s: float
     train_samples_per_s: float
     train_tokens_per_s: float
@@ -279,6 +292,7 @@ class RunResult:
             last=state.last,
             last_finite_loss=state.last_finite_loss,
             diverged_on=state.diverged_on,
+            cuts=state.cuts,
             wall_time_s=seconds,
             train_samples_per_s=state.samples / seconds if seconds > 0 else 0.0,
             train_tokens_per_s=state.tokens / seconds if seconds > 0 else 0.0,
@@ -306,6 +320,10 @@ Evaluate = Callable[[torch.nn.Module], tuple[dict[str, float], dict[str, Any]]]
 
 def _all_finite(tensors: Iterator[torch.Tensor]) -> bool:
     return bool(torch.isfinite(torch.nn.utils.get_total_norm(list(tensors))))
+
+
+def _first_lr(optimizer: Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -440,7 +458,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             break
         state.last_finite_loss = loss_sum
-        lr = optimizer.param_groups[0]["lr"]
+        lr = _first_lr(optimizer)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
@@ -461,10 +479,10 @@ def train(
             scores = distributed.from_main(evaluate(model)[0] if distributed.is_main() else None)
             state.scoring_seconds += time.perf_counter() - scoring_started
             state.last = scores
-            state.eval_log.append({"step": step, "elapsed_s": elapsed, "tokens": state.tokens,
-                                   **scores})
-            if hasattr(scheduler, "report"):
-                scheduler.report(scores[metric])
+            state.eval_log.append({"step": step, "elapsed_s": elapsed, "samples": state.samples,
+                                   "tokens": state.tokens, **scores})
+            if hasattr(scheduler, "report") and scheduler.report(scores[metric]):
+                state.cuts.append({"step": step, "lr": _first_lr(optimizer)})
             value = scores[metric]  # NaN (e.g. Pearson of constant predictions) never wins
             if math.isfinite(value) and (not state.best or sign * (value - state.best[metric]) > 0):
                 state.best, state.best_step, state.bad_evals = scores, step, 0

@@ -5,9 +5,12 @@ hyperparameter whose product holds exactly ``tuning.trials`` points, so every op
 same number of trials. Every trial trains with ``tuning.seed`` (not an evaluation seed) for
 the task's tuning steps (:meth:`adaopt.config.Params.tuning_steps`) and is scored by its best
 evaluation on the selection split; the best trial's values are used by the final runs of that
-(task, optimizer, setting). A trial that diverged has no score. Ties go to the earlier grid
-point, so the choice is deterministic. A choice on the edge of its grid is flagged: the best
-value may lie outside it.
+(task, optimizer, setting). A trial that diverged has no score. Trials tied at the best score
+(a few hundred selection examples make exact ties common, e.g. every trial that predicts one
+class) go to the tied point nearest the grid's centre, and of two equally near, the earlier:
+a rule that does not push choices onto the grid's edge, where "ties to the first point" put
+every tied choice on the smallest learning rate. A choice on the edge of its grid is flagged:
+the best value may lie outside it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Trial:
     score: float  # NaN where the run diverged or never scored a finite value
     best_step: int | None
     steps: int
+    cuts: int = 0  # learning-rate cuts the method's controller made in this trial
 
 
 @dataclass(frozen=True)
@@ -92,5 +96,17 @@ def choose(trials: list[Trial], space: dict[str, Grid], greater_is_better: bool 
         first = min(trials, key=lambda trial: trial.index)
         return Choice(first.hparams, math.nan, first.index, edges(space, first.hparams),
                       no_finished_trial=True)
-    best = max(scored, key=lambda trial: (sign * trial.score, -trial.index))
+    top = max(sign * trial.score for trial in scored)
+    tied = [trial for trial in scored if sign * trial.score == top]
+    best = min(tied, key=lambda trial: (off_centre(space, trial.hparams), trial.index))
     return Choice(best.hparams, best.score, best.index, edges(space, best.hparams))
+
+
+def off_centre(space: dict[str, Grid], point: dict[str, Any]) -> float:
+    """How far ``point`` lies from the grid's centre: per hyperparameter, the distance of its
+    value's position from the middle position, in grid steps, summed."""
+    distance = 0.0
+    for name, grid in space.items():
+        values = grid_values(grid)
+        distance += abs(values.index(point[name]) - (len(values) - 1) / 2)
+    return distance
