@@ -1,6 +1,7 @@
-"""The compress stage's checks: int8 keeps the fp32 model's predictions, pruning is exact and
-survives the recovery fine-tune, the distillation loss is the textbook one, and the measuring
-helpers (structured pruning, students, latency, Pareto fronts) do what the table claims."""
+"""The compress stage's checks: the teacher is chosen on the selection split, int8 keeps the
+fp32 model's predictions, pruning is exact and survives the recovery fine-tune, the distillation
+loss is the textbook one, and the measuring helpers (structured pruning, students, latency,
+Pareto fronts) do what the table claims."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from datasets import load_from_disk
 
+from adaopt import io
 from adaopt.compression.measure import latencies, pareto_front, size_on_disk
 from adaopt.compression.methods import (
     distillation_loss,
@@ -24,6 +26,7 @@ from adaopt.compression.methods import (
     sparsity_of,
     student_of,
 )
+from adaopt.compression.stage import best_optimizer
 from adaopt.config import load_params
 from adaopt.evaluation import forward_outputs
 from adaopt.modeling import load_model, load_tokenizer
@@ -140,3 +143,46 @@ def test_pareto_front_keeps_the_undominated_points() -> None:
     score = np.array([0.5, 0.7, 0.6, 0.7, np.nan])
     assert pareto_front(cost, score, True).tolist() == [True, True, False, False, False]
     assert pareto_front(cost, score, False).tolist() == [True, False, False, False, False]
+
+
+# A run: (status, selection-split score, dev score) on the task's metric.
+RunScores = tuple[str, float, float]
+
+
+def _write_runs(runs: Path, metric: str, cells: dict[str, list[RunScores]]) -> None:
+    """Per optimizer, the ``metrics.json`` of SST-2's fair seeds 0, 1, ... (what the chooser
+    reads of them)."""
+    for optimizer, seeds in cells.items():
+        for seed, (status, selection, dev) in enumerate(seeds):
+            io.write_json(runs / "sst2" / optimizer / "fair" / f"seed{seed}" / "metrics.json",
+                          {"metric": metric, "status": status, "selection": {metric: selection},
+                           "dev": {metric: dev}})
+
+
+def test_the_teacher_is_the_best_by_mean_selection_score_not_by_dev(tmp_path: Path) -> None:
+    _write_runs(tmp_path, "accuracy", {
+        "adamw": [("ok", 0.80, 0.92), ("ok", 0.82, 0.90), ("ok", 0.99, 0.99)],  # best on dev
+        "lamb": [("ok", 0.86, 0.70), ("early_stopped", 0.84, 0.72)],  # best on selection
+        "sgd": [("ok", 0.60, 0.60), ("ok", 0.62, 0.61)],
+    })
+    seeds = [0, 1]  # adamw's seed 2, outside the sweep, would make it the best
+    assert best_optimizer(tmp_path, "sst2", "fair", ["adamw", "lamb", "sgd"], seeds, True) == "lamb"
+    assert best_optimizer(tmp_path, "sst2", "fair", ["adamw", "sgd"], seeds, True) == "adamw"
+
+
+def test_the_teacher_ranks_finished_seeds_in_the_tasks_direction(tmp_path: Path) -> None:
+    """Lower is better (a loss), and a diverged seed's score, however good, is left out."""
+    _write_runs(tmp_path, "loss", {"adam": [("ok", 2.6, 2.6), ("diverged", 1.0, 1.0)],
+                                   "adamw": [("ok", 2.5, 2.5), ("ok", 2.5, 2.5)]})
+    assert best_optimizer(tmp_path, "sst2", "fair", ["adam", "adamw"], [0, 1], False) == "adamw"
+
+
+def test_a_tie_goes_to_the_earlier_candidate_and_no_finished_run_is_an_error(
+    tmp_path: Path,
+) -> None:
+    _write_runs(tmp_path, "accuracy", {"adam": [("ok", 0.8, 0.9)], "adamw": [("ok", 0.8, 0.7)],
+                                       "sgd": [("diverged", 0.9, 0.9)]})
+    assert best_optimizer(tmp_path, "sst2", "fair", ["adam", "adamw"], [0], True) == "adam"
+    assert best_optimizer(tmp_path, "sst2", "fair", ["adamw", "adam"], [0], True) == "adamw"
+    with pytest.raises(ValueError, match="no finished run of sst2"):
+        best_optimizer(tmp_path, "sst2", "fair", ["sgd"], [0], True)

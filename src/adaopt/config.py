@@ -308,17 +308,20 @@ class EvaluateConfig(_Section):
     ``targets`` holds a fixed time-to-target line per task, on the task's model-selection
     metric (checked against the task's trivial baseline when the data is prepared). Intervals
     are ``confidence`` intervals; the bootstrap over seeds and dev examples draws
-    ``bootstrap_samples`` resamples.
+    ``bootstrap_samples`` resamples. ``margins`` declares, per task and before the run, the
+    difference on its model-selection metric within which two optimizers count as equivalent
+    (a task without one gets no equivalence test).
     """
 
     targets: dict[str, float]
+    margins: dict[str, Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict)
     confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
     bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
 
-    @field_validator("targets")
+    @field_validator("targets", "margins")
     @classmethod
-    def _known_tasks(cls, targets: dict[str, float]) -> dict[str, float]:
-        return {get_task(name).name: value for name, value in targets.items()}
+    def _known_tasks(cls, values: dict[str, float]) -> dict[str, float]:
+        return {get_task(name).name: value for name, value in values.items()}
 
 
 SETTINGS = ("traditional", "fair")
@@ -349,8 +352,8 @@ class CompressConfig(_Section):
     """The compress stage (:mod:`adaopt.compression`), one per task in ``tasks``.
 
     The teacher is the best of ``optimizers`` (``None``: every optimizer of the sweep) in the
-    ``setting`` cells by the evaluate summary; the stage retrains its seed-0 run from the tuned
-    values (as the train stage ran it), and AdamW's beside it. Unstructured magnitude
+    ``setting`` cells by its runs' mean selection-split score; the stage retrains its seed-0 run
+    from the tuned values (as the train stage ran it), and AdamW's beside it. Unstructured magnitude
     pruning runs at each of ``sparsities`` (fractions of the encoder's Linear weights), with and
     without ``recovery_steps`` of fine-tuning at ``lr``; structured pruning removes each of
     ``ffn_fractions`` of every layer's FFN neurons (then the same recovery).

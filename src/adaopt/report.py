@@ -21,7 +21,15 @@ import pandas as pd
 
 from adaopt.config import SETTINGS, Params, grid_values
 from adaopt.hparams import OPTIMIZERS
-from adaopt.statistics import paired_difference
+from adaopt.statistics import (
+    BETTER,
+    EQUIVALENT,
+    IDENTICAL,
+    INCONCLUSIVE,
+    UNTESTED,
+    WORSE,
+    paired_difference,
+)
 from adaopt.summary import REFERENCES, headline_markdown, read_choices, tuning_markdown
 from adaopt.tasks import get_task
 
@@ -30,52 +38,44 @@ METHOD = "adaptive_adam"
 #: Performance-profile factors: within tau x the fastest optimizer's time to target.
 TAUS = (1.0, 1.5, 2.0, 3.0, 4.0)
 
-BETTER, WORSE, UNCLEAR, UNTESTED = ("better", "worse", "no detectable difference at this budget",
-                                    "not testable (fewer than two finished pairs)")
-
-
-def verdict(low: float, high: float, greater_is_better: bool) -> str:
-    """Better or worse when the interval of the paired difference excludes zero on that side;
-    otherwise no detectable difference (an interval that holds zero cannot rank the two)."""
-    if math.isnan(low) or math.isnan(high):
-        return UNTESTED
-    if low > 0 or high < 0:
-        improved = (low > 0) == greater_is_better
-        return BETTER if improved else WORSE
-    return UNCLEAR
-
-
 def method_against_references(paired: pd.DataFrame, method: str = METHOD) -> pd.DataFrame:
-    """The paired difference ``method - reference`` per setting, reference and task, with its
-    verdict."""
-    rows = paired[(paired.optimizer == method) & paired.reference.isin(REFERENCES)].copy()
-    rows["verdict"] = [verdict(row.low, row.high, get_task(row.task).greater_is_better)
-                       for row in rows.itertuples(index=False)]
+    """The method's rows of the evaluate stage's paired comparisons (verdicts included)."""
+    rows = paired[(paired.optimizer == method) & paired.reference.isin(REFERENCES)]
     return rows.reset_index(drop=True)
 
 
 def overall_verdict(verdicts: pd.DataFrame, setting: str, reference: str) -> str:
-    """One sentence: on how many tasks the method is better, worse or not distinguishable."""
+    """One sentence: on how many tasks the method is better, worse, equivalent, identical or
+    not separable at this budget, and what that says of the claim."""
     rows = verdicts[(verdicts.setting == setting) & (verdicts.reference == reference)]
-    counts = rows.verdict.value_counts()
-    better, worse = int(counts.get(BETTER, 0)), int(counts.get(WORSE, 0))
     total = len(rows)
     if total == 0:
         return f"No paired comparison with {reference} in the {setting} setting."
-    if better == total:
+    counts = {name: int((rows.verdict == name).sum())
+              for name in (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, IDENTICAL, UNTESTED)}
+    if counts[BETTER] == total:
         claim = "supported on every task"
-    elif better == 0 and worse == 0:
-        claim = "neither supported nor refuted: no task separates them at this budget"
-    elif better == 0:
-        claim = "not supported: it is never better, and worse on some tasks"
-    else:
+    elif counts[BETTER] and not counts[WORSE]:
         claim = "supported on some tasks only"
-    equal = rows[(rows.low == 0) & (rows.high == 0)].task.tolist()
-    same = (f" Its dev scores equal {reference}'s seed for seed on {len(equal)} of them "
-            f"({', '.join(equal)})." if equal else "")
-    return (f"{setting} setting, against {reference}: better on {better} of {total} tasks, worse "
-            f"on {worse}, no detectable difference on {total - better - worse}; the claim is "
-            f"{claim}.{same}")
+    elif counts[WORSE] and not counts[BETTER]:
+        claim = "not supported: it is worse on some tasks and better on none"
+    elif counts[BETTER]:
+        claim = "mixed: better on some tasks, worse on others"
+    elif counts[IDENTICAL] == total:
+        claim = "not tested: the two are the same runs"
+    else:
+        claim = "not supported at this budget: no task separates them"
+    parts = ", ".join(f"{name} on {count}" for name, count in counts.items() if count)
+    identical = rows[rows.verdict == IDENTICAL]
+    same = ""
+    if len(identical):
+        cuts = identical.cuts.sum(min_count=1)
+        cut_text = ("no cut recorded" if pd.isna(cuts) else
+                    f"{int(cuts)} controller cut{'s' * (cuts != 1)} in those runs")
+        same = (f" Identical means bit-identical dev predictions on every seed "
+                f"({', '.join(identical.task)}; {cut_text}).")
+    return (f"{setting} setting, against {reference}, over {total} tasks (Holm-corrected): "
+            f"{parts}; the claim is {claim}.{same}")
 
 
 def schedule_effect(runs: pd.DataFrame, level: float) -> pd.DataFrame:
@@ -96,14 +96,19 @@ def schedule_effect(runs: pd.DataFrame, level: float) -> pd.DataFrame:
 
 def performance_profile(summary: pd.DataFrame, setting: str,
                         taus: Iterable[float] = TAUS) -> pd.DataFrame:
-    """Per optimizer, the fraction of tasks on which its median time to target is within
-    ``tau`` times the fastest optimizer's (Dolan and Moré's performance profile).
+    """Per optimizer, the fraction of tasks on which its median optimizer steps to target are
+    within ``tau`` times the fastest optimizer's (Dolan and Moré's performance profile).
 
-    A cell that never reached its target (median +inf) counts as never within any tau; a task
-    that no optimizer reached counts for nobody.
+    Steps, not seconds: they are the same for a seed on any machine, and the fair AdamW and
+    AdaptiveAdam runs, the same computation, differ by seconds of machine noise. A cell that
+    never reached its target (median +inf) counts as never within any tau; a task that no
+    optimizer reached counts for nobody; a task without a target is left out.
     """
-    cells = summary[summary.setting == setting]
-    times = cells.pivot(index="optimizer", columns="task", values="time_to_target_median_s")
+    cells = summary[(summary.setting == setting)
+                    & summary.time_to_target_median_steps.notna()]
+    if cells.empty:
+        return pd.DataFrame(columns=[f"tau {tau:g}" for tau in taus])
+    times = cells.pivot(index="optimizer", columns="task", values="time_to_target_median_steps")
     times = times.astype(float).replace(np.nan, np.inf)
     fastest = times.min(axis=0)
     ratio = times / fastest.where(np.isfinite(fastest), np.nan)
@@ -123,19 +128,23 @@ def best_constant(task: str, baseline: float) -> float:
 
 
 def beats_baseline(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per task, the best cell by its mean and whether its t-interval excludes, on the better
-    side, the task's trivial baseline and every other constant prediction (``bar``)."""
+    """Per task, the best cell by its mean selection-split score (dev chooses nothing) and
+    whether its bootstrap interval over seeds and dev examples excludes, on the better side,
+    the task's trivial baseline and every other constant prediction (``bar``)."""
     rows = []
     for task, cells in summary.groupby("task", sort=False):
         greater = get_task(task).greater_is_better
         finished = cells[cells.finished > 0]
-        best = finished.loc[finished["mean"].idxmax() if greater else finished["mean"].idxmin()]
+        chosen = finished.selection_mean
+        best = finished.loc[chosen.idxmax() if greater else chosen.idxmin()]
         baseline = best.get("baseline", math.nan)
         bar = best_constant(task, baseline)
-        beats = bool(best.ci_low > bar) if greater else bool(best.ci_high < bar)
+        beats = (bool(best.bootstrap_low > bar) if greater
+                 else bool(best.bootstrap_high < bar))
         rows.append({"task": task, "optimizer": best.optimizer, "setting": best.setting,
-                     "metric": best.metric, "mean": best["mean"], "ci_low": best.ci_low,
-                     "ci_high": best.ci_high, "baseline": baseline,
+                     "metric": best.metric, "mean": best["mean"],
+                     "ci_low": best.bootstrap_low, "ci_high": best.bootstrap_high,
+                     "baseline": baseline,
                      "baseline_rule": best.get("baseline_rule", ""), "bar": bar,
                      "beats_baseline": beats and not math.isnan(baseline)})
     return pd.DataFrame(rows)
@@ -173,13 +182,24 @@ def _interval(low: float, high: float, digits: int = 3) -> str:
     return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
+def _p(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.2g}"
+
+
 def verdict_markdown(verdicts: pd.DataFrame) -> str:
+    """One row per (setting, reference, task): the paired difference, its interval, the
+    Holm-corrected p-values, the margin, the smallest detectable difference, the cuts."""
     shown = pd.DataFrame({
         "setting": verdicts.setting, "reference": verdicts.reference, "task": verdicts.task,
         "difference": verdicts.difference.map(lambda v: f"{v:+.4f}"),
         "interval": [_interval(r.low, r.high, 4) for r in verdicts.itertuples(index=False)],
-        "p": verdicts.p_value.map(lambda v: "—" if math.isnan(v) else f"{v:.2g}"),
-        "pairs": verdicts.pairs, "verdict": verdicts.verdict})
+        "p (Holm)": verdicts.p_adjusted.map(_p),
+        "margin": verdicts.margin.map(lambda v: "—" if math.isnan(v) else f"±{v:g}"),
+        "p equivalent (Holm)": verdicts.p_equivalent_adjusted.map(_p),
+        "detectable": verdicts.detectable.map(lambda v: "—" if math.isnan(v) else f"{v:.4f}"),
+        "pairs": verdicts.pairs,
+        "cuts": verdicts.cuts.map(lambda v: "not recorded" if pd.isna(v) else f"{int(v)}"),
+        "verdict": verdicts.verdict})
     return shown.to_markdown(index=False) + "\n"
 
 
@@ -194,9 +214,9 @@ def schedule_markdown(effect: pd.DataFrame) -> str:
 
 def baseline_markdown(check: pd.DataFrame) -> str:
     shown = pd.DataFrame({
-        "task": check.task, "best cell": check.optimizer + " · " + check.setting,
-        "metric": check.metric, "mean": check["mean"].map(_number),
-        "t-interval": [f"[{_number(r.ci_low)}, {_number(r.ci_high)}]"
+        "task": check.task, "best cell (selection)": check.optimizer + " · " + check.setting,
+        "metric": check.metric, "dev mean": check["mean"].map(_number),
+        "bootstrap interval": [f"[{_number(r.ci_low)}, {_number(r.ci_high)}]"
                        for r in check.itertuples(index=False)],
         "baseline": [f"{_number(r.baseline)} ({r.baseline_rule})"
                      for r in check.itertuples(index=False)],
@@ -205,13 +225,24 @@ def baseline_markdown(check: pd.DataFrame) -> str:
     return shown.to_markdown(index=False) + "\n"
 
 
+def _steps_to_target(row: Any) -> str:
+    """``120 steps · 3840 ex (3/3)`` (tokens for a language model); never; no target."""
+    steps = row.time_to_target_median_steps
+    if math.isnan(steps):
+        return "no target"
+    if math.isinf(steps):
+        return "never"
+    unit = "tokens" if get_task(row.task).kind == "language_modeling" else "examples"
+    seen = getattr(row, f"time_to_target_median_{unit}")
+    seen_text = "" if math.isnan(seen) else f" · {seen:.0f} {'tok' if unit == 'tokens' else 'ex'}"
+    return f"{steps:.0f} steps{seen_text} ({row.reached_target}/{row.seeds})"
+
+
 def time_to_target_markdown(summary: pd.DataFrame, setting: str) -> str:
-    """Optimizer x task: the median seconds to the task's target (not reached: never)."""
+    """Optimizer x task: the median optimizer steps, and examples or tokens seen, to the task's
+    target (not reached: never)."""
     cells = summary[summary.setting == setting]
-    shown = cells.assign(cell=[
-        "never" if math.isinf(row.time_to_target_median_s)
-        else f"{row.time_to_target_median_s:.1f} ({row.reached_target}/{row.seeds})"
-        for row in cells.itertuples(index=False)])
+    shown = cells.assign(cell=[_steps_to_target(row) for row in cells.itertuples(index=False)])
     table = shown.pivot(index="optimizer", columns="task", values="cell")
     order = [name for name in OPTIMIZERS if name in table.index]
     return table.loc[order, list(dict.fromkeys(cells.task))].to_markdown() + "\n"
@@ -219,10 +250,18 @@ def time_to_target_markdown(summary: pd.DataFrame, setting: str) -> str:
 
 def efficiency_markdown(summary: pd.DataFrame, setting: str) -> str:
     """Per optimizer: throughput relative to AdamW's on the same task (geometric mean over
-    tasks), the largest peak memory, and its state's size on each model."""
+    tasks) and on how many tasks that ratio lies beyond the machine's noise, the largest peak
+    memory, and its state's size on each model.
+
+    The noise is each cell's spread of samples/s over its seeds (the same computation per
+    step): a ratio within two combined spreads of 1 ranks nothing.
+    """
     cells = summary[summary.setting == setting].set_index(["task", "optimizer"])
-    adamw = cells.xs("adamw", level="optimizer").train_samples_per_s
-    ratio = cells.train_samples_per_s / adamw.reindex(cells.index.get_level_values("task")).values
+    adamw = cells.xs("adamw", level="optimizer")
+    tasks = cells.index.get_level_values("task")
+    ratio = cells.train_samples_per_s / adamw.train_samples_per_s.reindex(tasks).values
+    band = 2 * np.hypot(cells.throughput_noise, adamw.throughput_noise.reindex(tasks).values)
+    beyond = (ratio - 1).abs() > band
     models = {task: "GPT" if get_task(task).kind == "language_modeling" else "MiniLM"
               for task in cells.index.get_level_values("task")}
     rows = {}
@@ -231,6 +270,7 @@ def efficiency_markdown(summary: pd.DataFrame, setting: str) -> str:
         state = group.optimizer_state_mb.groupby(tasks.map(models)).max()
         rows[optimizer] = {
             "throughput vs adamw": float(np.exp(np.log(ratio.loc[group.index]).mean())),
+            "beyond noise": f"{int(beyond.loc[group.index].sum())} of {len(group)} tasks",
             "samples/s (range over tasks)": f"{group.train_samples_per_s.min():.1f}-"
                                             f"{group.train_samples_per_s.max():.1f}",
             "peak MiB (largest)": group.peak_memory_mb.max(),
@@ -449,6 +489,27 @@ def _squad_exact_match(summary: pd.DataFrame) -> str:
             + table.loc[order].to_markdown(floatfmt=".1f") + "\n\n")
 
 
+def cuts_markdown(summary: pd.DataFrame) -> str:
+    """Every controlled cell: its controller's cuts per run, in seed order."""
+    cells = summary[summary.cuts.fillna("") != ""]
+    if cells.empty:
+        return "No optimizer with a metric-driven controller in the sweep.\n"
+    table = cells.assign(cell=cells.optimizer + " · " + cells.setting).pivot(
+        index="cell", columns="task", values="cuts")
+    return table[list(dict.fromkeys(cells.task))].rename_axis("cuts per run").to_markdown() + "\n"
+
+
+def machines_sentence(runs: pd.DataFrame) -> str:
+    """Which machines the runs were made on: their numbers are byte-identical only there."""
+    columns = ["machine.device", "machine.cpu_capability", "machine.torch", "machine.threads"]
+    if not set(columns) <= set(runs.columns):
+        return "The runs predate the machine record: the machine they ran on is not recorded."
+    kinds = runs[columns].astype(str).drop_duplicates()
+    names = "; ".join(f"{r[0]} ({r[1]}), torch {r[2]}, {r[3]} threads"
+                      for r in kinds.itertuples(index=False))
+    return f"The runs were made on: {names}."
+
+
 def render(outputs: Outputs, params: Params) -> str:
     """``REPORT.md`` from the pipeline's outputs."""
     level = params.evaluate.confidence
@@ -472,33 +533,45 @@ def render(outputs: Outputs, params: Params) -> str:
         "`results/`, `data/prepare_report.json` and `benchmarks/results/learning_curves.csv`; "
         "do not edit by hand. Every cell's detail is in `results/summary.md`.\n\n"
         "## Verdict\n\n" + "".join(f"* {sentence}\n" for sentence in sentences) +
-        f"* Signal: {signal}.\n\n"
+        f"* Signal: {signal}.\n* {machines_sentence(outputs.runs)}\n\n"
         "## The paper's table\n\n"
         f"Dev set, mean over finished seeds ± half-width of the {level:.0%} t-interval "
         "(finished/run seeds).\n\n"
         f"{headline_markdown(summary)}\n{_squad_exact_match(summary)}"
         "## AdaptiveAdam against Adam and AdamW\n\n"
-        f"Dev score of AdaptiveAdam minus the reference's, paired by seed, {level:.0%} "
-        "interval and paired t-test p-value; better or worse only where the interval excludes "
-        "zero. In the fair setting every optimizer gets AdaptiveAdam's warmup and exponential "
-        "decay, so AdaptiveAdam differs from AdamW only by its metric-driven cuts: where the two "
-        "score the same seed for seed, no cut changed a run's selected weights.\n\n"
+        f"Dev score of AdaptiveAdam minus the reference's, paired by seed and by dev example "
+        f"(the same bootstrap draws for both), {level:.0%} interval. Each family (one reference "
+        "in one setting, over the tasks) is Holm-corrected: better or worse where the corrected "
+        "p of no difference is below "
+        f"{1 - level:.2g}; equivalent where the corrected two one-sided tests put the difference "
+        "within the task's margin (`evaluate.margins`, declared before the run); inconclusive "
+        "otherwise, with the smallest difference this budget could have detected (80% power, "
+        "at the family's strictest level); identical where the dev predictions are "
+        "bit-identical on every seed. In the fair setting every optimizer gets AdaptiveAdam's "
+        "warmup and exponential decay, so AdaptiveAdam differs from AdamW only by its "
+        "metric-driven cuts (`cuts`: over the paired runs).\n\n"
         f"{verdict_markdown(verdicts)}\n"
+        "The controller's learning-rate cuts, per run (seeds in order):\n\n"
+        f"{cuts_markdown(summary)}\n"
         "## Does each task beat its trivial baseline?\n\n"
-        "The best cell's t-interval must exclude the trivial baseline and every other constant "
-        "prediction (on a two-class task scored by accuracy, the better class on dev).\n\n"
+        "The best cell is chosen by its mean selection-split score; its dev score's bootstrap "
+        "interval over seeds and dev examples must exclude the trivial baseline and every other "
+        "constant prediction (on a two-class task scored by accuracy, the better class on "
+        "dev).\n\n"
         f"{baseline_markdown(check)}\n"
         f"{no_signal_markdown(check, outputs.curves, params, outputs.prepared)}\n"
         "## Traditional against fair: how much is the schedule\n\n"
         "Fair minus traditional (the shared warmup, decay and clipping), paired by seed.\n\n"
         f"{schedule_markdown(schedule_effect(outputs.runs, level))}\n"
         "## Efficiency\n\n"
-        "Median seconds of training to the task's target on the selection split (reached/run "
-        "seeds), fair setting:\n\n"
+        "Median optimizer steps, and examples (tokens for the language model) seen, to the "
+        "task's target on the selection split, checked at every evaluation (reached/run seeds), "
+        "fair setting; the same for a seed on any machine. Wall-clock throughput follows, with "
+        "the machine's noise beside it.\n\n"
         f"{time_to_target_markdown(summary, 'fair')}\n"
         f"{efficiency_markdown(summary, 'fair')}\n"
         "Performance profiles: the fraction of tasks on which an optimizer reaches the target "
-        "within tau times the fastest optimizer's time; never reaching it counts as never.\n\n"
+        "within tau times the fastest optimizer's steps; never reaching it counts as never.\n\n"
         f"{profiles}"
         "## The tuning record\n\n"
         f"{spaces_markdown(params)}\n{edges_sentence(outputs.choices)}\n\n"

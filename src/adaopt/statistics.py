@@ -1,14 +1,25 @@
 """The statistics behind the comparison: intervals over seeds, paired tests, the bootstrap.
 
 Three questions, three tools. How precisely do the seeds pin down an optimizer's mean? A
-Student-t interval over seeds. Is optimizer A better than B? A paired t-test over seeds (the
-same seed gives both the same initialization and data order, so pairing removes that noise).
-How much would the number move on another dev set of the same size? A bootstrap that resamples
-the seeds and the dev examples together, recomputing the metric from the saved predictions.
+Student-t interval over seeds. How much would the number move on another dev set of the same
+size? A bootstrap that resamples the seeds and the dev examples together, recomputing the
+metric from the saved predictions. Is optimizer A better than B, worse, equivalent within a
+declared margin, or can this budget not tell? :func:`paired_bootstrap`: the same bootstrap,
+paired (both optimizers take the same seeds and the same dev examples in every draw, since the
+same seed gives both the same initialization and data order), so that the dev set's noise is in
+the interval and runs that differ by the same amount on every seed cannot look certain; then
+:func:`decide` corrects each family of comparisons for its size (Holm).
+
+Why by hand: the field's tools (``deepsig``: almost stochastic order, paired bootstrap and
+permutation tests over one score per run, Bonferroni) take per-run or per-example scores of a
+mean metric; Matthews and Pearson correlations are not means of per-example scores, and a
+handful of seeds gives per-run tests nothing to resample. Holm's correction comes from
+``statsmodels``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +27,7 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 
 def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -69,8 +81,7 @@ def paired_difference(values: np.ndarray, reference: np.ndarray, level: float = 
     if pairs < 2:
         return PairedDifference(mean, math.nan, math.nan, math.nan, pairs)
     if np.ptp(differences) == 0:
-        p_value = math.nan if mean == 0 else 0.0
-        return PairedDifference(mean, mean, mean, p_value, pairs)
+        return PairedDifference(mean, mean, mean, math.nan, pairs)
     result = stats.ttest_rel(values, reference)
     interval = result.confidence_interval(level)
     return PairedDifference(mean, float(interval.low), float(interval.high),
@@ -203,3 +214,135 @@ def bootstrap_interval(metric: str, predictions: np.ndarray, labels: np.ndarray 
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
+
+
+# ----------------------------------------------------------------------------- paired bootstrap
+
+
+#: Power at which :attr:`PairedComparison.detectable` is stated.
+POWER = 0.8
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """``a - b`` on the dev set, paired by seed and by dev example.
+
+    ``difference`` is the observed mean over the paired seeds; ``low``/``high`` the percentile
+    interval of the paired draws; ``p_value`` the two-sided bootstrap p of no difference and
+    ``p_equivalent`` the p of the two one-sided tests that the difference lies within
+    ``±margin`` (NaN without a margin); neither is ever below ``1 / (samples + 1)``. ``se`` is
+    the draws' standard deviation, from which :func:`decide` states the smallest difference
+    the comparison could have detected.
+    """
+
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    p_equivalent: float
+    se: float
+    pairs: int
+
+
+def _tail(draws: np.ndarray, mask: np.ndarray) -> float:
+    """A bootstrap tail probability, counted as (k + 1) / (B + 1): never 0 from B draws."""
+    return (int(mask.sum()) + 1) / (len(draws) + 1)
+
+
+@functools.lru_cache(maxsize=4)
+def _draws_and_weights(n_seeds: int, n_examples: int, samples: int, seed: int
+                       ) -> tuple[BootstrapDraws, np.ndarray]:
+    """The draws and their example weights, shared by every comparison of one shape: each
+    comparison of a task's cells resamples the same dev examples and seeds."""
+    draws = bootstrap_draws(n_seeds, n_examples, samples, seed)
+    return draws, draws.example_weights()
+
+
+def paired_bootstrap(metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray | None,
+                     level: float, samples: int, margin: float | None = None, seed: int = 0
+                     ) -> PairedComparison:
+    """Paired bootstrap of ``metric(a) - metric(b)``, rows of ``a`` and ``b`` paired by seed.
+
+    Every draw takes the same seeds and the same dev examples for both sides, recomputes the
+    metric on each (:data:`RESAMPLED`), and averages the per-seed differences. ``a`` and ``b``
+    hold predictions (or per-example scores for ``metric="mean"``), one row per seed where both
+    finished. Draws where the metric is undefined (a constant predictor's Pearson) are dropped.
+    """
+    a, b = np.atleast_2d(a), np.atleast_2d(b)
+    pairs = a.shape[0] if a.size else 0
+    if pairs == 0:
+        return PairedComparison(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+    whole = np.ones((1, a.shape[1]))
+    observed = (RESAMPLED[metric](a, labels, whole) - RESAMPLED[metric](b, labels, whole))
+    difference = float(observed.mean())
+    draws, weights = _draws_and_weights(pairs, a.shape[1], samples, seed)
+    per_seed = RESAMPLED[metric](a, labels, weights) - RESAMPLED[metric](b, labels, weights)
+    values = np.take_along_axis(per_seed.T, draws.seeds, axis=1).mean(axis=1)
+    values = values[np.isfinite(values)]
+    if math.isnan(difference) or len(values) == 0:
+        return PairedComparison(difference, math.nan, math.nan, math.nan, math.nan, math.nan,
+                                pairs)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    p_value = min(1.0, 2 * min(_tail(values, values <= 0), _tail(values, values >= 0)))
+    p_equivalent = (math.nan if margin is None else
+                    max(_tail(values, values >= margin), _tail(values, values <= -margin)))
+    return PairedComparison(difference, float(low), float(high), p_value, p_equivalent,
+                            float(values.std(ddof=1)) if len(values) > 1 else math.nan, pairs)
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, IDENTICAL, UNTESTED = (
+    "better", "worse", "equivalent", "inconclusive", "identical", "not testable")
+
+
+def holm(p_values: np.ndarray, alpha: float) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN: not tested, left out)."""
+    p_values = np.asarray(p_values, dtype=float)
+    adjusted = np.full(len(p_values), math.nan)
+    tested = np.isfinite(p_values)
+    if tested.any():
+        adjusted[tested] = multipletests(p_values[tested], alpha=alpha, method="holm")[1]
+    return adjusted
+
+
+def detectable_difference(se: float, alpha: float) -> float:
+    """The smallest true difference a two-sided test at ``alpha`` finds with :data:`POWER`,
+    for a difference estimated with standard error ``se`` (normal approximation)."""
+    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * se)
+
+
+def decide(comparisons: list[PairedComparison], identical: list[bool],
+           greater_is_better: list[bool], alpha: float) -> list[dict[str, Any]]:
+    """The verdict of each comparison of one family (e.g. one method against one reference in
+    one setting, over the tasks), Holm-corrected for the family's size.
+
+    ``identical``: the two sides' dev predictions are bit-identical on every seed; nothing is
+    tested. Otherwise better or worse where the corrected p of no difference is below
+    ``alpha``, equivalent where the corrected equivalence p is, inconclusive else, with the
+    smallest difference detectable at the family's strictest level (``alpha`` over its size).
+    """
+    tested = [c.pairs >= 2 and not same for c, same in zip(comparisons, identical, strict=True)]
+    size = max(1, sum(tested))
+    p = holm(np.array([c.p_value if t else math.nan for c, t in zip(comparisons, tested,
+                                                                      strict=True)]), alpha)
+    p_eq = holm(np.array([c.p_equivalent if t else math.nan
+                          for c, t in zip(comparisons, tested, strict=True)]), alpha)
+    rows = []
+    for i, comparison in enumerate(comparisons):
+        detectable = detectable_difference(comparison.se, alpha / size) if tested[i] else math.nan
+        if identical[i]:
+            verdict = IDENTICAL
+        elif not tested[i] or math.isnan(p[i]):
+            verdict = UNTESTED
+        elif p[i] < alpha:
+            verdict = BETTER if (comparison.difference > 0) == greater_is_better[i] else WORSE
+        elif p_eq[i] < alpha:
+            verdict = EQUIVALENT
+        else:
+            verdict = INCONCLUSIVE
+        rows.append({"p_adjusted": p[i], "p_equivalent_adjusted": p_eq[i],
+                     "detectable": detectable, "verdict": verdict})
+    return rows

@@ -1,5 +1,6 @@
 """Gathering the runs into tables: per cell, the dev score over seeds with its intervals, the
-paired comparisons against the reference optimizers, and the time to a fixed target.
+paired comparisons against the reference optimizers with their verdicts, and the time to a
+fixed target in optimizer steps and in examples (tokens for a language model) seen.
 
 Every number here is read from the runs' own files (``metrics.json``, ``efficiency.json``, the
 CSV logs, ``predictions.json``) and the prepared dev sets; nothing is typed in. The statistics
@@ -19,10 +20,16 @@ import numpy as np
 import pandas as pd
 
 from adaopt.config import SETTINGS, Params
-from adaopt.hparams import OPTIMIZERS
+from adaopt.hparams import CONTROLLED, OPTIMIZERS
 from adaopt.metrics.squad import exact_match_score, f1_score, metric_max_over_ground_truths
 from adaopt.protocol.splits import DEV, examples_split
-from adaopt.statistics import bootstrap_interval, confidence_interval, paired_difference
+from adaopt.statistics import (
+    PairedComparison,
+    bootstrap_interval,
+    confidence_interval,
+    decide,
+    paired_bootstrap,
+)
 from adaopt.tasks import get_task
 from adaopt.training import EFFICIENCY
 
@@ -67,11 +74,16 @@ def _run_row(path: Path) -> dict[str, Any]:
     run = json.loads((path / "metrics.json").read_text())
     cost = json.loads((path / "efficiency.json").read_text())
     metric = run["metric"]
+    cuts = run.get("cuts")  # runs that predate the record: NaN, "not recorded"
     return {
         **{key: run[key] for key in RUN_KEYS},
         "metric": metric, "greater_is_better": run["greater_is_better"],
         "status": run["status"], "diverged_on": run["diverged_on"],
         "steps": run["steps"], "best_step": run["best_step"],
+        "controlled": run.get("controlled", run["optimizer"] in CONTROLLED),
+        "cuts": math.nan if cuts is None else len(cuts),
+        "cut_steps": "" if not cuts else " ".join(str(cut["step"]) for cut in cuts),
+        **{f"machine.{key}": value for key, value in run.get("machine", {}).items()},
         "score": run["dev"].get(metric, math.nan),
         "selection_score": run["selection"].get(metric, math.nan),
         "last_finite_loss": run["last_finite_loss"],
@@ -117,31 +129,49 @@ def load_baselines(report_path: str | Path) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- time to target
 
 
-def _first_reach(curve: pd.DataFrame, metric: str, target: float, greater: bool) -> float:
-    """Training seconds of the first evaluation at or beyond ``target``; +inf if none."""
+#: What time to target is counted in, each from the eval log's column: optimizer steps and
+#: examples (``samples``) or tokens seen, deterministic for a seed; training seconds beside them,
+#: which vary from run to run and rank nothing.
+TTT_UNITS = {"steps": "step", "examples": "samples", "tokens": "tokens", "s": "elapsed_s"}
+TTT_COLUMNS = [f"time_to_target_{unit}" for unit in TTT_UNITS]
+
+
+def _first_reach(curve: pd.DataFrame, metric: str, target: float, greater: bool
+                 ) -> dict[str, float]:
+    """Per unit, the count at the first evaluation at or beyond ``target``; +inf if none (NaN
+    where the log predates the unit's column)."""
     reached = curve[curve[metric] >= target] if greater else curve[curve[metric] <= target]
-    return float(reached.elapsed_s.iloc[0]) if len(reached) else math.inf
+    return {f"time_to_target_{unit}": (math.inf if not len(reached) else
+                                       float(reached[column].iloc[0]) if column in curve
+                                       else math.nan)
+            for unit, column in TTT_UNITS.items()}
 
 
 def time_to_target(runs: pd.DataFrame, evals: pd.DataFrame, targets: Mapping[str, float]
                    ) -> pd.DataFrame:
-    """Per run, training seconds until the selection-split metric first reaches its task's line.
+    """Per run, the optimizer steps, examples, tokens and seconds until the selection-split
+    metric first reaches its task's line, checked at every evaluation.
 
-    ``targets`` are the fixed per-task lines of ``params.evaluate.targets``. A run that never
-    reaches its line, or diverged, gets +inf (``reached_target`` False): it stays in the table
-    and counts in the cell's k/n.
+    ``targets`` are the fixed per-task lines of ``params.evaluate.targets``; a task without
+    one has no time to target (NaN). A run that never reaches its line, or diverged, gets +inf
+    (``reached_target`` False): it stays in the table and counts in the cell's k/n.
     """
     curves = dict(tuple(evals.groupby(RUN_KEYS))) if len(evals) else {}
+    never = dict.fromkeys(TTT_COLUMNS, math.inf)
     rows = []
     for run in runs.itertuples(index=False):
         key = (run.task, run.optimizer, run.setting, run.seed)
-        target = targets[run.task]
+        target = targets.get(run.task, math.nan)
         curve = curves.get(key)
-        seconds = (math.inf if run.status == "diverged" or curve is None
-                   else _first_reach(curve, run.metric, target, run.greater_is_better))
+        if math.isnan(target):
+            reach = dict.fromkeys(TTT_COLUMNS, math.nan)
+        elif run.status == "diverged" or curve is None:
+            reach = never
+        else:
+            reach = _first_reach(curve, run.metric, target, run.greater_is_better)
         rows.append({**dict(zip(RUN_KEYS, key, strict=True)), "target": target,
-                     "reached_target": math.isfinite(seconds), "time_to_target_s": seconds})
-    return pd.DataFrame(rows, columns=[*RUN_KEYS, "target", "reached_target", "time_to_target_s"])
+                     "reached_target": math.isfinite(reach["time_to_target_steps"]), **reach})
+    return pd.DataFrame(rows, columns=[*RUN_KEYS, "target", "reached_target", *TTT_COLUMNS])
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -188,14 +218,42 @@ def _load_dev(prepared_dir: str | Path, task: str) -> Any:
     return load_from_disk(str(Path(prepared_dir) / task))[split]
 
 
-def _cell_interval(task: str, metric: str, predictions: list[dict[str, Any]], dev: Any,
-                   level: float, samples: int) -> tuple[float, float]:
+def _resampled(task: str, metric: str, predictions: list[dict[str, Any]], dev: Any
+               ) -> tuple[str, np.ndarray, np.ndarray | None]:
+    """What the bootstrap resamples for ``task``: ``(metric, values, labels)``, where values
+    are the runs' predictions (seeds, n), or per-example scores under ``"mean"``."""
     per_example = PER_EXAMPLE.get(get_task(task).kind)
     if per_example is not None:
-        scores = per_example(predictions, dev, metric)
-        return bootstrap_interval("mean", scores, None, level, samples)
+        return "mean", per_example(predictions, dev, metric), None
     values, labels = _glue_arrays(predictions, dev)
-    return bootstrap_interval(metric, values, labels, level, samples)
+    return metric, values, labels
+
+
+class DevPredictions:
+    """The runs' saved dev predictions and the tasks' dev sets, each read once."""
+
+    def __init__(self, runs_dir: str | Path, prepared_dir: str | Path) -> None:
+        self.runs_dir, self.prepared_dir = runs_dir, prepared_dir
+        self._dev: dict[str, Any] = {}
+        self._runs: dict[Run, dict[str, Any]] = {}
+
+    def dev(self, task: str) -> Any:
+        return self._dev.setdefault(task, _load_dev(self.prepared_dir, task))
+
+    def run(self, cell: Run) -> dict[str, Any]:
+        if cell not in self._runs:
+            path = run_dir(self.runs_dir, cell) / "predictions.json"
+            self._runs[cell] = json.loads(path.read_text())
+        return self._runs[cell]
+
+    def arrays(self, task: str, metric: str, cells: list[Run]
+               ) -> tuple[str, np.ndarray, np.ndarray | None]:
+        """:func:`_resampled` of ``cells``' runs; a missing dev row is one clear error."""
+        try:
+            return _resampled(task, metric, [self.run(cell) for cell in cells], self.dev(task))
+        except KeyError as error:  # predictions of another dev set, or a truncated file
+            raise ValueError(f"{'/'.join(map(str, cells[0][:3]))}: a predictions.json has no "
+                             f"prediction for dev row {error}") from None
 
 
 def bootstrap_intervals(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: str | Path,
@@ -205,22 +263,15 @@ def bootstrap_intervals(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: 
     Reads each finished run's ``predictions.json`` and the task's prepared dev set; a cell
     without a finished seed has no interval (NaN).
     """
-    dev_sets: dict[str, Any] = {}
+    predictions = DevPredictions(runs_dir, prepared_dir)
     rows = []
     for keys, group in runs.groupby(GROUP_KEYS, sort=False):
-        task = keys[0]
         finished = group[group.status != "diverged"]
         low = high = math.nan
         if len(finished):
-            dev = dev_sets.setdefault(task, _load_dev(prepared_dir, task))
-            predictions = [json.loads((run_dir(runs_dir, cell) / "predictions.json").read_text())
-                           for cell in finished[RUN_KEYS].itertuples(index=False)]
-            try:
-                low, high = _cell_interval(task, group.metric.iloc[0], predictions, dev, level,
-                                           samples)
-            except KeyError as error:  # predictions of another dev set, or a truncated file
-                raise ValueError(f"{'/'.join(keys)}: a predictions.json has no prediction for "
-                                 f"dev row {error}") from None
+            cells = [tuple(cell) for cell in finished[RUN_KEYS].itertuples(index=False)]
+            metric, values, labels = predictions.arrays(keys[0], group.metric.iloc[0], cells)
+            low, high = bootstrap_interval(metric, values, labels, level, samples)
         rows.append({**dict(zip(GROUP_KEYS, keys, strict=True)),
                      "bootstrap_low": low, "bootstrap_high": high})
     return pd.DataFrame(rows, columns=[*GROUP_KEYS, "bootstrap_low", "bootstrap_high"])
@@ -244,12 +295,26 @@ def metric_statistics(runs: pd.DataFrame) -> dict[str, float]:
     return statistics
 
 
-def _time_statistics(seconds: pd.Series) -> dict[str, Any]:
-    """Reached k, the median over all runs (not reached = +inf), the mean over reached ones."""
-    reached = seconds[np.isfinite(seconds)]
-    return {"reached_target": len(reached),
-            "time_to_target_median_s": float(np.median(seconds)) if len(seconds) else math.inf,
-            "time_to_target_mean_s": float(reached.mean()) if len(reached) else math.nan}
+def _time_statistics(group: pd.DataFrame) -> dict[str, Any]:
+    """Reached k, and per unit the median over all runs (not reached = +inf)."""
+    return {"reached_target": int(group.reached_target.sum()),
+            **{f"time_to_target_median_{unit}": float(np.median(group[f"time_to_target_{unit}"]))
+               for unit in TTT_UNITS}}
+
+
+def cuts_label(cuts: pd.Series) -> str:
+    """A controlled cell's cuts per run, in seed order (``2 1 2``); ``not recorded`` for runs
+    that predate the record."""
+    if cuts.isna().any():
+        return "not recorded"
+    return " ".join(str(int(n)) for n in cuts)
+
+
+def throughput_noise(samples_per_s: pd.Series) -> float:
+    """The spread of a cell's throughput over its seeds, relative to its mean: the seeds do the
+    same computation per step, so this is the machine's own noise (NaN under two runs)."""
+    values = samples_per_s.dropna()
+    return float(values.std(ddof=1) / values.mean()) if len(values) > 1 else math.nan
 
 
 def _cell_row(group: pd.DataFrame, level: float) -> dict[str, Any]:
@@ -268,9 +333,12 @@ def _cell_row(group: pd.DataFrame, level: float) -> dict[str, Any]:
         "confidence": level,
         "ci_low": low,
         "ci_high": high,
+        "selection_mean": finished.selection_score.mean(),
+        "cuts": cuts_label(group.cuts) if group.controlled.all() else "",
         "target": group.target.iloc[0],
-        **_time_statistics(group.time_to_target_s),
+        **_time_statistics(group),
         **{key: finished[key].mean() for key in EFFICIENCY},
+        "throughput_noise": throughput_noise(finished.train_samples_per_s),
         **metric_statistics(finished),
     }
 
@@ -295,30 +363,75 @@ def summarize(runs: pd.DataFrame, ttt: pd.DataFrame, level: float,
     return summary
 
 
-def paired_differences(runs: pd.DataFrame, level: float,
-                       references: Iterable[str] = REFERENCES) -> pd.DataFrame:
-    """Per task, setting and reference in the sweep: every other optimizer minus the reference.
+PAIRED_COLUMNS = ["task", "setting", "reference", "optimizer", "pairs", "difference", "low",
+                  "high", "p_value", "p_equivalent", "margin", "p_adjusted",
+                  "p_equivalent_adjusted", "detectable", "identical", "cuts", "verdict",
+                  "confidence"]
 
-    Runs are paired by seed (same initialization and data order); only seeds where both
-    finished count (``pairs``). See :func:`adaopt.statistics.paired_difference`.
+
+def _pair(runs: pd.DataFrame, predictions: DevPredictions, task: str, setting: str,
+          optimizer: str, reference: str, level: float, samples: int, margin: float | None
+          ) -> dict[str, Any]:
+    """One comparison: ``optimizer - reference`` over the seeds where both finished."""
+    finished = runs[(runs.task == task) & (runs.setting == setting)
+                    & (runs.status != "diverged")]
+    seeds = sorted(set(finished[finished.optimizer == optimizer].seed)
+                   & set(finished[finished.optimizer == reference].seed))
+    own = [(task, optimizer, setting, seed) for seed in seeds]
+    other = [(task, reference, setting, seed) for seed in seeds]
+    metric = runs[runs.task == task].metric.iloc[0]
+    comparison = PairedComparison(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+    identical = False
+    if seeds:
+        identical = all(predictions.run(a) == predictions.run(b)
+                        for a, b in zip(own, other, strict=True))
+        kind, values, labels = predictions.arrays(task, metric, own)
+        _, reference_values, _ = predictions.arrays(task, metric, other)
+        comparison = paired_bootstrap(kind, values, reference_values, labels, level, samples,
+                                      margin)
+    cuts = runs[(runs.task == task) & (runs.setting == setting) & (runs.optimizer == optimizer)
+                & runs.seed.isin(seeds)].cuts
+    return {"task": task, "setting": setting, "reference": reference, "optimizer": optimizer,
+            "pairs": comparison.pairs, "difference": comparison.difference,
+            "low": comparison.low, "high": comparison.high, "p_value": comparison.p_value,
+            "p_equivalent": comparison.p_equivalent,
+            "margin": math.nan if margin is None else margin, "identical": identical,
+            "cuts": cuts.sum(min_count=1), "se": comparison.se, "confidence": level}
+
+
+def paired_comparisons(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: str | Path,
+                       level: float, samples: int, margins: Mapping[str, float],
+                       references: Iterable[str] = REFERENCES) -> pd.DataFrame:
+    """Per task, setting and reference in the sweep: every other optimizer minus the reference,
+    paired by seed and by dev example (:func:`adaopt.statistics.paired_bootstrap`), with its
+    verdict (:func:`adaopt.statistics.decide`).
+
+    A family is one optimizer against one reference in one setting, over the tasks: Holm's
+    correction is for its size. ``identical`` marks bit-identical dev predictions on every
+    paired seed (nothing to test); ``cuts`` counts the optimizer's controller cuts over those
+    runs (NaN where the runs did not record them); ``margin`` is the task's declared
+    equivalence margin (``evaluate.margins``; NaN: no equivalence test).
     """
-    scores = runs.assign(score=runs.score.where(runs.status != "diverged"))
-    table = scores.pivot(index=["task", "setting", "seed"], columns="optimizer", values="score")
-    present = [name for name in references if name in table.columns]
+    predictions = DevPredictions(runs_dir, prepared_dir)
+    present = [name for name in references if name in set(runs.optimizer)]
     rows = []
     for task, setting in runs[["task", "setting"]].drop_duplicates().itertuples(index=False):
-        group = table.loc[(task, setting)]
         for reference, optimizer in itertools.product(present, runs.optimizer.unique()):
-            if optimizer == reference:
-                continue
-            result = paired_difference(group[optimizer].to_numpy(), group[reference].to_numpy(),
-                                       level)
-            rows.append({"task": task, "setting": setting, "reference": reference,
-                         "optimizer": optimizer, "pairs": result.pairs,
-                         "difference": result.mean, "low": result.low, "high": result.high,
-                         "p_value": result.p_value, "confidence": level})
-    return pd.DataFrame(rows, columns=["task", "setting", "reference", "optimizer", "pairs",
-                                       "difference", "low", "high", "p_value", "confidence"])
+            if optimizer != reference:
+                rows.append(_pair(runs, predictions, task, setting, optimizer, reference, level,
+                                  samples, margins.get(task)))
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    alpha = 1 - level
+    verdicts = []
+    for _, family in table.groupby(["setting", "reference", "optimizer"], sort=False):
+        comparisons = [PairedComparison(r.difference, r.low, r.high, r.p_value, r.p_equivalent,
+                                        r.se, r.pairs) for r in family.itertuples(index=False)]
+        greater = [get_task(task).greater_is_better for task in family.task]
+        decided = decide(comparisons, list(family.identical), greater, alpha)
+        verdicts.append(pd.DataFrame(decided, index=family.index))
+    return table.join(pd.concat(verdicts))[PAIRED_COLUMNS]
 
 
 # ----------------------------------------------------------------------------- Markdown
@@ -386,17 +499,16 @@ def headline_metrics(summary: pd.DataFrame) -> dict[str, dict[str, dict[str, flo
 
 
 def paired_cell(row: pd.Series, digits: int) -> str:
-    """``+0.012 [-0.004, 0.028], p 0.12 (3 pairs)``; ``n/a`` where under two pairs.
-
-    A NaN p-value with an interval (identical runs, see ``paired_difference``) reads ``—``.
-    """
+    """``+0.012 [-0.004, 0.028] inconclusive``, ``identical (0 cuts)``; ``n/a`` without pairs."""
     if row.pairs == 0:
         return "n/a (0 pairs)"
+    if row.identical:
+        cuts = "" if pd.isna(row.cuts) else f" ({int(row.cuts)} cuts)"
+        return f"identical{cuts}"
     if math.isnan(row.low):
         return f"{row.difference:+.{digits}f}, n/a ({row.pairs} pair)"
-    p = "—" if math.isnan(row.p_value) else f"{row.p_value:.2g}"
-    return (f"{row.difference:+.{digits}f} [{row.low:+.{digits}f}, {row.high:+.{digits}f}], "
-            f"p {p} ({row.pairs} pairs)")
+    return (f"{row.difference:+.{digits}f} [{row.low:+.{digits}f}, {row.high:+.{digits}f}] "
+            f"{row.verdict}")
 
 
 def paired_markdown(paired: pd.DataFrame, summary: pd.DataFrame) -> str:
@@ -431,17 +543,24 @@ def _interval(low: float, high: float) -> str:
 
 
 def _time_to_target(row: pd.Series) -> str:
-    """``12.3 s (mean 11.0; 2/3 reached)``: the median, where not reached counts as +inf."""
-    median = ("not reached" if math.isinf(row.time_to_target_median_s)
-              else f"{row.time_to_target_median_s:.1f} s")
-    mean = ("" if math.isnan(row.time_to_target_mean_s)
-            else f"mean {row.time_to_target_mean_s:.1f}; ")
-    return f"{median} ({mean}{row.reached_target}/{row.seeds} reached)"
+    """``120 steps, 3840 examples (2/3 reached)``: medians, where not reached counts as +inf."""
+    if math.isnan(row.time_to_target_median_steps):
+        return "no target"
+    if math.isinf(row.time_to_target_median_steps):
+        return f"not reached ({row.reached_target}/{row.seeds} reached)"
+    seen = row.time_to_target_median_examples
+    seen_text = "" if math.isnan(seen) else f", {seen:.0f} examples"
+    return (f"{row.time_to_target_median_steps:.0f} steps{seen_text} "
+            f"({row.reached_target}/{row.seeds} reached)")
 
 
 def _baseline(row: pd.Series) -> str:
     value = row.get("baseline", math.nan)
     return "" if pd.isna(value) else f"{value:.4f} ({row.baseline_rule})"
+
+
+def _percent(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.1%}"
 
 
 def to_markdown(summary: pd.DataFrame) -> str:
@@ -454,8 +573,10 @@ def to_markdown(summary: pd.DataFrame) -> str:
         "task": "task", "setting": "setting", "optimizer": "optimizer", "metric": "metric",
         "finished": "finished", "score": "mean ± std", "t": "t-interval",
         "bootstrap": "bootstrap interval", "other": "other metrics (mean ± std)",
-        "baseline_shown": "baseline", "target": "target", "ttt": "time to target (median)",
-        "train_samples_per_s": "samples/s", "train_tokens_per_s": "tokens/s",
+        "baseline_shown": "baseline", "cuts": "cuts per run", "target": "target",
+        "ttt": "time to target (median)",
+        "train_samples_per_s": "samples/s", "noise": "samples/s spread",
+        "train_tokens_per_s": "tokens/s",
         "peak_memory_mb": "peak MiB", "optimizer_state_mb": "optimizer state MiB",
     }
     shown = summary.assign(
@@ -470,6 +591,7 @@ def to_markdown(summary: pd.DataFrame) -> str:
         other=[_other_metrics(row) for _, row in summary.iterrows()],
         baseline_shown=[_baseline(row) for _, row in summary.iterrows()],
         ttt=[_time_to_target(row) for _, row in summary.iterrows()],
+        noise=[_percent(row.throughput_noise) for _, row in summary.iterrows()],
     )
     table = shown[list(columns)].rename(columns=columns)
     return table.to_markdown(index=False, floatfmt=".4g") + "\n"
@@ -541,9 +663,12 @@ def report_markdown(summary: pd.DataFrame, paired: pd.DataFrame, runs: pd.DataFr
         "the bootstrap interval over seeds and dev examples is in the detailed table.\n\n"
         f"{headline_markdown(summary)}\n"
         "## Paired comparisons\n\n"
-        f"Dev score minus the reference's, paired by seed over the seeds where both finished: "
-        f"mean difference [{level} interval], paired t-test p-value (— where every pair is "
-        "identical); n/a with fewer than two pairs.\n\n"
+        "Dev score minus the reference's over the seeds where both finished, paired by seed "
+        f"and by dev example: mean difference [{level} paired-bootstrap interval] and the "
+        "verdict, Holm-corrected over the tasks (better, worse, equivalent within the task's "
+        "declared margin, inconclusive, identical: bit-identical dev predictions, with the "
+        "controller's cuts); `results/paired.csv` has the p-values and the smallest detectable "
+        "difference.\n\n"
         f"{paired_markdown(paired, summary)}\n"
         f"## Every cell\n\n{to_markdown(summary)}\n"
         "## Tuned hyperparameters\n\n"

@@ -2,8 +2,8 @@
 scored on dev and timed on the CPU side by side, as a table (``results/compression/<task>.{csv,
 md}``) and a figure (``figures/compression_<task>.png``).
 
-The teacher is the best optimizer of ``compress.setting`` by the evaluate summary's mean dev
-metric, among ``compress.optimizers``; quantization and pruning without recovery are applied to
+The teacher is the best optimizer of ``compress.setting`` by its runs' mean selection-split
+score, among ``compress.optimizers``; quantization and pruning without recovery are applied to
 the AdamW model too, so that the two optimizers' weights compare as compressed. Both are
 retrained here, seed 0 from the tuned values as the train stage ran them (on the training
 device; the same machine gives the same weights, and the stage says whether the dev score
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,16 +86,32 @@ def retrain(params: Params, work: Workload, optimizer: str, tuning_dir: str | Pa
                                 f"{same} the train stage's {recorded['dev'].get(metric)}")
 
 
-def best_optimizer(summary: pd.DataFrame, task: str, setting: str, candidates: list[str],
-                   greater_is_better: bool) -> str:
-    """The candidate with the best mean dev metric in ``setting`` (the evaluate summary)."""
-    rows = summary[(summary.task == task) & (summary.setting == setting)
-                   & summary.optimizer.isin(candidates)].dropna(subset=["mean"])
-    if rows.empty:
+def _selection_score(path: Path) -> float:
+    """A run's selection-split score on its task's metric (``metrics.json``); NaN if diverged."""
+    run = json.loads(path.read_text())
+    if run["status"] == "diverged":
+        return math.nan
+    return run["selection"].get(run["metric"], math.nan)
+
+
+def best_optimizer(runs_dir: str | Path, task: str, setting: str, candidates: list[str],
+                   seeds: list[int], greater_is_better: bool) -> str:
+    """The candidate whose runs of ``setting`` have the best mean selection-split score over
+    their finished ``seeds``; a tie goes to the earlier candidate.
+
+    Chosen on the selection split, as tuning is: dev is the reported number, and a teacher
+    picked by its dev score would make the compressed models' dev scores optimistic.
+    """
+    runs, means = Path(runs_dir) / task, {}
+    for name in candidates:
+        scores = [_selection_score(runs / name / setting / f"seed{seed}" / "metrics.json")
+                  for seed in seeds]
+        means[name] = pd.Series(scores, dtype=float).mean()  # NaN: no seed finished
+    finished = pd.Series(means, dtype=float).dropna()
+    if finished.empty:
         raise ValueError(f"no finished run of {task} ({setting}) among compress.optimizers "
                          f"{', '.join(candidates)}")
-    ranked = rows.sort_values("mean", ascending=not greater_is_better, kind="stable")
-    return str(ranked.optimizer.iloc[0])
+    return str(finished.idxmax() if greater_is_better else finished.idxmin())
 
 
 class _Builder:
@@ -172,15 +189,15 @@ def table(variants: list[Variant], timings: dict[int, dict[str, tuple[float, flo
 
 
 def compress_task(params: Params, task: str, prepared_dir: str | Path, tuning_dir: str | Path,
-                  runs_dir: str | Path, summary_path: str | Path, tables_dir: str | Path,
-                  figures_dir: str | Path, log: Callable[[str], None] = print) -> pd.DataFrame:
+                  runs_dir: str | Path, tables_dir: str | Path, figures_dir: str | Path,
+                  log: Callable[[str], None] = print) -> pd.DataFrame:
     """Build, score and time every variant of ``task``; write its table and figure."""
     started = time.perf_counter()
     cfg = params.compress
     work = Workload(params, task, prepared_dir, overrides={"precision": "fp32"})
     spec = work.task
-    best = best_optimizer(pd.read_csv(summary_path), spec.name, cfg.setting,
-                          params.teacher_candidates(), spec.greater_is_better)
+    best = best_optimizer(runs_dir, spec.name, cfg.setting, params.teacher_candidates(),
+                          params.sweep.seeds, spec.greater_is_better)
     log(f"teacher: {best}")
     training = Workload(params, task, prepared_dir)  # the train stage's precision, not fp32
     originals, notes = {}, []
