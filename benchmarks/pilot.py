@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "pilot"
 CURVES = ROOT / "benchmarks" / "results" / "learning_curves.csv"
 PAIR = ("adamw", "adaptive_adam")
+#: One thread: the pilot keeps one of the machine's two cores, and its timings stay steady
+#: while the other core works (two processes of two threads each slow both down several times).
+THREADS = 1
 SETTING = "fair"
 
 
@@ -40,6 +43,7 @@ def pilot_params(params: Params, task: str, steps: int, every: int, seeds: list[
     """``params`` with the pilot's seeds and ``task``'s budget; checked like any profile."""
     raw = params.model_dump(mode="json")
     raw["sweep"].update(optimizers=list(PAIR), seeds=seeds)
+    raw["train"]["threads"] = THREADS
     raw["workloads"][task]["train"] = {**raw["workloads"][task]["train"], "max_steps": steps,
                                        "eval_every": every}
     return parse_params(raw, "pilot")
@@ -67,7 +71,9 @@ def pairs(args: argparse.Namespace) -> None:
 def curves(args: argparse.Namespace) -> None:
     from learning_curves import curve, replace_task_rows  # benchmarks/ is this script's folder
 
-    params = load_params(args.params)
+    raw = load_params(args.params).model_dump(mode="json")
+    raw["train"]["threads"] = THREADS
+    params = parse_params(raw, "pilot")
     started = time.perf_counter()
     rows = pd.concat([curve(params, args.prepared, args.task, args.steps, args.every, lr)
                       for lr in args.lr], ignore_index=True)
@@ -87,10 +93,138 @@ def record(part: str, runs: int, steps: int, seconds: float) -> None:
 
 
 def summary(args: argparse.Namespace) -> None:
-    from adaopt.pilot import pilot_markdown
-
     io.write_text(ROOT / "benchmarks" / "results" / "pilot.md",
-                  pilot_markdown(OUT, CURVES, load_params(args.params), args.prepared))
+                  pilot_markdown(load_params(args.params), args.prepared))
+
+
+def _runs(params: Params) -> pd.DataFrame:
+    """Every pilot run found under ``OUT / "runs"``, in the summary's row format."""
+    from adaopt.summary import load_runs
+
+    cells = [(task.name, optimizer, SETTING, int(seed.name.removeprefix("seed")))
+             for task in sorted((OUT / "runs").iterdir()) for optimizer in PAIR
+             for seed in sorted((task / optimizer / SETTING).glob("seed*"))]
+    return load_runs(OUT / "runs", cells)
+
+
+def _cuts_table(runs: pd.DataFrame) -> str:
+    controlled = runs[runs.optimizer == "adaptive_adam"]
+    rows = [{"task": task, "runs": len(group), "runs that cut": int((group.cuts > 0).sum()),
+             "cuts per run": " ".join(str(int(n)) for n in group.cuts),
+             "cut steps (per run)": "; ".join(steps or "—" for steps in group.cut_steps.fillna(""))}
+            for task, group in controlled.groupby("task", sort=False)]
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
+
+
+def _noise_table(runs: pd.DataFrame) -> str:
+    """AdamW's step-to-step change of its selection score over the second half of each run:
+    the jitter a plateau shows, which the controller's ``min_delta`` should sit above."""
+    from adaopt.summary import load_logs
+
+    adamw = runs[runs.optimizer == "adamw"]
+    cells = [tuple(cell) for cell in adamw[["task", "optimizer", "setting", "seed"]]
+             .itertuples(index=False)]
+    evals = load_logs(OUT / "runs", "eval", cells)
+    rows = []
+    for task, group in evals.groupby("task", sort=False):
+        metric = adamw[adamw.task == task].metric.iloc[0]
+        changes = []
+        for _, run in group.groupby("seed"):
+            late = run[run.step > run.step.max() / 2][metric].to_numpy()
+            changes.extend(abs(late[1:] - late[:-1]))
+        series = pd.Series(changes)
+        rows.append({"task": task, "metric": metric, "evaluations compared": len(series),
+                     "median |change|": f"{series.median():.4f}",
+                     "90th percentile": f"{series.quantile(0.9):.4f}",
+                     "share below min_delta 0.005": f"{(series < 0.005).mean():.0%}"})
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
+
+
+def _verdict_table(runs: pd.DataFrame, params: Params, prepared: str) -> str:
+    from adaopt.summary import paired_comparisons
+
+    level = params.evaluate.confidence
+    paired = paired_comparisons(runs, OUT / "runs", prepared, level,
+                                params.evaluate.bootstrap_samples, params.evaluate.margins,
+                                references=("adamw",))
+    shown = pd.DataFrame({
+        "task": paired.task, "pairs": paired.pairs,
+        "AdaptiveAdam - AdamW": paired.difference.map(lambda v: f"{v:+.4f}"),
+        f"{level:.0%} interval": [f"[{r.low:+.4f}, {r.high:+.4f}]"
+                                  for r in paired.itertuples(index=False)],
+        "p (Holm)": paired.p_adjusted.map(lambda v: f"{v:.2g}"),
+        "margin": paired.margin.map(lambda v: f"±{v:g}"),
+        "smallest detectable": paired.detectable.map(lambda v: f"{v:.4f}"),
+        "verdict": paired.verdict})
+    return shown.to_markdown(index=False) + "\n"
+
+
+def _clearing_table() -> str:
+    """Per task, the first step at which the best learning rate's selection score clears the
+    task's trivial baseline on the selection split by two standard errors of that split."""
+    from adaopt.report import clear_margin
+    from adaopt.tasks import get_task
+
+    curves = pd.read_csv(CURVES)
+    rows = []
+    for task, curve in curves.groupby("task", sort=False):
+        greater = get_task(task).greater_is_better
+        first = curve.iloc[0]
+        margin = clear_margin(first.metric, first.baseline, int(first.examples))
+        clears = {}
+        for lr, run in curve.groupby("lr"):
+            above = run[run.value > first.baseline + margin] if greater else run[
+                run.value < first.baseline - margin]
+            clears[lr] = int(above.step.iloc[0]) if len(above) else None
+        best_lr = max(curve.lr.unique(), key=lambda lr: (
+            curve[curve.lr == lr].value.max() if greater else -curve[curve.lr == lr].value.min()))
+        reached = [step for step in clears.values() if step is not None]
+        rows.append({
+            "task": task, "metric": first.metric,
+            "selection baseline": f"{first.baseline:.3f} (+ {margin:.3f})",
+            "learning rates": ", ".join(f"{lr:g}" for lr in sorted(clears)),
+            "steps measured": int(curve.step.max()),
+            "best lr": f"{best_lr:g}",
+            "best score": f"{curve[curve.lr == best_lr].value.max():.3f}",
+            "first step clearing the baseline": min(reached) if reached else "not within the curve",
+            "s/step": f"{curve.s_per_step.mean():.2f}"})
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
+
+
+def pilot_markdown(params: Params, prepared: str) -> str:
+    """``benchmarks/results/pilot.md``: what the pilot measured, from its files."""
+    runs = _runs(params)
+    timing = pd.read_csv(OUT / "timing.csv")
+    machine = runs.filter(like="machine.").drop_duplicates().to_dict(orient="records")
+    steps = {task: int(group.steps.max()) for task, group in runs.groupby("task", sort=False)}
+    return (
+        "# Pilot: does the controller act, and what would a reference run need? (issue #24)\n\n"
+        "Generated by `python benchmarks/pilot.py summary` from `benchmarks/results/pilot/` and "
+        "`benchmarks/results/learning_curves.csv`; the commands are `benchmarks/pilot.sh`. Real "
+        "data (the cpu profile's preparation of `ADAOPT_DATA_MIRROR`), not the reference "
+        f"results. Machine: {machine}.\n\n"
+        "## AdamW against AdaptiveAdam, fair setting\n\n"
+        "Each with the learning rate its tune stage chose in the committed reference run "
+        f"(`tuning/<task>/<optimizer>/fair/choice.json`), {runs.seed.nunique()} seeds, "
+        + ", ".join(f"{task} {n} steps" for task, n in steps.items())
+        + " (selection split scored at every evaluation, dev once with the selected weights); "
+        "parameters in `benchmarks/results/pilot/params/`.\n\n"
+        "How often the controller cut:\n\n"
+        f"{_cuts_table(runs)}\n"
+        "The paired comparison (by seed and dev example, Holm over the pilot's tasks):\n\n"
+        f"{_verdict_table(runs, params, prepared)}\n"
+        "The selection split's jitter on a plateau (AdamW, second half of each run), beside the "
+        "controller's `min_delta`:\n\n"
+        f"{_noise_table(runs)}\n"
+        "## Where each task leaves its trivial baseline (selection split)\n\n"
+        "AdamW, fair setting, one seed (0), the cpu profile's batch and token limits; a score "
+        "clears the baseline when it beats it by two standard errors of the split.\n\n"
+        f"{_clearing_table()}\n"
+        "## Cost\n\n"
+        f"Measured wall time of each part (one thread, beside other work on the 2-core "
+        f"machine); {timing.seconds.sum() / 60:.0f} minutes in all.\n\n"
+        + timing.to_markdown(index=False) + "\n"
+    )
 
 
 def main() -> None:

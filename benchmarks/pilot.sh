@@ -6,12 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pilot="python benchmarks/pilot.py"
-$pilot pairs --task lm_pretrain --steps 1000 --every 50
-$pilot pairs --task sst2 --steps 300 --every 20
-$pilot curves --task cola --steps 300 --every 25 --lr 3e-5 --lr 1e-4 --lr 3e-4
-$pilot curves --task sst2 --steps 300 --every 25 --lr 3e-5 --lr 1e-4 --lr 3e-4
-$pilot curves --task stsb --steps 200 --every 20 --lr 3e-5 --lr 1e-4 --lr 3e-4
-$pilot curves --task rte --steps 150 --every 15 --lr 3e-5 --lr 1e-4 --lr 3e-4
-$pilot curves --task mrpc --steps 150 --every 15 --lr 3e-5 --lr 1e-4 --lr 3e-4
-$pilot curves --task squad --steps 120 --every 15 --lr 1e-4 --lr 3e-4
+$pilot pairs --task lm_pretrain --steps 600 --every 30
+$pilot pairs --task sst2 --steps 240 --every 20
+$pilot curves --task cola --steps 200 --every 20 --lr 1e-4 --lr 3e-4
+$pilot curves --task stsb --steps 160 --every 20 --lr 1e-4 --lr 3e-4
+$pilot curves --task rte --steps 120 --every 15 --lr 1e-4 --lr 3e-4
+$pilot curves --task mrpc --steps 120 --every 15 --lr 1e-4 --lr 3e-4
+$pilot curves --task sst2 --steps 160 --every 20 --lr 1e-4 --lr 3e-4
+$pilot curves --task squad --steps 96 --every 16 --lr 1e-4 --lr 3e-4
 $pilot summary

@@ -155,3 +155,32 @@ def test_changing_the_fair_setting_outdates_only_fair_runs(smoke_repo: Path) -> 
     # The precision ablation runs fair, and each compress stage retrains a fair cell's teacher.
     compress = {f"compress@{task}" for task in params.compress.tasks}
     assert stale - fair <= {"evaluate", "figures", "precision"} | compress
+
+
+def test_the_controller_cuts_and_changes_a_run(smoke_repo: Path) -> None:
+    """Issue #24: AdaptiveAdam's controller acts in the smoke profile. Some fair run cut its
+    learning rate, and its selected weights differ from AdamW's on the same seed (its dev
+    predictions differ, where the same weights would give the same bytes); the summary and
+    the report show the cuts per run, and the verdict is not "identical" everywhere."""
+    params = load_params(smoke_repo / "params.yaml")
+    changed = []
+    for task in params.sweep.tasks:
+        for seed in params.sweep.seeds:
+            run = smoke_repo / "runs" / task / "adaptive_adam" / "fair" / f"seed{seed}"
+            reference = smoke_repo / "runs" / task / "adamw" / "fair" / f"seed{seed}"
+            cuts = json.loads((run / "metrics.json").read_text())["cuts"]
+            assert all(set(cut) == {"step", "lr"} for cut in cuts)
+            same = ((run / "predictions.json").read_bytes()
+                    == (reference / "predictions.json").read_bytes())
+            if cuts and not same:
+                changed.append((task, seed))
+    assert changed, "no AdaptiveAdam run both cut and ended with weights other than AdamW's"
+    summary = pd.read_csv(smoke_repo / "results" / "summary.csv")
+    controlled = summary[summary.optimizer == "adaptive_adam"]
+    assert controlled.cuts.notna().all() and (controlled.cuts != "not recorded").all()
+    report = (smoke_repo / "REPORT.md").read_text()
+    assert "cuts per run" in report
+    paired = pd.read_csv(smoke_repo / "results" / "paired.csv")
+    fair = paired[(paired.optimizer == "adaptive_adam") & (paired.reference == "adamw")
+                  & (paired.setting == "fair")]
+    assert (fair.verdict != "identical").any()

@@ -41,11 +41,15 @@ def _problem(where: str, optimizer: str, kind: str, steps: int, every: int, pati
             f"{max(1, steps // needed)}")
 
 
+def _patience(params: Params, optimizer: str) -> int:
+    return resolve_hparams(optimizer, optimizer_hparams(params.optimizers[optimizer]))["patience"]
+
+
 def controller_problems(params: Params) -> list[str]:
     """One line per (task, controlled optimizer, kind of run) whose evaluations are too few."""
     problems = []
     for optimizer in [name for name in params.sweep.optimizers if name in CONTROLLED]:
-        patience = resolve_hparams(optimizer, optimizer_hparams(params.optimizers[optimizer]))["patience"]
+        patience = _patience(params, optimizer)
         for task in params.sweep.tasks:
             train = params.train_for(task)
             where = f"workloads.{task}"
@@ -55,7 +59,7 @@ def controller_problems(params: Params) -> list[str]:
                                      params.tuning_eval_every(task), patience))
     ablation = params.precision_ablation
     for optimizer in [name for name in ablation.optimizers if name in CONTROLLED]:
-        patience = resolve_hparams(optimizer, optimizer_hparams(params.optimizers[optimizer]))["patience"]
+        patience = _patience(params, optimizer)
         problems.append(_problem("precision_ablation", optimizer, "runs", ablation.max_steps,
                                  params.train_for(ablation.task).eval_every, patience))
     return [problem for problem in problems if problem is not None]
