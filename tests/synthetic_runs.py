@@ -1,13 +1,17 @@
 """A synthetic sweep on disk, in the layout the train stage writes, for the summary and figures.
 
-Two tasks (SST-2, scored on accuracy; SQuAD, on F1), four optimizers, both settings, three
+Two tasks (SST-2, scored on accuracy; SQuAD, on F1), five optimizers, both settings, three
 seeds. Each finished run gets right the first ``k`` of the 40 dev examples; its ``dev`` scores
 are computed from its ``predictions.json`` by the project's own metrics, so the bootstrap reads
-consistent files.
+consistent files. Every run records its machine; the eval log counts optimizer steps, examples
+(:data:`BATCH` a step) and tokens.
 
-* ``adam`` is a copy of ``adamw`` (a paired difference of exactly zero);
+* ``adam`` is a copy of ``adamw`` (bit-identical dev predictions);
 * ``lamb`` gets 4, 4 and 5 more dev examples right than ``adamw`` (a planted difference), and
   stops early in the fair setting's seed 1 (finished, not diverged);
+* ``adaptive_adam``, the controlled method, makes no cut in the fair setting and is then a copy
+  of ``adamw`` (identical); in the traditional one it cuts 1, 2 and 1 times and gets one more
+  dev example right than ``adamw`` on every seed (a constant difference, a single example);
 * ``sgd`` diverges in seed 2 of the traditional setting (after an evaluation above the target:
   still not reached) and in every seed of the fair one (seed 0 at once: empty logs).
 
@@ -26,16 +30,21 @@ from datasets import Dataset, DatasetDict
 
 from adaopt import io
 from adaopt.config import SETTINGS, Params, parse_params
+from adaopt.hparams import CONTROLLED
 from adaopt.metrics import glue_metrics, squad_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 N_DEV = 40
 TASKS = ("sst2", "squad")
-OPTIMIZERS = ("sgd", "adam", "adamw", "lamb")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "adaptive_adam")
 SEEDS = (0, 1, 2)
 TARGETS = {"sst2": 0.72, "squad": 72.0}
 METRIC = {"sst2": "accuracy", "squad": "f1"}
 SCALE = {"sst2": 1.0, "squad": 100.0}
+BATCH = 8  # examples a step
+TOKENS = 20  # tokens an example
+LOG_KEYS = ("step", "elapsed_s", "samples", "tokens")  # the eval log's columns besides scores
+MACHINE = {"torch": "2.5.1", "device": "cpu", "cpu_capability": "AVX2", "threads": 2}
 LABELS = np.arange(N_DEV) % 2
 QUESTIONS = [f"q{i}" for i in range(N_DEV)]
 GOLD = [[f"answer number {i}", f"number {i} answer"] if i % 4 == 0 else [f"answer number {i}"]
@@ -45,10 +54,18 @@ GOLD = [[f"answer number {i}", f"number {i} answer"] if i % 4 == 0 else [f"answe
 CORRECT: dict[tuple[str, str], list[int | None]] = {
     **{(name, setting): [30, 32, 28] for name in ("adamw", "adam") for setting in SETTINGS},
     **{("lamb", setting): [34, 36, 33] for setting in SETTINGS},
+    ("adaptive_adam", "fair"): [30, 32, 28],
+    ("adaptive_adam", "traditional"): [31, 33, 29],
     ("sgd", "traditional"): [20, 22, None],
     ("sgd", "fair"): [None, None, None],
 }
 EARLY_STOPPED = {("lamb", "fair", 1)}
+# (optimizer, setting, seed) -> the controller's cuts: (step, lr after it) each; others: none.
+CUTS: dict[tuple[str, str, int], list[tuple[int, float]]] = {
+    ("adaptive_adam", "traditional", 0): [(20, 5e-4)],
+    ("adaptive_adam", "traditional", 1): [(20, 5e-4), (30, 2.5e-4)],
+    ("adaptive_adam", "traditional", 2): [(30, 5e-4)],
+}
 
 
 def params() -> Params:
@@ -80,7 +97,8 @@ def dev_scores(task: str, predictions: dict[str, Any]) -> dict[str, float]:
 
 
 def curve(task: str, correct: int | None, seed: int) -> list[dict[str, float]]:
-    """Selection-split evaluations at steps 10, 20, 30: (k-8)/40, (k-4)/40, k/40.
+    """Selection-split evaluations at steps 10, 20, 30: (k-8)/40, (k-4)/40, k/40, with the
+    examples and tokens seen by then.
 
     A diverged run evaluated once, at 0.8, above the target line, before it diverged.
     """
@@ -91,7 +109,8 @@ def curve(task: str, correct: int | None, seed: int) -> list[dict[str, float]]:
     rows = []
     for i, value in enumerate(values):
         step = 10 * (i + 1)
-        row = {"step": step, "elapsed_s": round(step * (0.1 + 0.01 * seed), 6)}
+        row = {"step": step, "elapsed_s": round(step * (0.1 + 0.01 * seed), 6),
+               "samples": BATCH * step, "tokens": BATCH * TOKENS * step}
         if task == "squad":
             row |= {"exact_match": SCALE[task] * value - 10, "f1": SCALE[task] * value}
         else:
@@ -118,10 +137,12 @@ def write_run(runs: Path, task: str, optimizer: str, setting: str, seed: int,
         "train_examples": 64, "selection_examples": 32, "dev_examples": N_DEV,
         "status": status, "diverged_on": "loss" if correct is None else None,
         "steps": steps, "best_step": best["step"] if best else None,
-        "selection": {k: v for k, v in best.items() if k not in ("step", "elapsed_s")}
-        if best else {},
+        "controlled": optimizer in CONTROLLED,
+        "cuts": [{"step": step, "lr": lr}
+                 for step, lr in CUTS.get((optimizer, setting, seed), [])],
+        "selection": {k: v for k, v in best.items() if k not in LOG_KEYS} if best else {},
         "dev": dev_scores(task, predictions) if predictions else {},
-        "last_finite_loss": None if steps == 1 else 0.5,
+        "last_finite_loss": None if steps == 1 else 0.5, "machine": MACHINE,
     })
     io.write_json(out / "efficiency.json", {"wall_time_s": 10.0 + seed,
                                             "train_samples_per_s": 100.0 + seed,
@@ -133,7 +154,7 @@ def write_run(runs: Path, task: str, optimizer: str, setting: str, seed: int,
         f"{s},{1.0 / s},{0.001 * (1 + s % 3)},{1.0 + s % 5},{0.1 * s}\n"
         for s in range(1, steps if correct is None else steps + 1))
     io.write_text(out / "train.csv", train)
-    header = ["step", "elapsed_s", *(["exact_match", "f1"] if task == "squad" else ["accuracy"])]
+    header = [*LOG_KEYS, *(["exact_match", "f1"] if task == "squad" else ["accuracy"])]
     io.write_text(out / "eval.csv", ",".join(header) + "\n" + "".join(
         ",".join(str(row[key]) for key in header) + "\n" for row in evals))
 
@@ -150,8 +171,9 @@ def write_prepared(prepared: Path) -> None:
 
 
 # (optimizer, setting) -> the chosen lr of its tune stage; sgd's fair space never finished.
-CHOSEN_LR = {"sgd": 0.1, "adam": 1e-4, "adamw": 1e-4, "lamb": 0.01}
-GRID = {"sgd": [0.01, 0.1], "adam": [1e-4, 1e-3], "adamw": [1e-4, 1e-3], "lamb": [1e-3, 1e-2]}
+CHOSEN_LR = {"sgd": 0.1, "adam": 1e-4, "adamw": 1e-4, "lamb": 0.01, "adaptive_adam": 1e-4}
+GRID = {"sgd": [0.01, 0.1], "adam": [1e-4, 1e-3], "adamw": [1e-4, 1e-3], "lamb": [1e-3, 1e-2],
+        "adaptive_adam": [1e-4, 1e-3]}
 
 
 def write_choices(tuning: Path) -> None:

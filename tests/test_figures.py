@@ -11,7 +11,7 @@ import synthetic_runs as synthetic
 from matplotlib.figure import Figure
 
 from adaopt import figures
-from adaopt.summary import load_logs, load_runs, paired_differences, sweep_cells
+from adaopt.summary import PAIRED_COLUMNS, load_logs, load_runs, paired_comparisons, sweep_cells
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NAMES = ["training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
@@ -20,12 +20,14 @@ NAMES = ["training_loss.png", "dev_metric.png", "final_metric.png", "learning_ra
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
-    runs_dir = synthetic.write_project(tmp_path_factory.mktemp("project")) / "runs"
+    project = synthetic.write_project(tmp_path_factory.mktemp("project"))
+    runs_dir = project / "runs"
     cells = sweep_cells(synthetic.params())
     runs = load_runs(runs_dir, cells)
     return {"runs": runs, "train_log": load_logs(runs_dir, "train", cells),
             "evals": load_logs(runs_dir, "eval", cells),
-            "paired": paired_differences(runs, 0.95)}
+            "paired": paired_comparisons(runs, runs_dir, project / "data" / "prepared", 0.95,
+                                         200, {})}
 
 
 def draw(inputs: dict[str, pd.DataFrame], out: Path) -> list[Path]:
@@ -66,7 +68,7 @@ def test_final_metric_marks_finished_seeds_on_every_bar(inputs, kept, tmp_path: 
     assert sorted(panels) == ["squad · exact_match", "squad · f1", "sst2 · accuracy"]
     labels = panels["sst2 · accuracy"]
     assert len(labels) == len(synthetic.OPTIMIZERS) * 2  # one per bar, diverged ones too
-    assert labels.count("3/3") == 6 and "2/3" in labels and "diverged 0/3" in labels
+    assert labels.count("3/3") == 8 and "2/3" in labels and "diverged 0/3" in labels
 
 
 def test_bar_labels_sit_on_seaborns_bars(inputs, kept, tmp_path: Path) -> None:
@@ -84,13 +86,13 @@ def test_paired_difference_has_a_panel_per_task_and_setting(inputs, kept,
     figures.paired_difference(inputs["paired"], tmp_path / "paired_difference.png")
     axes = kept[0].axes
     assert len(axes) == len(synthetic.TASKS) * 2
-    assert [tick.get_text() for tick in axes[-1].get_xticklabels()] == ["sgd", "adam", "lamb"]
+    assert [tick.get_text() for tick in axes[-1].get_xticklabels()] == [
+        "sgd", "adam", "lamb", "adaptive_adam"]
     assert "n=3" in [text.get_text() for text in axes[0].texts]
 
 
 def test_paired_difference_without_a_reference_still_writes_a_figure(tmp_path: Path) -> None:
-    empty = pd.DataFrame(columns=["task", "setting", "reference", "optimizer", "pairs",
-                                  "difference", "low", "high", "p_value"])
+    empty = pd.DataFrame(columns=PAIRED_COLUMNS)
     path = figures.paired_difference(empty, tmp_path / "paired_difference.png")
     assert path.read_bytes()[:8] == PNG
 

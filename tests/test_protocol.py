@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,11 @@ from typing import Any
 import pytest
 import torch
 
+from adaopt import io
 from adaopt.config import LogGrid, SettingConfig, load_params
 from adaopt.optim import OPTIMIZERS, AdaptiveLR
 from adaopt.protocol.settings import build_optimization, controller_kwargs, has_controller, lr_plan
-from adaopt.protocol.tuning import Trial, choose, edges, search_grid
+from adaopt.protocol.tuning import Choice, Trial, choose, edges, off_centre, search_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSTANT = SettingConfig(schedule="constant")
@@ -157,10 +159,57 @@ def trials(scores: list[float], statuses: list[str] | None = None) -> list[Trial
 SPACE = {"lr": [0.1, 0.01, 0.001, 0.0001]}
 
 
-def test_the_best_selection_score_wins_and_ties_go_to_the_earlier_point() -> None:
+def test_the_best_selection_score_wins() -> None:
     assert choose(trials([0.5, 0.8, 0.7, 0.6]), SPACE).hparams == {"lr": 0.01}
-    assert choose(trials([0.5, 0.8, 0.8, 0.6]), SPACE).trial == 1
     assert choose(trials([0.5, 0.8, 0.7, 0.6]), SPACE, greater_is_better=False).trial == 0
+    assert choose(trials([0.9, 0.89, 0.89, 0.5]), SPACE).trial == 0  # a strict best: any place
+
+
+def grid_trials(space: dict[str, Any], scores: list[float]) -> list[Trial]:
+    """One finished trial per grid point of ``space``, in the grid's order."""
+    return [Trial(i, point, "ok", score, 1, 2)
+            for i, (point, score) in enumerate(zip(search_grid(space), scores, strict=True))]
+
+
+FIVE = {"lr": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3]}
+
+
+def test_ties_go_to_the_tied_point_nearest_the_grids_centre() -> None:
+    """Every trial that predicts one class scores the same: the tie goes to the middle of the
+    grid, not to its smallest learning rate."""
+    assert choose(grid_trials(FIVE, [0.5] * 5), FIVE).trial == 2
+    assert choose(grid_trials(FIVE, [0.7, 0.5, 0.5, 0.7, 0.5]), FIVE).trial == 3
+    assert choose(grid_trials(FIVE, [0.2, 0.5, 0.5, 0.7, 0.7]), FIVE,
+                  greater_is_better=False).trial == 0  # one best: no tie
+    assert choose(grid_trials(FIVE, [0.2, 0.5, 0.5, 0.2, 0.7]), FIVE,
+                  greater_is_better=False).trial == 3  # tied lowest: the inner one
+
+
+def test_ties_of_two_points_equally_near_the_centre_go_to_the_earlier() -> None:
+    assert choose(trials([0.8, 0.8, 0.8, 0.8]), SPACE).trial == 1  # 1 and 2: half a step off
+    assert choose(trials([0.8, 0.5, 0.5, 0.8]), SPACE).trial == 0  # both edges
+    assert choose(grid_trials(FIVE, [0.5, 0.7, 0.5, 0.7, 0.5]), FIVE).trial == 1
+
+
+def test_a_tie_never_goes_to_an_edge_when_an_inner_point_ties() -> None:
+    """Every set of tied points of a five-point grid."""
+    for mask in range(1, 2**5):
+        tied = [i for i in range(5) if mask >> i & 1]
+        scores = [0.9 if i in tied else 0.1 for i in range(5)]
+        chosen = choose(grid_trials(FIVE, scores), FIVE)
+        assert chosen.trial in tied
+        if set(tied) & {1, 2, 3}:
+            assert chosen.trial not in (0, 4) and not chosen.edges, tied
+
+
+def test_the_centre_of_a_grid_of_several_hyperparameters_sums_their_distances() -> None:
+    """lr x weight decay, all tied: lr's middle value; weight decay's two values are equally
+    near its centre, so the earlier."""
+    space = {"lr": [1e-5, 1e-4, 1e-3], "weight_decay": [0.0, 0.01]}
+    chosen = choose(grid_trials(space, [0.5] * 6), space)
+    assert chosen.hparams == {"lr": 1e-4, "weight_decay": 0.0}
+    assert off_centre(space, {"lr": 1e-3, "weight_decay": 0.01}) == 1.5
+    assert off_centre(space, chosen.hparams) == 0.5
 
 
 def test_diverged_and_nan_trials_never_win() -> None:
@@ -171,6 +220,18 @@ def test_diverged_and_nan_trials_never_win() -> None:
 def test_a_space_where_no_trial_finished_is_flagged() -> None:
     choice = choose(trials([math.nan] * 4), SPACE)
     assert choice.no_finished_trial and choice.trial == 0 and math.isnan(choice.score)
+
+
+def test_a_choice_without_a_score_reads_back_from_its_json(tmp_path: Path) -> None:
+    """choice.json writes the NaN score of a space where no trial finished as null; reading it
+    back (a distributed tune stage's parent does) gives NaN again."""
+    path = tmp_path / "choice.json"
+    for choice in (choose(trials([math.nan] * 4), SPACE), choose(trials([0.5] * 4), SPACE)):
+        io.write_json(path, {"task": "sst2", **choice.to_dict()})
+        back = Choice.from_dict(json.loads(path.read_text()))
+        assert back.hparams == choice.hparams and back.trial == choice.trial
+        assert back.no_finished_trial == choice.no_finished_trial
+        assert back.score == pytest.approx(choice.score, nan_ok=True)
 
 
 def test_a_choice_on_the_edge_of_its_grid_is_flagged() -> None:

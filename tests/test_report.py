@@ -13,33 +13,43 @@ import pytest
 import synthetic_runs as synthetic
 
 from adaopt.report import (
-    BETTER,
-    UNCLEAR,
-    UNTESTED,
-    WORSE,
+    METHOD,
     Outputs,
     beats_baseline,
     best_constant,
+    cuts_markdown,
+    efficiency_markdown,
     load_outputs,
+    machines_sentence,
     method_against_references,
     overall_verdict,
     performance_profile,
     render,
     schedule_effect,
-    verdict,
+    time_to_target_markdown,
+)
+from adaopt.statistics import (
+    BETTER,
+    EQUIVALENT,
+    IDENTICAL,
+    INCONCLUSIVE,
+    UNTESTED,
+    WORSE,
 )
 from adaopt.summary import (
+    bootstrap_intervals,
     load_baselines,
     load_choices,
     load_logs,
     load_runs,
-    paired_differences,
+    paired_comparisons,
     summarize,
     sweep_cells,
     time_to_target,
 )
 
 LEVEL = 0.95
+SAMPLES = 300
 
 
 @pytest.fixture(scope="module")
@@ -47,53 +57,95 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     project = synthetic.write_project(tmp_path_factory.mktemp("project"))
     params = synthetic.params()
     cells = sweep_cells(params)
-    runs = load_runs(project / "runs", cells)
-    ttt = time_to_target(runs, load_logs(project / "runs", "eval", cells),
-                         params.evaluate.targets)
-    summary = summarize(runs, ttt, LEVEL, None,
+    runs_dir, prepared = project / "runs", project / "data" / "prepared"
+    runs = load_runs(runs_dir, cells)
+    ttt = time_to_target(runs, load_logs(runs_dir, "eval", cells), params.evaluate.targets)
+    summary = summarize(runs, ttt, LEVEL,
+                        bootstrap_intervals(runs, runs_dir, prepared, LEVEL, SAMPLES),
                         load_baselines(project / "data" / "prepare_report.json"))
-    return {"runs": runs, "summary": summary, "paired": paired_differences(runs, LEVEL)}
+    paired = paired_comparisons(runs, runs_dir, prepared, LEVEL, SAMPLES, {})
+    return {"runs": runs.merge(ttt, how="left"), "summary": summary, "paired": paired}
 
 
-@pytest.mark.parametrize(("low", "high", "greater", "expected"), [
-    (0.01, 0.03, True, BETTER), (-0.03, -0.01, True, WORSE), (-0.01, 0.02, True, UNCLEAR),
-    (0.0, 0.0, True, UNCLEAR),  # identical runs: no evidence either way
-    (-0.3, -0.1, False, BETTER),  # a loss that went down
-    (0.1, 0.3, False, WORSE), (math.nan, math.nan, True, UNTESTED),
+def verdicts(*names: str, cuts: float = 0.0) -> pd.DataFrame:
+    """The method's comparisons with adamw in the fair setting, one task per verdict."""
+    return pd.DataFrame({"setting": "fair", "reference": "adamw", "optimizer": METHOD,
+                         "task": [f"task{i}" for i in range(len(names))], "verdict": names,
+                         "cuts": cuts})
+
+
+@pytest.mark.parametrize(("names", "claim"), [
+    ((BETTER, BETTER), "supported on every task"),
+    ((BETTER, INCONCLUSIVE), "supported on some tasks only"),
+    ((BETTER, EQUIVALENT, IDENTICAL), "supported on some tasks only"),
+    ((WORSE, INCONCLUSIVE), "not supported: it is worse on some tasks and better on none"),
+    ((BETTER, WORSE), "mixed: better on some tasks, worse on others"),
+    ((IDENTICAL, IDENTICAL), "not tested: the two are the same runs"),
+    ((INCONCLUSIVE, EQUIVALENT), "not supported at this budget: no task separates them"),
+    ((IDENTICAL, UNTESTED), "not supported at this budget: no task separates them"),
+    ((EQUIVALENT, IDENTICAL),
+     "refuted at this budget: equivalent within the declared margins on every task"),
 ])
-def test_a_verdict_needs_an_interval_that_excludes_zero(low: float, high: float, greater: bool,
-                                                        expected: str) -> None:
-    assert verdict(low, high, greater) == expected
+def test_the_claim_follows_the_counts_of_verdicts(names: tuple[str, ...], claim: str) -> None:
+    """Only a Holm-corrected "better" supports the claim; "equivalent", "identical",
+    "inconclusive" and "not testable" never do."""
+    sentence = overall_verdict(verdicts(*names), "fair", "adamw")
+    assert sentence.startswith(f"fair setting, against adamw, over {len(names)} tasks "
+                               "(Holm-corrected): ")
+    assert f"the claim is {claim}." in sentence
+    for name in set(names):
+        assert f"{name} on {names.count(name)}" in sentence
 
 
-def test_the_planted_difference_is_better_and_a_copy_is_no_difference(tables) -> None:
-    lamb = method_against_references(tables["paired"], method="lamb")
-    against = lamb.set_index(["setting", "reference", "task"]).verdict
-    assert against[("traditional", "adamw", "sst2")] == BETTER  # 4, 4, 5 more right
-    assert against[("fair", "adamw", "squad")] == BETTER
-    adam = method_against_references(tables["paired"], method="adam")
-    assert set(adam[adam.reference == "adamw"].verdict) == {UNCLEAR}
-    sentence = overall_verdict(lamb, "fair", "adamw")
-    assert sentence == ("fair setting, against adamw: better on 2 of 2 tasks, worse on 0, no "
-                        "detectable difference on 0; the claim is supported on every task.")
-    none = overall_verdict(adam, "fair", "adamw")
-    assert "better on 0 of 2" in none and "no task separates them" in none
-    assert none.endswith("Its dev scores equal adamw's seed for seed on 2 of them (sst2, squad).")
-    assert "seed for seed" not in sentence  # lamb's differences are planted
+def test_identical_tasks_are_named_with_the_cuts_in_their_runs() -> None:
+    sentence = overall_verdict(verdicts(IDENTICAL, INCONCLUSIVE, cuts=0.0), "fair", "adamw")
+    assert sentence.endswith(" Identical means bit-identical dev predictions on every seed "
+                             "(task0; 0 controller cuts in those runs).")
+    assert "1 controller cut in" in overall_verdict(verdicts(IDENTICAL, cuts=1.0), "fair",
+                                                    "adamw")
+    unknown = overall_verdict(verdicts(IDENTICAL, cuts=math.nan), "fair", "adamw")
+    assert "no cut recorded" in unknown
+    assert "Identical means" not in overall_verdict(verdicts(BETTER), "fair", "adamw")
+    assert overall_verdict(verdicts(BETTER), "traditional", "adamw") == \
+        "No paired comparison with adamw in the traditional setting."
+
+
+def test_the_method_rows_carry_the_summarys_verdicts(tables) -> None:
+    """lamb's planted difference is better everywhere; AdaptiveAdam without a cut (fair) is
+    identical to AdamW and to Adam (AdamW's copy); with a few cuts and one more example right
+    per seed (traditional) the budget cannot tell."""
+    paired = tables["paired"]
+    lamb = method_against_references(paired, method="lamb")
+    assert set(lamb.optimizer) == {"lamb"} and set(lamb.reference) == {"adamw", "adam"}
+    assert set(lamb.verdict) == {BETTER}
+    assert overall_verdict(lamb, "fair", "adamw") == (
+        "fair setting, against adamw, over 2 tasks (Holm-corrected): better on 2; the claim is "
+        "supported on every task.")
+    method = method_against_references(paired)
+    assert method.verdict.tolist() == paired[paired.optimizer == METHOD].verdict.tolist()
+    fair = overall_verdict(method, "fair", "adamw")
+    assert "identical on 2" in fair and "the claim is not tested: the two are the same runs" \
+        in fair and fair.endswith("(sst2, squad; 0 controller cuts in those runs).")
+    traditional = overall_verdict(method, "traditional", "adam")
+    assert "inconclusive on 2" in traditional and "no task separates them" in traditional
 
 
 def test_the_performance_profile_counts_tasks_within_tau_of_the_fastest() -> None:
+    """In optimizer steps, the same for a seed on any machine."""
     summary = pd.DataFrame({
         "setting": "fair", "task": ["a", "a", "a", "b", "b", "b"],
         "optimizer": ["sgd", "adam", "adamw"] * 2,
-        "time_to_target_median_s": [10.0, 20.0, math.inf, 30.0, 10.0, 25.0]})
+        "time_to_target_median_steps": [10.0, 20.0, math.inf, 30.0, 10.0, 25.0],
+        "time_to_target_median_s": [99.0, 1.0, 1.0, 99.0, 1.0, 1.0]})  # noise: never read
     profile = performance_profile(summary, "fair", taus=(1, 2, 3))
     assert list(profile.index) == ["sgd", "adam", "adamw"]  # registry order
     assert profile.loc["sgd"].tolist() == [0.5, 0.5, 1.0]    # fastest on a; 3x on b
     assert profile.loc["adam"].tolist() == [0.5, 1.0, 1.0]
     assert profile.loc["adamw"].tolist() == [0.0, 0.0, 0.5]  # never on a: never within tau
-    nobody = summary.assign(time_to_target_median_s=[math.inf, math.inf, math.inf, 1, 2, 3])
+    nobody = summary.assign(time_to_target_median_steps=[math.inf, math.inf, math.inf, 1, 2, 3])
     assert performance_profile(nobody, "fair", taus=(4,))["tau 4"].tolist() == [0.5] * 3
+    untargeted = summary.assign(time_to_target_median_steps=math.nan)
+    assert performance_profile(untargeted, "fair").empty  # no target: left out
 
 
 def test_a_task_beats_its_baseline_only_with_an_interval_that_excludes_it(tables) -> None:
@@ -115,6 +167,67 @@ def test_a_constant_minority_class_does_not_beat_a_two_class_baseline(tables) ->
     assert not row.beats_baseline
     assert best_constant("sst2", 0.3) == 0.7 and best_constant("squad", 18.5) == 18.5
     assert best_constant("stsb", 0.0) == 0.0
+
+
+def test_the_best_cell_is_chosen_on_the_selection_split_not_on_dev(tables) -> None:
+    """Dev chooses nothing: a cell with a worse dev mean but the best selection mean is the
+    one held against the baseline, with its own bootstrap interval."""
+    summary = tables["summary"]
+    adamw = (summary.task == "sst2") & (summary.optimizer == "adamw") & (
+        summary.setting == "fair")
+    chosen = beats_baseline(summary.assign(selection_mean=summary.selection_mean.where(
+        ~adamw, 0.99))).set_index("task").loc["sst2"]
+    assert (chosen.optimizer, chosen.setting) == ("adamw", "fair")
+    assert (chosen.ci_low, chosen.ci_high) == tuple(
+        summary.loc[adamw, ["bootstrap_low", "bootstrap_high"]].iloc[0])
+
+
+def test_the_cuts_table_lists_each_controlled_cell(tables) -> None:
+    text = cuts_markdown(tables["summary"])
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+            for line in text.splitlines() if line.startswith("|")}
+    assert rows["cuts per run"] == ["sst2", "squad"]
+    assert rows["adaptive_adam · traditional"] == ["1 2 1", "1 2 1"]
+    assert rows["adaptive_adam · fair"] == ["0 0 0", "0 0 0"]
+    assert len(rows) == 4  # the header, its rule and the two controlled cells
+    uncontrolled = tables["summary"][tables["summary"].optimizer != "adaptive_adam"]
+    assert cuts_markdown(uncontrolled) == \
+        "No optimizer with a metric-driven controller in the sweep.\n"
+
+
+def test_the_machines_the_runs_were_made_on_are_named(tables) -> None:
+    assert machines_sentence(tables["runs"]) == (
+        "The runs were made on: cpu (AVX2), torch 2.5.1, 2 threads.")
+    two = tables["runs"].assign(**{"machine.device": np.where(
+        tables["runs"].task == "squad", "NVIDIA H200", "cpu")})
+    assert "cpu (AVX2), torch 2.5.1, 2 threads; NVIDIA H200 (AVX2)" in machines_sentence(two)
+    old = tables["runs"].drop(columns=[c for c in tables["runs"] if c.startswith("machine.")])
+    assert "not recorded" in machines_sentence(old)
+
+
+def test_time_to_target_is_shown_in_steps_and_examples(tables) -> None:
+    text = time_to_target_markdown(tables["summary"], "fair")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+            for line in text.splitlines() if line.startswith("|")}
+    assert rows["adamw"] == ["30 steps · 240 ex (2/3)", "30 steps · 240 ex (2/3)"]
+    assert rows["lamb"][0] == "20 steps · 160 ex (3/3)"
+    assert rows["sgd"] == ["never", "never"]
+
+
+def test_throughput_differences_count_only_beyond_the_machines_noise() -> None:
+    """1.5 times AdamW's samples/s is beyond a 1% spread, 1.01 times is not (within two
+    combined spreads: 2.8%)."""
+    summary = pd.DataFrame({
+        "setting": "fair", "task": ["sst2", "squad"] * 2,
+        "optimizer": ["adamw", "adamw", "adaptive_adam", "adaptive_adam"],
+        "train_samples_per_s": [100.0, 100.0, 150.0, 101.0], "throughput_noise": 0.01,
+        "peak_memory_mb": 500.0, "optimizer_state_mb": 2.0})
+    text = efficiency_markdown(summary, "fair")
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+            for line in text.splitlines() if line.startswith("|")}
+    assert rows[""][:2] == ["throughput vs adamw", "beyond noise"]
+    assert rows["adaptive_adam"][:2] == [f"{math.sqrt(1.5 * 1.01):.2f}", "1 of 2 tasks"]
+    assert rows["adamw"][:2] == ["1.00", "0 of 2 tasks"]
 
 
 def test_the_schedule_effect_pairs_fair_with_traditional_by_seed(tables) -> None:
@@ -167,6 +280,15 @@ def test_the_report_renders_every_section_from_the_written_tables(outputs) -> No
                     "## Compression: the Pareto fronts", "## Published numbers"):
         assert heading in text
     assert "* Signal: every trained task's best cell beats its trivial baseline." in text
+    assert "* The runs were made on: cpu (AVX2), torch 2.5.1, 2 threads.\n" in text
+    verdict = text.split("## Verdict")[1].split("## The paper's table")[0]
+    assert verdict.count("(Holm-corrected)") == 4  # both settings, both references
+    assert "fair setting, against adamw, over 2 tasks (Holm-corrected): identical on 2" in verdict
+    assert "traditional setting, against adamw, over 2 tasks (Holm-corrected): inconclusive " \
+        "on 2; the claim is not supported at this budget" in verdict
+    comparisons = text.split("## AdaptiveAdam against Adam")[1].split("## Does each task")[0]
+    assert "| p (Holm)" in comparisons and "| detectable" in comparisons
+    assert "| adaptive_adam · traditional | 1 2 1 " in comparisons  # the cuts per run
     assert "SQuAD exact match" in text
     assert "| int8 " in text and "pruned 50%" not in text  # only the Pareto fronts
     assert render(outputs, params) == text  # the same outputs give the same report
@@ -174,27 +296,33 @@ def test_the_report_renders_every_section_from_the_written_tables(outputs) -> No
 
 def test_a_task_without_signal_shows_its_learning_curve_and_the_budget_it_needs(
         outputs) -> None:
+    """The selection-split curves of two learning rates, beside the split's own baseline: the
+    budget is priced at the first step where any of them clears it."""
     params = synthetic.params()
     summary = outputs.summary.assign(baseline=outputs.summary.baseline.where(
         outputs.summary.task != "sst2", 0.99))  # no sst2 cell beats this
     curves = pd.DataFrame({
-        "task": "sst2", "optimizer": "adamw", "setting": "fair", "lr": 1e-4, "batch_size": 32,
-        "seed": 0, "metric": "accuracy", "step": [100, 200, 300], "value": [0.95, 0.992, 0.998],
-        "baseline": 0.99, "s_per_step": 0.5, "dev_examples": 872})
+        "task": "sst2", "optimizer": "adamw", "setting": "fair",
+        "lr": [1e-4] * 3 + [1e-3] * 3, "batch_size": 32, "seed": 0, "metric": "accuracy",
+        "step": [100, 200, 300] * 2, "value": [0.95, 0.992, 0.998, 0.97, 0.999, 0.999],
+        "split": "selection", "baseline": 0.99, "s_per_step": 0.5, "examples": 872,
+        "cpu_capability": "AVX2"})
     text = render(dataclasses.replace(outputs, summary=summary, curves=curves), params)
     assert "no signal above the trivial baseline on sst2" in text
-    assert "0.950 at 100, 0.992 at 200, 0.998 at 300" in text
-    # two binomial standard errors at 0.99 on 872 examples: 0.0067, so 0.992 is not clear of it
+    assert "lr 0.0001, 0.001, batch 32, seed 0, accuracy on 872 selection examples, baseline " \
+        "there 0.99, 0.50 s a step)." in text
+    # two binomial standard errors at 0.99 on 872 examples: 0.0067, so 0.992 is not clear of
+    # it and lr 1e-4 clears it only at 300 steps; lr 1e-3 clears it at 200
     # cells x (trials x tuning fraction + 3 seeds) x 200 steps x 0.5 s
     fraction = params.tuning_steps("sst2") / params.train_for("sst2").max_steps
     cells = len(params.sweep.optimizers) * 2
-    hours = cells * (params.tuning.trials * fraction + 3) * 300 * 0.5 / 3600
-    assert "first clears the baseline by two standard errors of its dev score (0.00674) at 300 " \
-        "steps" in text
+    hours = cells * (params.tuning.trials * fraction + 3) * 200 * 0.5 / 3600
+    assert "lr 0.001 first clears that baseline by two standard errors of the split (0.00674) " \
+        "at 200 steps" in text
     assert f"{hours:.1f} hours" in text
     never = curves.assign(value=0.5)
     text = render(dataclasses.replace(outputs, summary=summary, curves=never), params)
-    assert "does not clear the baseline by two standard errors" in text
+    assert "No learning rate clears that baseline by two standard errors" in text
     assert "within 300 steps" in text
 
 
@@ -204,17 +332,20 @@ def test_a_prepared_task_the_profile_does_not_train_is_reported_with_its_curve(o
     params = synthetic.params()
     params = params.model_copy(update={"sweep": params.sweep.model_copy(
         update={"tasks": ["sst2"]})})
-    trained = dataclasses.replace(outputs, summary=outputs.summary[outputs.summary.task == "sst2"])
+    trained = dataclasses.replace(outputs, **{  # the evaluate stage's tables of that sweep
+        name: table[table.task == "sst2"] for name, table in (
+            ("summary", outputs.summary), ("paired", outputs.paired), ("runs", outputs.runs))})
     curves = pd.DataFrame({
         "task": "squad", "optimizer": "adamw", "setting": "fair", "lr": 1e-4, "batch_size": 32,
         "seed": 0, "metric": "f1", "step": [50, 100], "value": [10.0, 40.0],
-        "baseline": 20.0, "s_per_step": 2.0, "dev_examples": 1000})
+        "split": "selection", "baseline": 20.0, "s_per_step": 2.0, "examples": 1000,
+        "cpu_capability": "AVX2"})
     text = render(dataclasses.replace(trained, curves=curves), params)
     baseline = outputs.prepared["squad"]["baseline"]
     assert "prepared but not trained at this budget: squad (below)" in text
     assert (f"* **squad**: prepared but not trained in this profile (`sweep.tasks`); its "
             f"baseline is {baseline['value']:.3f} ({baseline['rule']}).") in text
-    assert "10.000 at 50, 40.000 at 100" in text
+    assert "f1 on 1000 selection examples, baseline there 20" in text
     # F1's two standard errors on 1,000 questions: 3.16; 40 clears 20 + 3.16 at 100 steps
     fraction = params.tuning_steps("squad") / params.train_for("squad").max_steps
     cells = len(params.sweep.optimizers) * 2

@@ -1,4 +1,5 @@
-"""Tests of adaopt.statistics: the t-interval, the paired test and the bootstrap."""
+"""Tests of adaopt.statistics: the t-interval, the paired test, the bootstrap, and the verdicts
+of the paired bootstrap with Holm's correction."""
 
 from __future__ import annotations
 
@@ -10,10 +11,21 @@ from scipy import stats
 
 from adaopt.metrics import f1_score, glue_metrics, metric_max_over_ground_truths, squad_metrics
 from adaopt.statistics import (
+    BETTER,
+    EQUIVALENT,
+    IDENTICAL,
+    INCONCLUSIVE,
+    UNTESTED,
+    WORSE,
+    PairedComparison,
     bootstrap_draws,
     bootstrap_interval,
     bootstrap_statistics,
     confidence_interval,
+    decide,
+    detectable_difference,
+    holm,
+    paired_bootstrap,
     paired_difference,
 )
 
@@ -53,6 +65,15 @@ def test_identical_runs_differ_by_exactly_zero_with_a_zero_width_interval() -> N
     result = paired_difference(scores, scores.copy())
     assert (result.mean, result.low, result.high, result.pairs) == (0.0, 0.0, 0.0, 3)
     assert math.isnan(result.p_value)
+
+
+def test_a_constant_nonzero_difference_has_no_t_test_p_value() -> None:
+    """Every seed 0.01 ahead: the spread is zero and t is d/0. An infinite t's p of 0 would make
+    the smallest constant difference look certain, so the p-value is NaN (no test)."""
+    reference = np.array([0.80, 0.78, 0.83])
+    result = paired_difference(reference + 0.01, reference)
+    assert math.isnan(result.p_value) and result.pairs == 3
+    assert result.mean == result.low == result.high == pytest.approx(0.01)
 
 
 def test_a_planted_difference_is_detected_with_its_sign() -> None:
@@ -186,3 +207,155 @@ def test_bootstrap_without_a_finished_seed_is_nan() -> None:
 def test_bootstrap_of_an_unknown_metric_says_which_it_knows() -> None:
     with pytest.raises(ValueError, match=r"spearmanr.*accuracy"):
         bootstrap_interval("spearmanr", np.zeros((1, 3)), np.zeros(3), 0.95, 100)
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+N = 200
+LABELS = np.random.default_rng(0).integers(0, 2, N)
+SAMPLES = 1000
+ALPHA = 0.05
+
+
+def runs(accuracy: float, seed: int, seeds: int = 3) -> np.ndarray:
+    """``seeds`` runs' predictions on :data:`LABELS`, each right with probability ``accuracy``."""
+    right = np.random.default_rng(seed).random((seeds, N)) < accuracy
+    return np.where(right, LABELS, 1 - LABELS)
+
+
+def compare(a: np.ndarray, b: np.ndarray, margin: float | None = None,
+            metric: str = "accuracy") -> PairedComparison:
+    labels = None if metric == "mean" else LABELS
+    return paired_bootstrap(metric, a, b, labels, 1 - ALPHA, SAMPLES, margin)
+
+
+def test_a_constant_difference_on_two_examples_is_not_better() -> None:
+    """Every seed right on the same 2 of 200 examples where the reference is wrong: the runs
+    differ by exactly 0.01 on every seed (a t-test has zero spread), but another dev set of 200
+    examples misses both of them about one time in seven, so nothing is shown."""
+    reference = runs(0.75, seed=1)
+    both_wrong = np.flatnonzero((reference != LABELS).all(axis=0))[:2]
+    method = reference.copy()
+    method[:, both_wrong] = LABELS[both_wrong]
+    result = compare(method, reference)
+    assert result.difference == pytest.approx(0.01) and result.pairs == 3
+    scores = [(run == LABELS).mean(axis=1) for run in (method, reference)]
+    assert math.isnan(paired_difference(*scores).p_value)  # the t-test has nothing to say
+    assert result.low == 0.0  # paired: a draw can lose the two examples, never reverse them
+    assert 0.1 < result.p_value < 1
+    [decided] = decide([result], [False], [True], ALPHA)
+    assert decided["verdict"] == INCONCLUSIVE
+    assert decided["detectable"] > result.difference  # this budget could not have seen it
+
+
+def test_identical_predictions_are_identical_and_untested() -> None:
+    reference = runs(0.75, seed=2)
+    result = compare(reference.copy(), reference)
+    assert (result.difference, result.low, result.high) == (0.0, 0.0, 0.0)
+    [decided] = decide([result], [True], [True], ALPHA)
+    assert decided["verdict"] == IDENTICAL
+    assert math.isnan(decided["p_adjusted"]) and math.isnan(decided["detectable"])
+
+
+def test_a_planted_difference_survives_holm_and_a_null_task_does_not() -> None:
+    """A family of four tasks: on three the method is right on 25 more examples per seed (a
+    true difference of 0.125); on the fourth both sides are independent runs of the same
+    accuracy."""
+    comparisons = []
+    for task in range(4):
+        reference = runs(0.7, seed=10 + task)
+        method = runs(0.7, seed=20 + task) if task == 3 else reference.copy()
+        rng = np.random.default_rng(30 + task)
+        for seed in range(3 if task < 3 else 0):
+            wrong = rng.choice(np.flatnonzero(reference[seed] != LABELS), 25, replace=False)
+            method[seed, wrong] = LABELS[wrong]
+        comparisons.append(compare(method, reference))
+    decided = decide(comparisons, [False] * 4, [True] * 4, ALPHA)
+    assert [row["verdict"] for row in decided] == [BETTER] * 3 + [INCONCLUSIVE]
+    assert all(row["p_adjusted"] >= c.p_value for row, c in zip(decided, comparisons,
+                                                                strict=True))
+    assert decided[3]["p_adjusted"] > 0.5
+
+
+def test_holm_turns_a_significant_p_alone_into_inconclusive_in_a_family() -> None:
+    """p = 0.02 is below 0.05 alone, but third of four in Holm's order it is tested at 0.05/3."""
+    comparisons = [PairedComparison(0.1, 0.05, 0.15, p, math.nan, 0.02, 3)
+                   for p in (0.001, 0.02, 0.04, 0.5)]
+    decided = decide(comparisons, [False] * 4, [True] * 4, ALPHA)
+    assert [row["p_adjusted"] for row in decided] == pytest.approx([0.004, 0.06, 0.08, 0.5])
+    assert [row["verdict"] for row in decided] == [BETTER] + [INCONCLUSIVE] * 3
+    alone = decide(comparisons[1:2], [False], [True], ALPHA)
+    assert alone[0]["verdict"] == BETTER
+
+
+def test_near_identical_sides_are_equivalent_within_a_generous_margin() -> None:
+    """Three examples flipped per seed (either way): within ±0.05, not within ±0.005."""
+    reference = runs(0.75, seed=5)
+    method = reference.copy()
+    rng = np.random.default_rng(5)
+    for seed in range(3):
+        flipped = rng.choice(N, 3, replace=False)
+        method[seed, flipped] = 1 - method[seed, flipped]
+    generous, strict = compare(method, reference, 0.05), compare(method, reference, 0.005)
+    assert generous.p_equivalent == 1 / (SAMPLES + 1)  # no draw reaches the margin
+    assert decide([generous], [False], [True], ALPHA)[0]["verdict"] == EQUIVALENT
+    assert decide([strict], [False], [True], ALPHA)[0]["verdict"] == INCONCLUSIVE
+    assert math.isnan(compare(method, reference).p_equivalent)  # no margin: no test
+
+
+@pytest.mark.parametrize("seeds", [0, 1])
+def test_fewer_than_two_pairs_are_not_testable(seeds: int) -> None:
+    """No seed, or one, where both finished: nothing to resample the seeds from."""
+    result = compare(runs(0.95, seed=6)[:seeds], runs(0.5, seed=7)[:seeds])
+    assert result.pairs == seeds
+    [decided] = decide([result], [False], [True], ALPHA)
+    assert decided["verdict"] == UNTESTED
+    assert math.isnan(decided["p_adjusted"]) and math.isnan(decided["detectable"])
+
+
+def test_a_higher_loss_is_worse_and_a_lower_one_better() -> None:
+    """Per-example losses (``mean``), lower is better: the sign of the difference is read with
+    the task's direction."""
+    rng = np.random.default_rng(6)
+    base = rng.gamma(2.0, 1.0, (3, 50))
+    higher = base + 0.3 + rng.normal(0, 0.05, (3, 50))
+    up, down = compare(higher, base, metric="mean"), compare(base, higher, metric="mean")
+    assert up.difference > 0 > down.difference
+    decided = decide([up, down], [False, False], [False, False], ALPHA)
+    assert [row["verdict"] for row in decided] == [WORSE, BETTER]
+    assert decide([up], [False], [True], ALPHA)[0]["verdict"] == BETTER  # were it a score
+
+
+def test_the_bootstrap_p_value_is_never_below_one_over_the_draws() -> None:
+    """Every draw favours the method: the p is 2 / (samples + 1), not 0."""
+    reference = runs(0.5, seed=7)
+    result = compare(np.tile(LABELS, (3, 1)), reference)
+    assert result.p_value == 2 / (SAMPLES + 1)
+    assert result.low > 0.4
+
+
+def test_the_paired_difference_is_the_metric_difference_seed_by_seed() -> None:
+    a, b = runs(0.8, seed=8), runs(0.7, seed=9)
+    for task, metric in (("mrpc", "f1"), ("cola", "matthews_correlation")):
+        expected = np.mean([glue_metrics(task, x, LABELS)[metric]
+                            - glue_metrics(task, y, LABELS)[metric]
+                            for x, y in zip(a, b, strict=True)])
+        assert compare(a, b, metric=metric).difference == pytest.approx(expected, rel=1e-12)
+
+
+def test_holm_leaves_untested_comparisons_out() -> None:
+    """By hand: 0.01, 0.03, 0.04 are multiplied by 3, 2, 1 in increasing order and kept
+    monotone (0.04 becomes 0.06); the NaN is neither counted nor adjusted."""
+    adjusted = holm(np.array([0.01, 0.04, math.nan, 0.03]), ALPHA)
+    assert adjusted[[0, 1, 3]] == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(adjusted[2])
+    assert np.isnan(holm(np.array([math.nan, math.nan]), ALPHA)).all()
+
+
+def test_the_detectable_difference_is_at_the_familys_strictest_level() -> None:
+    """(z(1 - alpha/2) + z(0.8)) standard errors, alpha divided by the tested comparisons."""
+    assert detectable_difference(1.0, 0.05) == pytest.approx(1.959964 + 0.841621, rel=1e-6)
+    tested = PairedComparison(0.1, 0.0, 0.2, 0.3, math.nan, 0.01, 3)
+    untested = PairedComparison(0.0, 0.0, 0.0, 1.0, math.nan, 0.0, 3)
+    rows = decide([tested, tested, untested], [False, False, True], [True] * 3, ALPHA)
+    assert rows[0]["detectable"] == pytest.approx(detectable_difference(0.01, ALPHA / 2))

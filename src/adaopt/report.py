@@ -63,6 +63,8 @@ def overall_verdict(verdicts: pd.DataFrame, setting: str, reference: str) -> str
         claim = "mixed: better on some tasks, worse on others"
     elif counts[IDENTICAL] == total:
         claim = "not tested: the two are the same runs"
+    elif counts[EQUIVALENT] and counts[EQUIVALENT] + counts[IDENTICAL] == total:
+        claim = "refuted at this budget: equivalent within the declared margins on every task"
     else:
         claim = "not supported at this budget: no task separates them"
     parts = ", ".join(f"{name} on {count}" for name, count in counts.items() if count)
@@ -71,7 +73,7 @@ def overall_verdict(verdicts: pd.DataFrame, setting: str, reference: str) -> str
     if len(identical):
         cuts = identical.cuts.sum(min_count=1)
         cut_text = ("no cut recorded" if pd.isna(cuts) else
-                    f"{int(cuts)} controller cut{'s' * (cuts != 1)} in those runs")
+                    f"{int(cuts)} controller cut{'' if cuts == 1 else 's'} in those runs")
         same = (f" Identical means bit-identical dev predictions on every seed "
                 f"({', '.join(identical.task)}; {cut_text}).")
     return (f"{setting} setting, against {reference}, over {total} tasks (Holm-corrected): "
@@ -346,31 +348,32 @@ def clear_margin(metric: str, baseline: float, examples: int) -> float:
     return 2 / math.sqrt(examples)
 
 
-def _curve_sentence(task: str, baseline: float, curves: pd.DataFrame | None,
-                    params: Params) -> str:
-    """``task``'s measured learning curve, and the budget the profile would need to reach the
-    step where it first clears ``baseline`` by :func:`clear_margin`."""
+def _curve_sentence(task: str, curves: pd.DataFrame | None, params: Params) -> str:
+    """``task``'s measured selection-split learning curves, and the budget the profile would
+    need to reach the step where the best learning rate first clears the split's trivial
+    baseline by :func:`clear_margin`."""
     curve = None if curves is None else curves[curves.task == task]
     if curve is None or curve.empty:
         return " No learning curve was measured for it."
     first = curve.iloc[0]
-    points = ", ".join(f"{value:.3f} at {step}" for step, value in
-                       zip(curve.step, curve.value, strict=True))
-    margin = clear_margin(first.metric, baseline, int(first.dev_examples))
+    baseline = float(first.baseline)
+    margin = clear_margin(first.metric, baseline, int(first.examples))
     greater = get_task(task).greater_is_better
     above = (curve[curve.value > baseline + margin] if greater
              else curve[curve.value < baseline - margin])
-    text = (f" Measured learning curve (`benchmarks/learning_curves.py`: {first.optimizer}, "
-            f"{first.setting}, lr {first.lr:g}, batch {int(first.batch_size)}, one seed "
-            f"({int(first.seed)}), dev {first.metric} on {int(first.dev_examples)} examples, "
-            f"{first.s_per_step:.2f} s a step): {points}.")
-    clear = f"the baseline by two standard errors of its dev score ({margin:.3g})"
+    rates = ", ".join(f"{lr:g}" for lr in sorted(curve.lr.unique()))
+    text = (f" Measured selection-split curves (`benchmarks/learning_curves.py`: "
+            f"{first.optimizer}, {first.setting}, lr {rates}, batch {int(first.batch_size)}, "
+            f"seed {int(first.seed)}, {first.metric} on {int(first.examples)} selection "
+            f"examples, baseline there {baseline:.3g}, {curve.s_per_step.mean():.2f} s a step).")
+    clear = f"that baseline by two standard errors of the split ({margin:.3g})"
     if above.empty:
-        return text + (f" It does not clear {clear} within {int(curve.step.max())} steps; "
-                       "the profile cannot buy this task a signal on this machine.")
-    step = int(above.step.iloc[0])
-    hours = _budget_hours(params, task, step, float(first.s_per_step))
-    return text + (f" It first clears {clear} at {step} steps: the protocol "
+        return text + (f" No learning rate clears {clear} within {int(curve.step.max())} "
+                       "steps; the profile cannot buy this task a signal on this machine.")
+    best = above.loc[above.step.idxmin()]
+    step = int(best.step)
+    hours = _budget_hours(params, task, step, float(curve.s_per_step.mean()))
+    return text + (f" lr {best.lr:g} first clears {clear} at {step} steps: the protocol "
                    f"({params.tuning.trials} trials, {len(params.sweep.seeds)} seeds, "
                    f"{len(params.sweep.optimizers) * len(SETTINGS)} cells) at that length "
                    f"needs about {hours:.1f} hours of training for this task alone.")
@@ -394,13 +397,12 @@ def no_signal_markdown(check: pd.DataFrame, curves: pd.DataFrame | None, params:
         lines.append(f"* **{row.task}**: {budget.max_steps} steps of {budget.batch_size} "
                      f"examples leave the best cell ({row.optimizer}, {row.setting}) at "
                      f"{_number(row.mean)} [{_number(row.ci_low)}, {_number(row.ci_high)}] "
-                     f"against {against}." + _curve_sentence(row.task, row.bar, curves, params))
+                     f"against {against}." + _curve_sentence(row.task, curves, params))
     for task in unswept_tasks(params):
         baseline = prepared[task]["baseline"]
-        bar = best_constant(task, baseline["value"])
         lines.append(f"* **{task}**: prepared but not trained in this profile (`sweep.tasks`); "
                      f"its baseline is {_number(baseline['value'])} ({baseline['rule']})."
-                     + _curve_sentence(task, bar, curves, params))
+                     + _curve_sentence(task, curves, params))
     if not lines:
         return "Every task's best cell beats its trivial baseline.\n"
     return "\n".join(lines) + "\n"
@@ -502,12 +504,16 @@ def cuts_markdown(summary: pd.DataFrame) -> str:
 def machines_sentence(runs: pd.DataFrame) -> str:
     """Which machines the runs were made on: their numbers are byte-identical only there."""
     columns = ["machine.device", "machine.cpu_capability", "machine.torch", "machine.threads"]
-    if not set(columns) <= set(runs.columns):
+    recorded = (runs[columns].dropna(how="all") if set(columns) <= set(runs.columns)
+                else runs.iloc[:0])
+    if recorded.empty:
         return "The runs predate the machine record: the machine they ran on is not recorded."
-    kinds = runs[columns].astype(str).drop_duplicates()
+    kinds = recorded.astype(str).drop_duplicates()
     names = "; ".join(f"{r[0]} ({r[1]}), torch {r[2]}, {r[3]} threads"
                       for r in kinds.itertuples(index=False))
-    return f"The runs were made on: {names}."
+    older = len(runs) - len(recorded)
+    return (f"The runs were made on: {names}"
+            + (f"; {older} runs predate the machine record." if older else "."))
 
 
 def render(outputs: Outputs, params: Params) -> str:

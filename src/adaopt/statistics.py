@@ -68,9 +68,10 @@ def paired_difference(values: np.ndarray, reference: np.ndarray, level: float = 
     A NaN on either side (a diverged run) drops that seed's pair. With fewer than two pairs
     the interval and p-value are NaN (nothing to estimate the spread from). When every pair
     differs by the same amount the spread is zero and the t statistic is d/0: the interval is
-    [d, d], and the p-value is 0 for d != 0 (t is infinite) but NaN for d == 0, because t is
-    then 0/0: identical runs carry no evidence either way, and a p of 1.0 would pretend a test
-    was run. Tables show that NaN as "—".
+    [d, d] and the p-value NaN, for d == 0 (t is 0/0: identical runs carry no evidence either
+    way) and for d != 0 alike: an infinite t's p of 0 would make a difference of one dev example
+    on every seed look certain, when another dev set could erase it (:func:`paired_bootstrap`
+    tests that). Tables show that NaN as "—".
     """
     values, reference = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
     both = np.isfinite(values) & np.isfinite(reference)

@@ -35,10 +35,11 @@ def _problem(where: str, optimizer: str, kind: str, steps: int, every: int, pati
     if count - first >= EVALS_AFTER_CUT:
         return None
     needed = first + EVALS_AFTER_CUT
+    advice = (f"set eval_every to at most {steps // needed}" if steps >= needed else
+              f"{steps} steps cannot give them: raise the steps to at least {needed}")
     return (f"{where}: {optimizer}'s {kind} evaluate {count} times ({steps} steps, every "
             f"{every}), but its controller (patience {patience}) can first cut at evaluation "
-            f"{first}; it needs {needed} evaluations: set eval_every to at most "
-            f"{max(1, steps // needed)}")
+            f"{first}; it needs {needed} evaluations: {advice}")
 
 
 def _patience(params: Params, optimizer: str) -> int:

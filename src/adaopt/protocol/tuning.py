@@ -53,10 +53,10 @@ class Choice:
     def from_dict(cls, data: dict[str, Any]) -> Choice:
         """Back from :meth:`to_dict` as written to JSON (which has no NaN: a missing score is
         written as null); other keys of ``choice.json`` are ignored."""
-        choice = cls(**{f.name: data[f.name] for f in fields(cls)})
-        if choice.score is None:
-            choice.score = math.nan
-        return choice
+        values = {f.name: data[f.name] for f in fields(cls)}
+        if values["score"] is None:  # the dataclass is frozen: restore NaN before building it
+            values["score"] = math.nan
+        return cls(**values)
 
 
 def search_grid(space: dict[str, Grid]) -> list[dict[str, Any]]:
