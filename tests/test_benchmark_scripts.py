@@ -25,22 +25,29 @@ def run_script(script: str, *args: str) -> str:
     return result.stdout
 
 
-def test_learning_curves_write_a_row_per_dev_evaluation_and_replace_the_tasks_rows(
+def test_learning_curves_score_the_selection_split_and_replace_the_tasks_rows(
         prepared_sst2: Path, tmp_path: Path) -> None:
-    report = {"sst2": {"baseline": {"rule": "majority class", "value": 0.5}}}
-    (prepared_sst2.parent / "prepare_report.json").write_text(json.dumps(report))
+    """One curve per --lr, a row per selection-split evaluation beside the trivial baseline on
+    that split (the training split's majority class), never dev; other tasks' rows stay."""
+    from datasets import load_from_disk
+
     out = tmp_path / "curves.csv"
     pd.DataFrame({"task": ["mrpc", "sst2"], "step": [25, 99], "value": [0.7, 0.1]}).to_csv(
         out, index=False)
     run_script("learning_curves.py", "--task", "sst2", "--steps", "4", "--every", "2",
-               "--lr", "1e-3", "--params", str(ROOT / "profiles" / "smoke.yaml"),
+               "--lr", "1e-3", "--lr", "1e-4", "--params", str(ROOT / "profiles" / "smoke.yaml"),
                "--prepared", str(prepared_sst2), "--out", str(out))
     rows = pd.read_csv(out)
-    assert rows[rows.task == "mrpc"].value.tolist() == [0.7]  # other tasks' rows stay
+    assert rows[rows.task == "mrpc"].value.tolist() == [0.7]
     sst2 = rows[rows.task == "sst2"]
-    assert sst2.step.tolist() == [2, 4] and sst2.value.between(0, 1).all()
-    assert (sst2.baseline == 0.5).all() and (sst2.s_per_step > 0).all()
-    assert (sst2.dev_examples == 16).all() and (sst2.metric == "accuracy").all()
+    assert sst2.lr.tolist() == [1e-3, 1e-3, 1e-4, 1e-4] and sst2.step.tolist() == [2, 4, 2, 4]
+    assert sst2.value.between(0, 1).all() and (sst2.s_per_step > 0).all()
+    assert (sst2.split == "selection").all() and (sst2.metric == "accuracy").all()
+    splits = load_from_disk(str(prepared_sst2 / "sst2"))
+    majority = pd.Series(splits["train"]["labels"]).mode().iloc[0]
+    selection = pd.Series(splits["selection"]["labels"])
+    assert (sst2.examples == len(selection)).all()
+    assert sst2.baseline.iloc[0] == pytest.approx((selection == majority).mean())
 
 
 def test_loop_vs_trainer_prints_rates_and_consistent_ratios() -> None:
