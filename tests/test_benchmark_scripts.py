@@ -3,7 +3,6 @@ targets are checked by running them at size, not here)."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
