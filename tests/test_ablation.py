@@ -52,3 +52,30 @@ def test_the_table_and_figure_show_costs_beside_the_metric(ablation: pd.DataFram
     assert "dev accuracy" in table and table.count("\n| ") == len(ablation) + 1
     path = draw_precision_ablation(ablation, tmp_path / "precision.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_cpu_without_native_bf16_skips_bf16_with_one_line(
+        prepared_sst2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """On an AVX2 CPU bf16 is emulated many times slower than fp32: the ablation says so in one
+    line, keeps a ``skipped`` row per optimizer, and still trains fp32; the table and figure
+    read the skipped rows."""
+    import adaopt.ablation
+
+    monkeypatch.setattr(adaopt.ablation, "native_bf16", lambda device_type: False)
+    params = load_params(ROOT / "profiles" / "smoke.yaml")
+    settings = params.precision_ablation
+    for optimizer in settings.optimizers:
+        io.write_json(tmp_path / "tuning" / "sst2" / optimizer / settings.setting / "choice.json",
+                      {"task": "sst2", "optimizer": optimizer, "setting": settings.setting,
+                       "hparams": {"lr": 1e-3}})
+    frame = precision_ablation(params, prepared_sst2, tmp_path / "tuning", progress=False)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "bf16 skipped" in line]
+    assert len(lines) == 1 and "no native bf16" in lines[0]
+    bf16 = frame[frame.precision == "bf16"]
+    assert len(bf16) == len(settings.optimizers)
+    assert bf16.status.str.startswith("skipped").all() and bf16.dev.isna().all()
+    assert (frame[frame.precision == "fp32"].status == "ok").all()
+    assert (frame.metric == "accuracy").all()
+    assert "skipped" in ablation_markdown(frame)
+    draw_precision_ablation(frame, tmp_path / "precision.png")

@@ -5,7 +5,8 @@ the same data order and the optimizer's tuned values (the sweep's ``choice.json`
 ablation's setting) for ``max_steps`` steps, and its selected weights are scored once on dev.
 Each row puts what a run reached (the dev metric) next to what it cost (throughput, peak
 memory); the runs of one optimizer follow each other in one process, so their costs are
-measured side by side on the same machine.
+measured side by side on the same machine. On a CPU without native bf16 the bf16 runs are
+skipped, with one line and a ``skipped`` row, instead of emulating it many times slower.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import torch
 
 from adaopt.config import Params
 from adaopt.experiment import Workload, read_choice
+from adaopt.precision import native_bf16
+from adaopt.tasks import get_task
+from adaopt.training import device
 
 COLUMNS = ("task", "optimizer", "precision", "device", "metric", "dev", "status", "steps",
            "train_samples_per_s", "train_tokens_per_s", "throughput_vs_fp32", "peak_memory_mb",
@@ -42,16 +46,27 @@ def precision_ablation(params: Params, prepared_dir: str | Path, tuning_dir: str
     optimizer (NaN without an fp32 run).
     """
     ablation = params.precision_ablation
+    skipped = [] if native_bf16(device().type) else [p for p in ablation.precisions
+                                                      if p == "bf16"]
+    if skipped:
+        print(f"precision_ablation: bf16 skipped, this {device_label()} has no native bf16 "
+              "(emulated, a step runs many times slower than fp32)")
     workloads = {precision: Workload(params, ablation.task, prepared_dir,
                                      overrides={"precision": precision})
-                 for precision in ablation.precisions}
+                 for precision in ablation.precisions if precision not in skipped}
     where = device_label()
     rows: list[dict[str, Any]] = []
     for optimizer in ablation.optimizers:
         choice = Path(tuning_dir) / ablation.task / optimizer / ablation.setting / "choice.json"
         section = {**params.optimizers[optimizer],
                    **read_choice(choice, ablation.task, optimizer, ablation.setting)}
-        for precision, work in workloads.items():
+        for precision in ablation.precisions:
+            if precision in skipped:
+                rows.append({"task": ablation.task, "optimizer": optimizer,
+                             "precision": precision, "device": where,
+                             "status": "skipped: no native bf16 on this CPU"})
+                continue
+            work = workloads[precision]
             result, model = work.train_run(optimizer, section, ablation.setting, ablation.seed,
                                            ablation.max_steps, None, progress)
             scores = {} if result.status == "diverged" else work.dev(model)[0]
@@ -66,7 +81,8 @@ def precision_ablation(params: Params, prepared_dir: str | Path, tuning_dir: str
                 "train_tokens_per_s": result.train_tokens_per_s,
                 "peak_memory_mb": result.peak_memory_mb, "wall_time_s": result.wall_time_s,
             })
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "throughput_vs_fp32"])
+    frame["metric"] = frame.metric.fillna(get_task(ablation.task).metric)
     fp32 = frame[frame.precision == "fp32"].set_index("optimizer").train_samples_per_s
     frame["throughput_vs_fp32"] = frame.train_samples_per_s / frame.optimizer.map(fp32)
     return frame[list(COLUMNS)]

@@ -1,10 +1,10 @@
 """Numeric precision of a run: fp32, bf16 autocast, or fp16 autocast with a gradient scaler.
 
 ``train.precision`` picks one for training and held-out scoring alike. bf16 runs wherever torch
-has bf16 kernels (on the reference CPU, torch 2.13's bf16 makes a MiniLM training step about
-30x slower than fp32, the small GPT's about as fast); fp16 needs a CUDA GPU, because its small
-range needs the gradient scaler that only CUDA's autocast pairs with, so it is refused on a CPU
-with one line before any compute.
+has bf16 kernels; on a CPU without native bf16 (AVX2, no AVX512-BF16 or AMX) torch emulates it
+and a step runs many times slower than fp32 (:func:`native_bf16` tells; the precision ablation
+skips bf16 there). fp16 needs a CUDA GPU, because its small range needs the gradient scaler that
+only CUDA's autocast pairs with, so it is refused on a CPU with one line before any compute.
 """
 
 from __future__ import annotations
@@ -24,6 +24,14 @@ def check_precision(precision: str, device_type: str, where: str = "train.precis
     if precision == "fp16" and device_type != "cuda":
         raise ValueError(f"{where}=fp16 needs a CUDA GPU (fp16 autocast with a gradient "
                          f"scaler); on {device_type} use fp32 or bf16")
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether this device computes bf16 natively (a CUDA GPU that supports it; a CPU with
+    oneDNN's bf16 kernels, i.e. AVX512-BF16 or AMX), rather than emulating it."""
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def autocast(precision: str, device_type: str) -> AbstractContextManager[None]:
