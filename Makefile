@@ -36,14 +36,17 @@ profile:
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-# A newcomer's first run: the quick profile (12.5-14.5 minutes measured on 2 cores, README) in a fresh clone under
-# QUICK_DIR without the reference run's outputs, so that the committed ones stay as they are and
-# DVC neither hashes nor rewrites them at each stage. Its REPORT.md, results/ and figures/ land there.
+# A newcomer's first run: the quick profile in a fresh clone under QUICK_DIR without the
+# reference run's outputs, so that the committed ones stay as they are and DVC neither hashes nor
+# rewrites them at each stage. Its REPORT.md, results/ and figures/ land there; it prints its
+# measured wall time at the end.
 QUICK_DIR ?= /tmp/adaopt-quick
 quick: setup
-	rm -rf $(QUICK_DIR) && git clone --quiet "$(CURDIR)" $(QUICK_DIR)
-	cd $(QUICK_DIR) && rm -rf dvc.lock REPORT.md runs tuning results figures
-	cp profiles/quick.yaml $(QUICK_DIR)/params.yaml
-	cd $(QUICK_DIR) && PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONPATH="$(QUICK_DIR)/src" \
-	  $(if $(ADAOPT_DATA_MIRROR),ADAOPT_DATA_MIRROR="$(abspath $(ADAOPT_DATA_MIRROR))") dvc repro
-	@echo "quick profile done: $(QUICK_DIR)/REPORT.md, $(QUICK_DIR)/results, $(QUICK_DIR)/figures"
+	@start=$$(date +%s) && \
+	rm -rf $(QUICK_DIR) && git clone --quiet "$(CURDIR)" $(QUICK_DIR) && \
+	(cd $(QUICK_DIR) && rm -rf dvc.lock REPORT.md runs tuning results figures) && \
+	cp profiles/quick.yaml $(QUICK_DIR)/params.yaml && \
+	(cd $(QUICK_DIR) && PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONPATH="$(QUICK_DIR)/src" \
+	  $(if $(ADAOPT_DATA_MIRROR),ADAOPT_DATA_MIRROR="$(abspath $(ADAOPT_DATA_MIRROR))") dvc repro) && \
+	elapsed=$$(( $$(date +%s) - start )) && \
+	echo "quick profile done in $$((elapsed / 60)) min $$((elapsed % 60)) s: $(QUICK_DIR)/REPORT.md, $(QUICK_DIR)/results, $(QUICK_DIR)/figures"
