@@ -142,7 +142,7 @@ def _noise_table(runs: pd.DataFrame) -> str:
 
 
 def _verdict_table(runs: pd.DataFrame, params: Params, prepared: str) -> str:
-    from adaopt.summary import paired_comparisons
+    from adaopt.summary import format_interval, paired_comparisons
 
     level = params.evaluate.confidence
     paired = paired_comparisons(runs, OUT / "runs", prepared, level,
@@ -151,7 +151,7 @@ def _verdict_table(runs: pd.DataFrame, params: Params, prepared: str) -> str:
     shown = pd.DataFrame({
         "task": paired.task, "pairs": paired.pairs,
         "AdaptiveAdam - AdamW": paired.difference.map(lambda v: f"{v:+.4f}"),
-        f"{level:.0%} interval": [f"[{r.low:+.4f}, {r.high:+.4f}]"
+        f"{level:.0%} interval": [format_interval(r.low, r.high, signed=True)
                                   for r in paired.itertuples(index=False)],
         "p (Holm)": paired.p_adjusted.map(lambda v: f"{v:.2g}"),
         "margin": paired.margin.map(lambda v: f"±{v:g}"),

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from adaopt import io
 from adaopt.config import SETTINGS
-from adaopt.hparams import OPTIMIZERS
+from adaopt.hparams import in_table_order
 from adaopt.statistics import confidence_interval
 from adaopt.summary import GROUP_KEYS, REFERENCES
 from adaopt.tasks import get_task
@@ -36,7 +36,7 @@ BAR_WIDTH = 0.8  # seaborn's default: each x category's dodged bars share this w
 
 def _orders(frame: pd.DataFrame) -> dict[str, list[str]]:
     """Optimizers in the registry's order and settings in the pipeline's, not the alphabet's."""
-    return {"hue_order": [name for name in OPTIMIZERS if name in set(frame.optimizer)],
+    return {"hue_order": in_table_order(frame.optimizer),
             "row_order": [name for name in SETTINGS if name in set(frame.setting)]}
 
 
@@ -171,7 +171,7 @@ def paired_difference(paired: pd.DataFrame, path: Path) -> Path:
         figure.text(0.5, 0.5, "no reference optimizer in the sweep", ha="center")
         return _save(figure, path)
     rows = paired[paired.reference == reference]
-    order = [name for name in OPTIMIZERS if name in set(rows.optimizer)]
+    order = in_table_order(rows.optimizer)
     grid = sns.FacetGrid(rows, row="setting", col="task", height=2.6, aspect=1.2, sharey=False,
                          row_order=_orders(rows)["row_order"])
     for (setting, task), ax in grid.axes_dict.items():
@@ -232,7 +232,7 @@ def precision_ablation(frame: pd.DataFrame, path: Path) -> Path:
               ("train_samples_per_s", "training samples/s"),
               ("peak_memory_mb", "peak memory (MB)"))
     figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
-    order = [name for name in OPTIMIZERS if name in set(frame.optimizer)]
+    order = in_table_order(frame.optimizer)
     for ax, (column, label) in zip(axes, panels, strict=True):
         sns.barplot(frame, x="optimizer", y=column, hue="precision", order=order, ax=ax)
         ax.set(xlabel="", ylabel=label)

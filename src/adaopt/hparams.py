@@ -12,7 +12,7 @@ everywhere: ``"lr=-0.1 is invalid: must be >= 0"``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
@@ -24,6 +24,7 @@ __all__ = [
     "IMPL_FLAGS",
     "OPTIMIZERS",
     "RULES",
+    "in_table_order",
     "resolve_hparams",
     "split_controller_kwargs",
     "validate_hparam",
@@ -178,6 +179,12 @@ OPTIMIZERS: tuple[str, ...] = (
     "lamb",
     "adaptive_adam",
 )
+
+def in_table_order(names: Iterable[str]) -> list[str]:
+    """``names`` in the order every table and figure lists optimizers (:data:`OPTIMIZERS`)."""
+    present = set(names)
+    return [name for name in OPTIMIZERS if name in present]
+
 
 # Default hyperparameters per optimizer. The keys are also the only hyperparameters each name
 # accepts (plus the implementation switches in IMPL_FLAGS). The learning rates are starting

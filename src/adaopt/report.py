@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from adaopt.config import SETTINGS, Params, grid_values
-from adaopt.hparams import OPTIMIZERS
+from adaopt.hparams import in_table_order
 from adaopt.statistics import (
     BETTER,
     EQUIVALENT,
@@ -30,7 +30,13 @@ from adaopt.statistics import (
     WORSE,
     paired_difference,
 )
-from adaopt.summary import REFERENCES, headline_markdown, read_choices, tuning_markdown
+from adaopt.summary import (
+    REFERENCES,
+    format_interval,
+    headline_markdown,
+    read_choices,
+    tuning_markdown,
+)
 from adaopt.tasks import get_task
 
 #: The paper's method, and what it is held against.
@@ -114,7 +120,7 @@ def performance_profile(summary: pd.DataFrame, setting: str,
     times = times.astype(float).replace(np.nan, np.inf)
     fastest = times.min(axis=0)
     ratio = times / fastest.where(np.isfinite(fastest), np.nan)
-    order = [name for name in OPTIMIZERS if name in times.index]
+    order = in_table_order(times.index)
     return pd.DataFrame({f"tau {tau:g}": (ratio <= tau).sum(axis=1) / times.shape[1]
                          for tau in taus}).loc[order]
 
@@ -178,12 +184,6 @@ def _number(value: float, digits: int = 3) -> str:
         else f"{value:.{digits}f}"
 
 
-def _interval(low: float, high: float, digits: int = 3) -> str:
-    if math.isnan(low):
-        return "n/a"
-    return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
-
-
 def _p(value: float) -> str:
     return "—" if math.isnan(value) else f"{value:.2g}"
 
@@ -194,7 +194,8 @@ def verdict_markdown(verdicts: pd.DataFrame) -> str:
     shown = pd.DataFrame({
         "setting": verdicts.setting, "reference": verdicts.reference, "task": verdicts.task,
         "difference": verdicts.difference.map(lambda v: f"{v:+.4f}"),
-        "interval": [_interval(r.low, r.high, 4) for r in verdicts.itertuples(index=False)],
+        "interval": [format_interval(r.low, r.high, 4, signed=True, missing="n/a")
+                     for r in verdicts.itertuples(index=False)],
         "p (Holm)": verdicts.p_adjusted.map(_p),
         "margin": verdicts.margin.map(lambda v: "—" if math.isnan(v) else f"±{v:g}"),
         "p equivalent (Holm)": verdicts.p_equivalent_adjusted.map(_p),
@@ -207,10 +208,12 @@ def verdict_markdown(verdicts: pd.DataFrame) -> str:
 
 def schedule_markdown(effect: pd.DataFrame) -> str:
     """Optimizer x task: fair minus traditional, ``+d [low, high]``."""
-    cells = [f"{r.difference:+.3f} {_interval(r.low, r.high)}" if r.pairs else "n/a"
+    cells = [f"{r.difference:+.3f} "
+             f"{format_interval(r.low, r.high, 3, signed=True, missing='n/a')}"
+             if r.pairs else "n/a"
              for r in effect.itertuples(index=False)]
     table = effect.assign(cell=cells).pivot(index="optimizer", columns="task", values="cell")
-    order = [name for name in OPTIMIZERS if name in table.index]
+    order = in_table_order(table.index)
     return table.loc[order, list(dict.fromkeys(effect.task))].to_markdown() + "\n"
 
 
@@ -246,7 +249,7 @@ def time_to_target_markdown(summary: pd.DataFrame, setting: str) -> str:
     cells = summary[summary.setting == setting]
     shown = cells.assign(cell=[_steps_to_target(row) for row in cells.itertuples(index=False)])
     table = shown.pivot(index="optimizer", columns="task", values="cell")
-    order = [name for name in OPTIMIZERS if name in table.index]
+    order = in_table_order(table.index)
     return table.loc[order, list(dict.fromkeys(cells.task))].to_markdown() + "\n"
 
 
@@ -279,7 +282,7 @@ def efficiency_markdown(summary: pd.DataFrame, setting: str) -> str:
             **{f"state MiB ({model})": value for model, value in state.items()},
         }
     table = pd.DataFrame(rows).T
-    order = [name for name in OPTIMIZERS if name in table.index]
+    order = in_table_order(table.index)
     return table.loc[order].to_markdown(floatfmt=".2f") + "\n"
 
 
@@ -486,7 +489,7 @@ def _squad_exact_match(summary: pd.DataFrame) -> str:
     if squad.empty or "exact_match.mean" not in squad:
         return ""
     table = squad.pivot(index="optimizer", columns="setting", values="exact_match.mean")
-    order = [name for name in OPTIMIZERS if name in table.index]
+    order = in_table_order(table.index)
     return ("SQuAD exact match (mean over finished seeds):\n\n"
             + table.loc[order].to_markdown(floatfmt=".1f") + "\n\n")
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from adaopt.config import SETTINGS, Params
-from adaopt.hparams import CONTROLLED, OPTIMIZERS
+from adaopt.hparams import CONTROLLED, in_table_order
 from adaopt.metrics.squad import exact_match_score, f1_score, metric_max_over_ground_truths
 from adaopt.protocol.splits import DEV, examples_split
 from adaopt.statistics import (
@@ -461,7 +461,7 @@ def _optimizer_by_task(rows: pd.DataFrame, cells: pd.Series, metrics: pd.Series)
     """A Markdown table, optimizers (registry order) by tasks (given order), of ``cells``."""
     table = rows.assign(cell=cells).pivot(index="optimizer", columns="task", values="cell")
     tasks = list(dict.fromkeys(rows.task))
-    table = table.loc[[name for name in OPTIMIZERS if name in table.index], tasks]
+    table = table.loc[in_table_order(table.index), tasks]
     table.columns = [f"{task} ({metrics[task]}"
                      f"{'' if get_task(task).greater_is_better else ', lower is better'})"
                      for task in tasks]
@@ -538,8 +538,14 @@ def _other_metrics(row: pd.Series) -> str:
     return "; ".join(parts)
 
 
-def _interval(low: float, high: float) -> str:
-    return "" if math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
+def format_interval(low: float, high: float, digits: int = 4, *, signed: bool = False,
+                    missing: str = "") -> str:
+    """``[0.8120, 0.8440]``, or ``[-0.004, +0.028]`` for a difference (``signed``); ``missing``
+    where the interval is undefined. Every table's intervals are written by this one."""
+    if math.isnan(low):
+        return missing
+    sign = "+" if signed else ""
+    return f"[{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
 
 
 def _time_to_target(row: pd.Series) -> str:
@@ -584,8 +590,8 @@ def to_markdown(summary: pd.DataFrame) -> str:
         score=["diverged" if row.finished == 0 else
                f"{row['mean']:.4f} ± {0.0 if math.isnan(row['std']) else row['std']:.4f}"
                for _, row in summary.iterrows()],
-        t=[_interval(row.ci_low, row.ci_high) for _, row in summary.iterrows()],
-        bootstrap=[_interval(row.get("bootstrap_low", math.nan), row.get("bootstrap_high",
+        t=[format_interval(row.ci_low, row.ci_high) for _, row in summary.iterrows()],
+        bootstrap=[format_interval(row.get("bootstrap_low", math.nan), row.get("bootstrap_high",
                                                                          math.nan))
                    for _, row in summary.iterrows()],
         other=[_other_metrics(row) for _, row in summary.iterrows()],

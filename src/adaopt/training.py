@@ -369,6 +369,101 @@ def _checkpoint(path: Path, config: TrainConfig, step: int, state: LoopState,
     )
 
 
+def _resume(checkpoint: Path | None, model: torch.nn.Module, optimizer: Optimizer,
+            scheduler: LRScheduler, batches: ResumableBatches) -> tuple[int, LoopState]:
+    """The steps already done and the loop's state: a fresh start, or, if ``checkpoint``
+    exists, where it left off (model, optimizer, scheduler, random generators and data
+    position restored in place), so that the run goes on as if it had never stopped."""
+    if checkpoint is None or not checkpoint.exists():
+        return 0, LoopState()
+    done, position, saved = load_checkpoint(
+        checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
+        generator=batches.generator, rank=distributed.rank(), world_size=distributed.world_size(),
+    )
+    batches.restore(position)
+    state = LoopState(**saved)
+    if distributed.is_main():
+        print(f"resumed from {checkpoint} at step {done}")
+    return done, state
+
+
+def _accumulate_gradients(net: torch.nn.Module, batches: ResumableBatches, dev: torch.device,
+                          scaler: torch.amp.GradScaler, config: TrainConfig,
+                          state: LoopState) -> float:
+    """Forward and backward over ``grad_accum_steps`` batches, counted in ``state``; the global
+    batch's mean loss, averaged over the processes so that every one logs and decides on the
+    same value."""
+    loss_sum = 0.0
+    for micro in range(config.grad_accum_steps):
+        batch = {key: value.to(dev, non_blocking=True) for key, value in next(batches).items()}
+        weight = _count(batch, state)
+        with distributed.syncing(net, last=micro == config.grad_accum_steps - 1):
+            with autocast(config.precision, dev.type):
+                loss = net(**batch).loss * weight / config.grad_accum_steps
+            scaler.scale(loss).backward()
+        loss_sum += loss.item()
+    return distributed.all_sum([loss_sum])[0] / distributed.world_size()
+
+
+def _grad_norm(model: torch.nn.Module, max_grad_norm: float | None) -> float:
+    """The gradients' total norm before clipping; they are clipped to ``max_grad_norm`` if set."""
+    if max_grad_norm is not None:
+        return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
+    return float(torch.nn.utils.get_total_norm(
+        [p.grad for p in model.parameters() if p.grad is not None]))
+
+
+def _optimizer_step(loss: float, model: torch.nn.Module, optimizer: Optimizer,
+                    scheduler: LRScheduler, scaler: torch.amp.GradScaler,
+                    max_grad_norm: float | None, state: LoopState) -> dict[str, float] | str:
+    """Step the optimizer and the schedule on the accumulated gradients; the step's loss,
+    learning rate (the one it stepped with) and gradient norm, or what stopped being finite
+    (``loss``, ``grad_norm`` or ``parameters``), which ends the run."""
+    scaler.unscale_(optimizer)  # true gradients for the norm and clipping (fp16 only)
+    grad_norm = _grad_norm(model, max_grad_norm)
+    # Under fp16 a non-finite gradient is an overflow: the scaler skips the step and lowers
+    # its scale. Otherwise it is divergence, as is a non-finite loss.
+    overflow = scaler.is_enabled() and not math.isfinite(grad_norm)
+    if not math.isfinite(loss) or (not math.isfinite(grad_norm) and not overflow):
+        optimizer.zero_grad(set_to_none=True)
+        return "loss" if not math.isfinite(loss) else "grad_norm"
+    state.last_finite_loss = loss
+    lr = _first_lr(optimizer)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    if not _all_finite(model.parameters()):
+        return "parameters"
+    return {"loss": loss, "lr": lr, "grad_norm": grad_norm}
+
+
+def _evaluate_and_select(model: torch.nn.Module, evaluate: Evaluate, optimizer: Optimizer,
+                         scheduler: LRScheduler, step: int, state: LoopState, *, metric: str,
+                         greater_is_better: bool, patience: int | None) -> bool:
+    """Score ``model`` and log the scores; report ``metric`` to a metric-driven controller,
+    recording the learning-rate cut it makes; keep the weights if they score best yet. Whether
+    ``patience`` evaluations in a row have not improved, which stops the run early."""
+    started = time.perf_counter()
+    # Rank 0 scores, the others take its scores: one early-stopping and AdaptiveAdam
+    # decision for all, even where GPUs of two models would round differently.
+    scores = distributed.from_main(evaluate(model)[0] if distributed.is_main() else None)
+    state.scoring_seconds += time.perf_counter() - started
+    state.last = scores
+    state.eval_log.append({"step": step, "elapsed_s": state.train_seconds,
+                           "samples": state.samples, "tokens": state.tokens, **scores})
+    if hasattr(scheduler, "report") and scheduler.report(scores[metric]):
+        state.cuts.append({"step": step, "lr": _first_lr(optimizer)})
+    value = scores[metric]  # NaN (e.g. Pearson of constant predictions) never wins
+    sign = 1.0 if greater_is_better else -1.0
+    if math.isfinite(value) and (not state.best or sign * (value - state.best[metric]) > 0):
+        state.best, state.best_step, state.bad_evals = scores, step, 0
+        state.best_weights = _weights(model)
+    else:
+        state.bad_evals += 1
+    return patience is not None and state.bad_evals >= patience
+
+
 def train(
     model: torch.nn.Module,
     optimizer: Optimizer,
@@ -410,87 +505,29 @@ def train(
     model.to(dev).train()
     reset_peak_memory()
     batches = ResumableBatches(train_loader)
-    state, done = LoopState(), 0
-    if checkpoint is not None and checkpoint.exists():
-        done, position, saved = load_checkpoint(
-            checkpoint, model=model, optimizer=optimizer, scheduler=scheduler,
-            generator=batches.generator, rank=distributed.rank(),
-            world_size=distributed.world_size(),
-        )
-        batches.restore(position)
-        state = LoopState(**saved)
-        if distributed.is_main():
-            print(f"resumed from {checkpoint} at step {done}")
+    done, state = _resume(checkpoint, model, optimizer, scheduler, batches)
     net = distributed.wrap(model, dev)  # what trains; checkpoints and evaluations use ``model``
     scaler = grad_scaler(config.precision, dev.type)
     if state.scaler:
         scaler.load_state_dict(state.scaler)
     every = config.checkpoint_every or config.eval_every
-    sign = 1.0 if greater_is_better else -1.0
     status = "ok"
     bar = tqdm(range(done + 1, config.max_steps + 1), initial=done, total=config.max_steps,
                disable=not progress or not distributed.is_main(), desc="train", leave=False)
     for step in bar:
         started = time.perf_counter()
-        loss_sum = 0.0
-        for micro in range(config.grad_accum_steps):
-            batch = {key: value.to(dev, non_blocking=True) for key, value in
-                     next(batches).items()}
-            weight = _count(batch, state)
-            with distributed.syncing(net, last=micro == config.grad_accum_steps - 1):
-                with autocast(config.precision, dev.type):
-                    loss = net(**batch).loss * weight / config.grad_accum_steps
-                scaler.scale(loss).backward()
-            loss_sum += loss.item()
-        loss_sum = distributed.all_sum([loss_sum])[0] / distributed.world_size()
-        scaler.unscale_(optimizer)  # true gradients for the norm and clipping (fp16 only)
-        if max_grad_norm is not None:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
-        else:
-            grad_norm = float(torch.nn.utils.get_total_norm(
-                [p.grad for p in model.parameters() if p.grad is not None]))
-        # Under fp16 a non-finite gradient is an overflow: the scaler skips the step and lowers
-        # its scale. Otherwise it is divergence, as is a non-finite loss.
-        overflow = scaler.is_enabled() and not math.isfinite(grad_norm)
-        if not math.isfinite(loss_sum) or (not math.isfinite(grad_norm) and not overflow):
-            state.diverged_on = "loss" if not math.isfinite(loss_sum) else "grad_norm"
-            status = "diverged"
-            optimizer.zero_grad(set_to_none=True)
-            break
-        state.last_finite_loss = loss_sum
-        lr = _first_lr(optimizer)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        if not _all_finite(model.parameters()):
-            state.diverged_on = "parameters"
-            status = "diverged"
+        loss = _accumulate_gradients(net, batches, dev, scaler, config, state)
+        step_log = _optimizer_step(loss, model, optimizer, scheduler, scaler, max_grad_norm, state)
+        if isinstance(step_log, str):
+            state.diverged_on, status = step_log, "diverged"
             break
         state.train_seconds += time.perf_counter() - started
-        elapsed = state.train_seconds
-        state.train_log.append({"step": step, "loss": loss_sum, "lr": float(lr),
-                                "grad_norm": grad_norm, "elapsed_s": elapsed})
-        bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{float(lr):.2e}")
+        state.train_log.append({"step": step, **step_log, "elapsed_s": state.train_seconds})
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{step_log['lr']:.2e}")
         if step % config.eval_every == 0 or step == config.max_steps:
-            scoring_started = time.perf_counter()
-            # Rank 0 scores, the others take its scores: one early-stopping and AdaptiveAdam
-            # decision for all, even where GPUs of two models would round differently.
-            scores = distributed.from_main(evaluate(model)[0] if distributed.is_main() else None)
-            state.scoring_seconds += time.perf_counter() - scoring_started
-            state.last = scores
-            state.eval_log.append({"step": step, "elapsed_s": elapsed, "samples": state.samples,
-                                   "tokens": state.tokens, **scores})
-            if hasattr(scheduler, "report") and scheduler.report(scores[metric]):
-                state.cuts.append({"step": step, "lr": _first_lr(optimizer)})
-            value = scores[metric]  # NaN (e.g. Pearson of constant predictions) never wins
-            if math.isfinite(value) and (not state.best or sign * (value - state.best[metric]) > 0):
-                state.best, state.best_step, state.bad_evals = scores, step, 0
-                state.best_weights = _weights(model)
-            else:
-                state.bad_evals += 1
-            patience = config.early_stopping_patience
-            if patience is not None and state.bad_evals >= patience:
+            if _evaluate_and_select(model, evaluate, optimizer, scheduler, step, state,
+                                    metric=metric, greater_is_better=greater_is_better,
+                                    patience=config.early_stopping_patience):
                 status = "early_stopped"
                 break
         if checkpoint is not None and step % every == 0 and step < config.max_steps:
