@@ -74,9 +74,8 @@ class DataConfig(_Section):
     windows); ``max_eval_samples`` may instead map task names to counts (a task it does not
     name keeps its whole dev set). ``max_length`` is the token limit of the GLUE tasks.
     Extractive QA cuts each question + context into windows of ``qa_max_length`` tokens that
-    overlap by ``doc_stride`` context tokens; its dev predictions are decoded from the
-    ``n_best`` best start and end tokens per window, spans of at most ``max_answer_length``
-    tokens.
+    overlap by ``doc_stride`` context tokens (how its answers are decoded is the task's
+    workload's, :class:`DecodingConfig`).
     ``selection_samples`` examples (SQuAD: whole articles, until that many questions) are
     carved out of the cleaned training data with ``seed`` before it is subsampled: the
     selection split, which tuning, early stopping and checkpoint choice read instead of dev.
@@ -90,8 +89,6 @@ class DataConfig(_Section):
     max_length: Annotated[int, Field(ge=8, le=512)] = 128
     qa_max_length: Annotated[int, Field(ge=32, le=512)] = 384
     doc_stride: PositiveInt = 128
-    n_best: PositiveInt = 20
-    max_answer_length: PositiveInt = 30
     selection_samples: PositiveInt = 200
     seed: Annotated[int, Field(ge=0)] = 0
     lm: LMDataConfig = LMDataConfig()
@@ -289,6 +286,15 @@ class GPTConfig(_Section):
         return self
 
 
+class DecodingConfig(_Section):
+    """How extractive QA decodes held-out answers: the best span of at most
+    ``max_answer_length`` tokens among the ``n_best`` best start and end tokens per window.
+    A workload key, so that only the QA task's stages depend on it."""
+
+    n_best: PositiveInt = 20
+    max_answer_length: PositiveInt = 30
+
+
 class WorkloadConfig(_Section):
     """What one task changes in the shared setup: its training budget (any ``train`` key, e.g.
     ``max_steps``, ``batch_size``, ``eval_every``), its tuning trials' length, search spaces
@@ -300,6 +306,7 @@ class WorkloadConfig(_Section):
     tuning_eval_every: PositiveInt | None = None  # None: the task's train.eval_every
     spaces: dict[str, dict[str, Grid]] = Field(default_factory=dict)
     gpt: GPTConfig | None = None
+    decoding: DecodingConfig = DecodingConfig()
 
 
 class EvaluateConfig(_Section):

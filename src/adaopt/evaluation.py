@@ -86,7 +86,7 @@ def forward_outputs(
 
 @dataclass(frozen=True)
 class PostProcessing:
-    """How extractive QA picks spans (``DataConfig.n_best``, ``DataConfig.max_answer_length``)."""
+    """How extractive QA picks spans (a workload's ``decoding``)."""
 
     n_best: int = 20
     max_answer_length: int = 30

@@ -68,9 +68,10 @@ class Workload:
         self.dev = self._evaluator(DEV)
 
     def _evaluator(self, split: str) -> Evaluator:
-        cfg, data = self.train_config, self.params.data
+        cfg, decoding = self.train_config, self.params.workloads[self.task.name].decoding
         return Evaluator(self.splits, self.task, self.tokenizer, cfg.eval_batch_size, cfg.precision,
-                         split=split, n_best=data.n_best, max_answer_length=data.max_answer_length)
+                         split=split, n_best=decoding.n_best,
+                         max_answer_length=decoding.max_answer_length)
 
     def sizes(self) -> dict[str, int]:
         return {"train_examples": len(self.splits[TRAIN]),
