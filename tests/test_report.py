@@ -80,7 +80,7 @@ def verdicts(*names: str, cuts: float = 0.0) -> pd.DataFrame:
     ((BETTER, EQUIVALENT, IDENTICAL), "supported on some tasks only"),
     ((WORSE, INCONCLUSIVE), "not supported: it is worse on some tasks and better on none"),
     ((BETTER, WORSE), "mixed: better on some tasks, worse on others"),
-    ((IDENTICAL, IDENTICAL), "not tested: the two are the same runs"),
+    ((IDENTICAL, IDENTICAL), "not tested: the two give identical dev predictions on every task"),
     ((INCONCLUSIVE, EQUIVALENT), "not supported at this budget: no task separates them"),
     ((IDENTICAL, UNTESTED), "not supported at this budget: no task separates them"),
     ((EQUIVALENT, IDENTICAL),

@@ -68,7 +68,7 @@ def overall_verdict(verdicts: pd.DataFrame, setting: str, reference: str) -> str
     elif counts[BETTER]:
         claim = "mixed: better on some tasks, worse on others"
     elif counts[IDENTICAL] == total:
-        claim = "not tested: the two are the same runs"
+        claim = "not tested: the two give identical dev predictions on every task"
     elif counts[EQUIVALENT] and counts[EQUIVALENT] + counts[IDENTICAL] == total:
         claim = "refuted at this budget: equivalent within the declared margins on every task"
     else:
