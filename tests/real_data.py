@@ -1,6 +1,6 @@
 """Where the tests find the real data: ``$ADAOPT_DATA_MIRROR``, else ``../shared/data``.
 
-A relative ``$ADAOPT_DATA_MIRROR`` (the README's ``export ADAOPT_DATA_MIRROR=../shared/data``)
+A relative ``$ADAOPT_DATA_MIRROR`` (docs/tasks.md's ``export ADAOPT_DATA_MIRROR=../shared/data``)
 is made absolute here, from the directory pytest starts in: the tests link to it and hand it to
 pipelines that run in temporary folders, where the relative path would name nothing.
 """

@@ -28,7 +28,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 OUTPUTS = ("results/", "benchmarks/results/", "data/prepare_report.json", "REPORT.md")
 
 FENCE = re.compile(r"^ *```.*?^ *```[^\n]*$", re.M | re.S)
-CODE = re.compile(r"`[^`\n]*`")
+CODE = re.compile(r"`[^`]+`")  # may wrap a line, as in Markdown
 LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]+)\)")
 ITEM = re.compile(r"^\s*(?:[*+-]|\d+\.)\s")
 # A number not glued to a word, a dot or another digit (so no versions, no 3.16e-3), with the

@@ -40,8 +40,9 @@ def _setup_commands(*variables: str) -> list[str]:
 
 
 def test_setup_installs_torch_from_the_index_a_user_names_first() -> None:
-    """The README's CPU-only recipe: torch from PyTorch's CPU index, then the rest, which keeps
-    it (the pin is already met); without TORCH_INDEX, torch comes with the requirements."""
+    """The CPU-only recipe of docs/scaling.md: torch from PyTorch's CPU index, then the rest,
+    which keeps it (the pin is already met); without TORCH_INDEX, torch comes with the
+    requirements."""
     cpu = _setup_commands("TORCH_INDEX=https://download.pytorch.org/whl/cpu")
     assert any("--index-url https://download.pytorch.org/whl/cpu" in line
                and "grep '^torch==' requirements.txt" in line for line in cpu)

@@ -95,7 +95,7 @@ def test_dvc_exp_show_only_changed_reads_at_a_glance(smoke_repo: Path, tmp_path:
 
 
 def test_queued_experiments_run_two_at_a_time(smoke_repo: Path, tmp_path: Path) -> None:
-    """The grid as the README queues it: `dvc exp run --queue`, then `dvc queue start -j 2`.
+    """The grid as docs/scaling.md queues it: `dvc exp run --queue`, then `dvc queue start -j 2`.
 
     Each experiment re-runs one cell (its tune and train stages) with another weight decay, in
     its own temporary workspace; both must finish and show up in `dvc exp show`.

@@ -4,7 +4,7 @@ The pipeline's outputs are in git (``tuning/``, ``runs/``, ``results/``, ``figur
 ``REPORT.md``); these checks fail when someone edits ``params.yaml`` and commits without
 re-running, or commits a partial run.
 
-The reference run of #14 landed in three chunks (README, "Results"); every check here holds for
+The reference run of #14 landed in three chunks (docs/reference-run.md); every check here holds for
 the whole of it.
 """
 
