@@ -117,6 +117,12 @@ def _cuts_table(runs: pd.DataFrame) -> str:
     return pd.DataFrame(rows).to_markdown(index=False) + "\n"
 
 
+def _ran_with(task: str) -> float:
+    """The controller's ``min_delta`` that the pilot's runs of ``task`` used."""
+    ran = yaml.safe_load((OUT / "params" / f"{task}.yaml").read_text())
+    return float(ran["optimizers"]["adaptive_adam"]["min_delta"])
+
+
 def _noise_table(runs: pd.DataFrame) -> str:
     """AdamW's step-to-step change of its selection score over the second half of each run:
     the jitter a plateau shows, which the controller's ``min_delta`` should sit above."""
@@ -133,11 +139,12 @@ def _noise_table(runs: pd.DataFrame) -> str:
         for _, run in group.groupby("seed"):
             late = run[run.step > run.step.max() / 2][metric].to_numpy()
             changes.extend(abs(late[1:] - late[:-1]))
-        series = pd.Series(changes)
+        series, min_delta = pd.Series(changes), _ran_with(task)
         rows.append({"task": task, "metric": metric, "evaluations compared": len(series),
                      "median |change|": f"{series.median():.4f}",
                      "90th percentile": f"{series.quantile(0.9):.4f}",
-                     "share below min_delta 0.005": f"{(series < 0.005).mean():.0%}"})
+                     "min_delta the runs used": f"{min_delta:g}",
+                     "share below it": f"{(series < min_delta).mean():.0%}"})
     return pd.DataFrame(rows).to_markdown(index=False) + "\n"
 
 
