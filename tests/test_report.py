@@ -310,8 +310,8 @@ def test_a_task_without_signal_shows_its_learning_curve_and_the_budget_it_needs(
         "cpu_capability": "AVX2"})
     text = render(dataclasses.replace(outputs, summary=summary, curves=curves), params)
     assert "no signal above the trivial baseline on sst2" in text
-    assert "lr 0.0001, 0.001, batch 32, seed 0, accuracy on 872 selection examples, baseline " \
-        "there 0.99, 0.50 s a step)." in text
+    assert "lr 0.0001, 0.001, batch 32, seed 0, accuracy on 872 selection examples, best " \
+        "constant prediction there 0.99, 0.50 s a step)." in text
     # two binomial standard errors at 0.99 on 872 examples: 0.0067, so 0.992 is not clear of
     # it and lr 1e-4 clears it only at 300 steps; lr 1e-3 clears it at 200
     # cells x (trials x tuning fraction + 3 seeds) x 200 steps x 0.5 s
@@ -346,7 +346,7 @@ def test_a_prepared_task_the_profile_does_not_train_is_reported_with_its_curve(o
     assert "prepared but not trained at this budget: squad (below)" in text
     assert (f"* **squad**: prepared but not trained in this profile (`sweep.tasks`); its "
             f"baseline is {baseline['value']:.3f} ({baseline['rule']}).") in text
-    assert "f1 on 1000 selection examples, baseline there 20" in text
+    assert "f1 on 1000 selection examples, best constant prediction there 20" in text
     # F1's two standard errors on 1,000 questions: 3.16; 40 clears 20 + 3.16 at 100 steps
     fraction = params.tuning_steps("squad") / params.train_for("squad").max_steps
     cells = len(params.sweep.optimizers) * 2

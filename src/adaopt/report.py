@@ -359,7 +359,7 @@ def _curve_sentence(task: str, curves: pd.DataFrame | None, params: Params) -> s
     if curve is None or curve.empty:
         return " No learning curve was measured for it."
     first = curve.iloc[0]
-    baseline = float(first.baseline)
+    baseline = best_constant(task, float(first.baseline))  # the better class of the split
     margin = clear_margin(first.metric, baseline, int(first.examples))
     greater = get_task(task).greater_is_better
     above = (curve[curve.value > baseline + margin] if greater
@@ -368,7 +368,8 @@ def _curve_sentence(task: str, curves: pd.DataFrame | None, params: Params) -> s
     text = (f" Measured selection-split curves (`benchmarks/learning_curves.py`: "
             f"{first.optimizer}, {first.setting}, lr {rates}, batch {int(first.batch_size)}, "
             f"seed {int(first.seed)}, {first.metric} on {int(first.examples)} selection "
-            f"examples, baseline there {baseline:.3g}, {curve.s_per_step.mean():.2f} s a step).")
+            f"examples, best constant prediction there {baseline:.3g}, "
+            f"{curve.s_per_step.mean():.2f} s a step).")
     clear = f"that baseline by two standard errors of the split ({margin:.3g})"
     if above.empty:
         return text + (f" No learning rate clears {clear} within {int(curve.step.max())} "
