@@ -479,10 +479,6 @@ class Params(_Section):
         if unprepared:
             raise ValueError(f"sweep.tasks.{unprepared[0]} is not in data.tasks; allowed: "
                              f"{', '.join(self.data.tasks)}")
-        missing = [task for task in self.data.tasks if task not in self.evaluate.targets]
-        if missing:
-            raise ValueError(f"evaluate.targets.{missing[0]} is missing; every task in "
-                             "data.tasks needs a time-to-target line")
         self._check_workloads()
         self._check_ablation()
         self._check_compress()
