@@ -85,10 +85,11 @@ def curves(args: argparse.Namespace) -> None:
 def record(part: str, runs: int, steps: int, seconds: float) -> None:
     """Append one part's measured wall time to ``timing.csv``."""
     path = OUT / "timing.csv"
-    earlier = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-    row = pd.DataFrame([{"part": part, "runs": runs, "steps": steps, "seconds": round(seconds, 1)}])
-    table = pd.concat([earlier[earlier.get("part", pd.Series(dtype=str)) != part], row],
-                      ignore_index=True)
+    table = pd.DataFrame([{"part": part, "runs": runs, "steps": steps,
+                           "seconds": round(seconds, 1)}])
+    if path.is_file():  # a part run again replaces its row
+        earlier = pd.read_csv(path)
+        table = pd.concat([earlier[earlier.part != part], table], ignore_index=True)
     io.write_with(path, lambda p: table.to_csv(p, index=False))
     print(f"{part}: {runs} runs of {steps} steps in {seconds:.0f} s", flush=True)
 
@@ -98,7 +99,7 @@ def summary(args: argparse.Namespace) -> None:
                   pilot_markdown(load_params(args.params), args.prepared))
 
 
-def _runs(params: Params) -> pd.DataFrame:
+def _runs() -> pd.DataFrame:
     """Every pilot run found under ``OUT / "runs"``, in the summary's row format."""
     from adaopt.summary import load_runs
 
@@ -224,7 +225,7 @@ def _edges_table(params: Params) -> tuple[str, int, int]:
 
 def pilot_markdown(params: Params, prepared: str) -> str:
     """``benchmarks/results/pilot.md``: what the pilot measured, from its files."""
-    runs = _runs(params)
+    runs = _runs()
     timing = pd.read_csv(OUT / "timing.csv")
     machine = "; ".join(f"{r['machine.device']} ({r['machine.cpu_capability']}), torch "
                         f"{r['machine.torch']}, {r['machine.threads']} thread(s)"

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from adaopt.config import Params
 from adaopt.experiment import Workload, read_choice
 from adaopt.precision import native_bf16
 from adaopt.tasks import get_task
-from adaopt.training import device
+from adaopt.training import device, machine
 
 COLUMNS = ("task", "optimizer", "precision", "device", "metric", "dev", "status", "steps",
            "train_samples_per_s", "train_tokens_per_s", "throughput_vs_fp32", "peak_memory_mb",
@@ -32,10 +31,10 @@ COLUMNS = ("task", "optimizer", "precision", "device", "metric", "dev", "status"
 def device_label() -> str:
     """The device the runs measure: a GPU's name, or the CPU's vector extensions (which decide
     whether bf16 has native kernels) and torch's thread count."""
-    if torch.cuda.is_available():
-        return f"cuda ({torch.cuda.get_device_name()})"
-    capability = torch.backends.cpu.get_cpu_capability()
-    return f"cpu ({capability}, {torch.get_num_threads()} threads)"
+    found = machine()
+    if found["device"] != "cpu":
+        return f"cuda ({found['device']})"
+    return f"cpu ({found['cpu_capability']}, {found['threads']} threads)"
 
 
 def precision_ablation(params: Params, prepared_dir: str | Path, tuning_dir: str | Path, *,
@@ -48,13 +47,13 @@ def precision_ablation(params: Params, prepared_dir: str | Path, tuning_dir: str
     ablation = params.precision_ablation
     skipped = [] if native_bf16(device().type) else [p for p in ablation.precisions
                                                       if p == "bf16"]
+    where = device_label()
     if skipped:
-        print(f"precision_ablation: bf16 skipped, this {device_label()} has no native bf16 "
+        print(f"precision_ablation: bf16 skipped, this {where} has no native bf16 "
               "(emulated, a step runs many times slower than fp32)")
     workloads = {precision: Workload(params, ablation.task, prepared_dir,
                                      overrides={"precision": precision})
                  for precision in ablation.precisions if precision not in skipped}
-    where = device_label()
     rows: list[dict[str, Any]] = []
     for optimizer in ablation.optimizers:
         choice = Path(tuning_dir) / ablation.task / optimizer / ablation.setting / "choice.json"

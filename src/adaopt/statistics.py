@@ -244,6 +244,11 @@ class PairedComparison:
     se: float
     pairs: int
 
+    @classmethod
+    def untested(cls, difference: float = math.nan, pairs: int = 0) -> PairedComparison:
+        """A comparison with nothing to resample: every statistic NaN."""
+        return cls(difference, math.nan, math.nan, math.nan, math.nan, math.nan, pairs)
+
 
 def _tail(draws: np.ndarray, mask: np.ndarray) -> float:
     """A bootstrap tail probability, counted as (k + 1) / (B + 1): never 0 from B draws."""
@@ -272,7 +277,7 @@ def paired_bootstrap(metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarr
     a, b = np.atleast_2d(a), np.atleast_2d(b)
     pairs = a.shape[0] if a.size else 0
     if pairs == 0:
-        return PairedComparison(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+        return PairedComparison.untested()
     whole = np.ones((1, a.shape[1]))
     observed = (RESAMPLED[metric](a, labels, whole) - RESAMPLED[metric](b, labels, whole))
     difference = float(observed.mean())
@@ -281,8 +286,7 @@ def paired_bootstrap(metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarr
     values = np.take_along_axis(per_seed.T, draws.seeds, axis=1).mean(axis=1)
     values = values[np.isfinite(values)]
     if math.isnan(difference) or len(values) == 0:
-        return PairedComparison(difference, math.nan, math.nan, math.nan, math.nan, math.nan,
-                                pairs)
+        return PairedComparison.untested(difference, pairs)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(values, [tail, 100 - tail])
     p_value = min(1.0, 2 * min(_tail(values, values <= 0), _tail(values, values >= 0)))

@@ -371,8 +371,9 @@ PAIRED_COLUMNS = ["task", "setting", "reference", "optimizer", "pairs", "differe
 
 def _pair(runs: pd.DataFrame, predictions: DevPredictions, task: str, setting: str,
           optimizer: str, reference: str, level: float, samples: int, margin: float | None
-          ) -> dict[str, Any]:
-    """One comparison: ``optimizer - reference`` over the seeds where both finished."""
+          ) -> tuple[dict[str, Any], PairedComparison]:
+    """One comparison, ``optimizer - reference`` over the seeds where both finished: its row
+    and the comparison its verdict is decided from."""
     finished = runs[(runs.task == task) & (runs.setting == setting)
                     & (runs.status != "diverged")]
     seeds = sorted(set(finished[finished.optimizer == optimizer].seed)
@@ -380,7 +381,7 @@ def _pair(runs: pd.DataFrame, predictions: DevPredictions, task: str, setting: s
     own = [(task, optimizer, setting, seed) for seed in seeds]
     other = [(task, reference, setting, seed) for seed in seeds]
     metric = runs[runs.task == task].metric.iloc[0]
-    comparison = PairedComparison(math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+    comparison = PairedComparison.untested()
     identical = False
     if seeds:
         identical = all(predictions.run(a) == predictions.run(b)
@@ -391,12 +392,13 @@ def _pair(runs: pd.DataFrame, predictions: DevPredictions, task: str, setting: s
                                       margin)
     cuts = runs[(runs.task == task) & (runs.setting == setting) & (runs.optimizer == optimizer)
                 & runs.seed.isin(seeds)].cuts
-    return {"task": task, "setting": setting, "reference": reference, "optimizer": optimizer,
-            "pairs": comparison.pairs, "difference": comparison.difference,
-            "low": comparison.low, "high": comparison.high, "p_value": comparison.p_value,
-            "p_equivalent": comparison.p_equivalent,
-            "margin": math.nan if margin is None else margin, "identical": identical,
-            "cuts": cuts.sum(min_count=1), "se": comparison.se, "confidence": level}
+    row = {"task": task, "setting": setting, "reference": reference, "optimizer": optimizer,
+           "pairs": comparison.pairs, "difference": comparison.difference,
+           "low": comparison.low, "high": comparison.high, "p_value": comparison.p_value,
+           "p_equivalent": comparison.p_equivalent,
+           "margin": math.nan if margin is None else margin, "identical": identical,
+           "cuts": cuts.sum(min_count=1), "confidence": level}
+    return row, comparison
 
 
 def paired_comparisons(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: str | Path,
@@ -414,20 +416,19 @@ def paired_comparisons(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: s
     """
     predictions = DevPredictions(runs_dir, prepared_dir)
     present = [name for name in references if name in set(runs.optimizer)]
-    rows = []
-    for task, setting in runs[["task", "setting"]].drop_duplicates().itertuples(index=False):
-        for reference, optimizer in itertools.product(present, runs.optimizer.unique()):
-            if optimizer != reference:
-                rows.append(_pair(runs, predictions, task, setting, optimizer, reference, level,
-                                  samples, margins.get(task)))
-    table = pd.DataFrame(rows)
+    pairs = [_pair(runs, predictions, task, setting, optimizer, reference, level, samples,
+                   margins.get(task))
+             for task, setting in runs[["task", "setting"]].drop_duplicates()
+             .itertuples(index=False)
+             for reference, optimizer in itertools.product(present, runs.optimizer.unique())
+             if optimizer != reference]
+    table = pd.DataFrame([row for row, _ in pairs])
     if table.empty:
         return pd.DataFrame(columns=PAIRED_COLUMNS)
     alpha = 1 - level
     verdicts = []
     for _, family in table.groupby(["setting", "reference", "optimizer"], sort=False):
-        comparisons = [PairedComparison(r.difference, r.low, r.high, r.p_value, r.p_equivalent,
-                                        r.se, r.pairs) for r in family.itertuples(index=False)]
+        comparisons = [pairs[i][1] for i in family.index]
         greater = [get_task(task).greater_is_better for task in family.task]
         decided = decide(comparisons, list(family.identical), greater, alpha)
         verdicts.append(pd.DataFrame(decided, index=family.index))
