@@ -113,12 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         print(table([row]))
 
         if cuda:
-            full = profile("full", **{"data.tasks": ["sst2"], "sweep.tasks": ["sst2"],
+            full = profile("full", **{"workloads": {"sst2": {}},
                                       "compress.tasks": ["sst2"],
                                       "data.max_train_samples": args.steps * 32})
             mirror, steps = args.mirror, args.steps
         else:  # the full profile's shapes, on the tiny model and the fixture data
-            full = profile("full", **{"data.tasks": ["sst2"], "sweep.tasks": ["sst2"],
+            full = profile("full", **{"workloads": {"sst2": {}},
                                       "compress.tasks": ["sst2"],
                                       "data.max_train_samples": None,
                                       "data.selection_samples": 8,

@@ -48,8 +48,8 @@ def project_copy(tmp: Path, profile: str, task: str | None = None) -> Path:
         shutil.rmtree(repo / output, ignore_errors=True)
     params = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
     if task is not None:
-        params["data"]["tasks"] = [task]
-        params["sweep"]["tasks"] = [task]
+        params["data"]["tasks"] = []
+        params["workloads"] = {task: params["workloads"].get(task, {})}
         params["evaluate"]["targets"] = {task: params["evaluate"]["targets"][task]}
         params["precision_ablation"]["task"] = task  # it trains on a task of the sweep
         params["compress"]["tasks"] = [name for name in params["compress"]["tasks"]

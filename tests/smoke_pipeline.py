@@ -63,8 +63,8 @@ def smoke_copy(tmp: Path) -> Path:
 
 def restrict_tasks(params: dict, tasks: list[str]) -> None:
     """Prepare, train (and compress) only ``tasks`` in a raw params mapping."""
-    params["data"]["tasks"] = tasks
-    params["sweep"]["tasks"] = [task for task in params["sweep"]["tasks"] if task in tasks]
+    params["data"]["tasks"] = []
+    params["workloads"] = {task: params["workloads"].get(task, {}) for task in tasks}
     params["compress"]["tasks"] = [task for task in params["compress"]["tasks"] if task in tasks]
 
 

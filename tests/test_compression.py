@@ -13,7 +13,6 @@ import pytest
 import torch
 from datasets import load_from_disk
 
-from adaopt import io
 from adaopt.compression.measure import latencies, pareto_front, size_on_disk
 from adaopt.compression.methods import (
     distillation_loss,
@@ -149,40 +148,39 @@ def test_pareto_front_keeps_the_undominated_points() -> None:
 RunScores = tuple[str, float, float]
 
 
-def _write_runs(runs: Path, metric: str, cells: dict[str, list[RunScores]]) -> None:
-    """Per optimizer, the ``metrics.json`` of SST-2's fair seeds 0, 1, ... (what the chooser
-    reads of them)."""
-    for optimizer, seeds in cells.items():
-        for seed, (status, selection, dev) in enumerate(seeds):
-            io.write_json(runs / "sst2" / optimizer / "fair" / f"seed{seed}" / "metrics.json",
-                          {"metric": metric, "status": status, "selection": {metric: selection},
-                           "dev": {metric: dev}})
+def _cells(metric: str, cells: dict[str, list[RunScores]]) -> dict:
+    """SST-2's fair cells as the evaluate stage records them (``results/cells/sst2.json``):
+    per optimizer, its seeds 0, 1, ..."""
+    return {"task": "sst2", "cells": [
+        {"optimizer": optimizer, "setting": "fair", "hparams": {"lr": 1e-4},
+         "runs": [{"seed": seed, "status": status, "selection": {metric: selection},
+                   "dev": {metric: dev}} for seed, (status, selection, dev) in enumerate(seeds)]}
+        for optimizer, seeds in cells.items()]}
 
 
-def test_the_teacher_is_the_best_by_mean_selection_score_not_by_dev(tmp_path: Path) -> None:
-    _write_runs(tmp_path, "accuracy", {
-        "adamw": [("ok", 0.80, 0.92), ("ok", 0.82, 0.90), ("ok", 0.99, 0.99)],  # best on dev
+def test_the_teacher_is_the_best_by_mean_selection_score_not_by_dev() -> None:
+    cells = _cells("accuracy", {
+        "adamw": [("ok", 0.80, 0.99), ("ok", 0.82, 0.99)],  # best on dev
         "lamb": [("ok", 0.86, 0.70), ("early_stopped", 0.84, 0.72)],  # best on selection
         "sgd": [("ok", 0.60, 0.60), ("ok", 0.62, 0.61)],
     })
-    seeds = [0, 1]  # adamw's seed 2, outside the sweep, would make it the best
-    assert best_optimizer(tmp_path, "sst2", "fair", ["adamw", "lamb", "sgd"], seeds, True) == "lamb"
-    assert best_optimizer(tmp_path, "sst2", "fair", ["adamw", "sgd"], seeds, True) == "adamw"
+    assert best_optimizer(cells, "fair", ["adamw", "lamb", "sgd"], "accuracy", True) == "lamb"
+    assert best_optimizer(cells, "fair", ["adamw", "sgd"], "accuracy", True) == "adamw"
 
 
-def test_the_teacher_ranks_finished_seeds_in_the_tasks_direction(tmp_path: Path) -> None:
+def test_the_teacher_ranks_finished_seeds_in_the_tasks_direction() -> None:
     """Lower is better (a loss), and a diverged seed's score, however good, is left out."""
-    _write_runs(tmp_path, "loss", {"adam": [("ok", 2.6, 2.6), ("diverged", 1.0, 1.0)],
-                                   "adamw": [("ok", 2.5, 2.5), ("ok", 2.5, 2.5)]})
-    assert best_optimizer(tmp_path, "sst2", "fair", ["adam", "adamw"], [0, 1], False) == "adamw"
+    cells = _cells("loss", {"adam": [("ok", 2.6, 2.6), ("diverged", 1.0, 1.0)],
+                            "adamw": [("ok", 2.5, 2.5), ("ok", 2.5, 2.5)]})
+    assert best_optimizer(cells, "fair", ["adam", "adamw"], "loss", False) == "adamw"
 
 
-def test_a_tie_goes_to_the_earlier_candidate_and_no_finished_run_is_an_error(
-    tmp_path: Path,
-) -> None:
-    _write_runs(tmp_path, "accuracy", {"adam": [("ok", 0.8, 0.9)], "adamw": [("ok", 0.8, 0.7)],
-                                       "sgd": [("diverged", 0.9, 0.9)]})
-    assert best_optimizer(tmp_path, "sst2", "fair", ["adam", "adamw"], [0], True) == "adam"
-    assert best_optimizer(tmp_path, "sst2", "fair", ["adamw", "adam"], [0], True) == "adamw"
+def test_a_tie_goes_to_the_earlier_candidate_and_no_finished_run_is_an_error() -> None:
+    cells = _cells("accuracy", {"adam": [("ok", 0.8, 0.9)], "adamw": [("ok", 0.8, 0.7)],
+                                "sgd": [("diverged", 0.9, 0.9)]})
+    assert best_optimizer(cells, "fair", ["adam", "adamw"], "accuracy", True) == "adam"
+    assert best_optimizer(cells, "fair", ["adamw", "adam"], "accuracy", True) == "adamw"
     with pytest.raises(ValueError, match="no finished run of sst2"):
-        best_optimizer(tmp_path, "sst2", "fair", ["sgd"], [0], True)
+        best_optimizer(cells, "fair", ["sgd"], "accuracy", True)
+    with pytest.raises(ValueError, match=r"no cell \(lamb, fair\); run the evaluate stage"):
+        best_optimizer(cells, "fair", ["lamb"], "accuracy", True)

@@ -33,7 +33,7 @@ from adaopt.tasks import TASKS, TaskSpec, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
-FIXTURE_TASKS = ["cola", "sst2", "mrpc", "rte", "stsb"]
+FIXTURE_TASKS = ["cola", "sst2", "mrpc", "rte", "stsb", "wnli"]
 GLUE = {name: spec for name, spec in TASKS.items() if spec.kind in ("classification", "regression")}
 needs_real_data = pytest.mark.skipif(
     real_data_dir() is None, reason=f"no real data at {REAL_DATA}"

@@ -124,3 +124,27 @@ def test_a_diverging_optimizer_is_recorded_not_fatal(tmp_path: Path) -> None:
     assert "diverged" in report and "0/2" in report
     for name in figures(loaded):
         assert (repo / "figures" / name).stat().st_size > 0
+
+
+def test_adding_a_task_is_one_edit(tmp_path: Path) -> None:
+    """WNLI is in the fixture mirror and in no profile. One line under ``workloads`` makes it a
+    trained task: fetched, prepared, tuned and trained by the pipeline's own stages, with every
+    other setting (time-to-target line, margin, compression, ablation) left as it was."""
+    repo = smoke_copy(tmp_path)
+    before = (repo / "params.yaml").read_text()
+    assert "wnli" not in before.lower()
+    after = before.replace("\nworkloads:\n", "\nworkloads:\n  wnli: {}\n", 1)
+    assert len(after.splitlines()) == len(before.splitlines()) + 1
+    (repo / "params.yaml").write_text(after)
+
+    stale = dvc(repo, "status").stdout
+    for optimizer in load_params(repo / "params.yaml").sweep.optimizers:
+        for setting in SETTINGS:
+            assert f"tune@wnli-{optimizer}-{setting}:" in stale
+            assert f"train@wnli-{optimizer}-{setting}:" in stale
+    dvc(repo, "repro", "train@wnli-adamw-fair")
+    metrics = json.loads((repo / "runs" / "wnli" / "adamw" / "fair" / "seed0" / "metrics.json")
+                         .read_text())
+    assert metrics["task"] == "wnli" and math.isfinite(metrics["dev"]["accuracy"])
+    report = json.loads((repo / "data" / "prepare_report.json").read_text())
+    assert report["wnli"]["rows"]["validation"]["kept"] == 16

@@ -328,11 +328,12 @@ def test_a_task_without_signal_shows_its_learning_curve_and_the_budget_it_needs(
 
 
 def test_a_prepared_task_the_profile_does_not_train_is_reported_with_its_curve(outputs) -> None:
-    """SQuAD prepared but left out of ``sweep.tasks``: named in the verdict, its baseline from
+    """SQuAD prepared but not trained (no workload): named in the verdict, its baseline from
     the prepare report, its learning curve and the budget a signal would need."""
     params = synthetic.params()
-    params = params.model_copy(update={"sweep": params.sweep.model_copy(
-        update={"tasks": ["sst2"]})})
+    params = params.model_copy(update={
+        "sweep": params.sweep.model_copy(update={"tasks": ["sst2"]}),
+        "data": params.data.model_copy(update={"tasks": ["squad"]})})
     trained = dataclasses.replace(outputs, **{  # the evaluate stage's tables of that sweep
         name: table[table.task == "sst2"] for name, table in (
             ("summary", outputs.summary), ("paired", outputs.paired), ("runs", outputs.runs))})
@@ -344,7 +345,7 @@ def test_a_prepared_task_the_profile_does_not_train_is_reported_with_its_curve(o
     text = render(dataclasses.replace(trained, curves=curves), params)
     baseline = outputs.prepared["squad"]["baseline"]
     assert "prepared but not trained at this budget: squad (below)" in text
-    assert (f"* **squad**: prepared but not trained in this profile (`sweep.tasks`); its "
+    assert (f"* **squad**: prepared but not trained in this profile (no `workloads` entry); its "
             f"baseline is {baseline['value']:.3f} ({baseline['rule']}).") in text
     assert "f1 on 1000 selection examples, best constant prediction there 20" in text
     # F1's two standard errors on 1,000 questions: 3.16; 40 clears 20 + 3.16 at 100 steps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -25,6 +26,7 @@ from adaopt.statistics import (
 from adaopt.summary import (
     PAIRED_COLUMNS,
     bootstrap_intervals,
+    cell_records,
     cuts_label,
     headline_markdown,
     headline_metrics,
@@ -506,3 +508,24 @@ def test_headline_metrics_are_the_papers_table_per_task(tables) -> None:
     assert metrics["sst2"]["fair"]["sgd"] is None  # no seed finished
     adamw = cell(tables, "sst2", "adamw", "traditional")["mean"]
     assert metrics["sst2"]["traditional"]["adamw"] == round(adamw, 4)
+
+
+def test_cell_records_hold_the_choices_and_scores_and_no_timing(project: Path) -> None:
+    """What the compress stage reads: exact values from choice.json and metrics.json, the
+    sweep's seeds only, nothing that changes between two runs of the same seed."""
+    params = synthetic.params()
+    records = cell_records(params, project / "runs", project / "tuning")
+    assert list(records) == params.sweep.tasks
+    sst2 = records["sst2"]["cells"]
+    assert [(c["optimizer"], c["setting"]) for c in sst2] == list(
+        itertools.product(params.sweep.optimizers, SETTINGS))
+    for cell in sst2:
+        choice = json.loads((project / "tuning" / "sst2" / cell["optimizer"] / cell["setting"]
+                             / "choice.json").read_text())
+        assert cell["hparams"] == choice["hparams"]
+        assert [run["seed"] for run in cell["runs"]] == params.sweep.seeds  # not seed 3
+        for run in cell["runs"]:
+            metrics = json.loads((project / "runs" / "sst2" / cell["optimizer"] / cell["setting"]
+                                  / f"seed{run['seed']}" / "metrics.json").read_text())
+            assert run == {"seed": run["seed"], "status": metrics["status"],
+                           "selection": metrics["selection"], "dev": metrics["dev"]}

@@ -27,7 +27,7 @@ from adaopt.tasks import get_task
 def _fetch(args: argparse.Namespace) -> None:
     from adaopt.data import fetch_raw
 
-    for path in fetch_raw(load_params(args.params).data.tasks, args.out):
+    for path in fetch_raw(load_params(args.params).prepared_tasks, args.out):
         print(path)
 
 
@@ -63,7 +63,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.raw is not None:
         from adaopt.data import read_release
 
-        for task in params.data.tasks:
+        for task in params.prepared_tasks:
             spec = get_task(task)
             for path in (spec.train_path, spec.dev_path):
                 if not (args.raw / path).is_file():

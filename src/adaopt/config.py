@@ -83,7 +83,7 @@ class DataConfig(_Section):
     counts do not apply to it.
     """
 
-    tasks: list[str] = Field(min_length=1)
+    tasks: list[str] = Field(default_factory=list)
     max_train_samples: PositiveInt | None = None
     max_eval_samples: PositiveInt | dict[str, PositiveInt] | None = None
     max_length: Annotated[int, Field(ge=8, le=512)] = 128
@@ -194,11 +194,12 @@ class SweepConfig(_Section):
     """What the tune and train stages span: one of each per (task, optimizer, setting), every
     seed in the train stage.
 
-    ``tasks`` is a subset of ``data.tasks``: a task the profile's budget cannot buy a signal
-    is still prepared (its baseline measured) and reported, but not trained (REPORT.md).
+    ``tasks`` is not written in params.yaml: it is the keys of ``workloads``, which the
+    pipeline's stages iterate over (DVC needs each trained task's workload key), so that adding
+    a task is one edit. :class:`Params` fills it in.
     """
 
-    tasks: list[str] = Field(min_length=1)
+    tasks: list[str] = Field(default_factory=list)
     optimizers: list[str] = Field(min_length=1)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
 
@@ -436,31 +437,61 @@ class Params(_Section):
     @field_validator("workloads")
     @classmethod
     def _workload_tasks(cls, workloads: dict[str, WorkloadConfig]) -> dict[str, WorkloadConfig]:
+        if not workloads:
+            raise ValueError("no task to train: list one under workloads (e.g. `sst2: {}`)")
+        _canonical_tasks(list(workloads))
         return {get_task(name).name: workload for name, workload in workloads.items()}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _swept_tasks(cls, raw: Any) -> Any:
+        """``sweep.tasks`` is the keys of ``workloads``; writing it too would be a second list
+        to keep in step with the first."""
+        if isinstance(raw, dict) and isinstance(raw.get("sweep"), dict):
+            tasks = list(raw.get("workloads") or {})
+            if raw["sweep"].get("tasks", tasks) != tasks:  # a dump of Params carries the same
+                raise ValueError("sweep.tasks: the trained tasks are the keys of workloads "
+                                 "(`<task>: {}` keeps the shared settings); remove sweep.tasks")
+            try:
+                _canonical_tasks(tasks)
+            except (ValueError, KeyError):
+                tasks = []  # the workloads field names the bad key itself
+            raw = {**raw, "sweep": {**raw["sweep"], "tasks": tasks}}
+        return raw
+
+    @property
+    def prepared_tasks(self) -> list[str]:
+        """The tasks fetched and prepared: every trained task, then ``data.tasks``' others (a
+        task prepared for its baseline only)."""
+        return [*self.sweep.tasks, *(t for t in self.data.tasks if t not in self.sweep.tasks)]
+
+    def workload(self, task: str) -> WorkloadConfig:
+        """The task's workload; a task prepared but not trained has the shared settings."""
+        return self.workloads.get(get_task(task).name, WorkloadConfig())
 
     def train_for(self, task: str) -> TrainConfig:
         """``train`` with the task's workload overrides (its steps, batch, evaluations)."""
-        overrides = self.workloads[get_task(task).name].train
+        overrides = self.workload(task).train
         if not overrides:
             return self.train
         return TrainConfig.model_validate({**self.train.model_dump(), **overrides})
 
     def space_for(self, task: str, optimizer: str) -> dict[str, Grid]:
         """The search space of ``optimizer`` on ``task``: the workload's, else ``tuning.spaces``."""
-        workload = self.workloads[get_task(task).name]
+        workload = self.workload(task)
         return workload.spaces.get(optimizer) or self.tuning.spaces[optimizer]
 
     def tuning_steps(self, task: str) -> int:
         """How long a tuning trial of ``task`` runs: the workload's, else ``tuning.max_steps``,
         else the task's full runs."""
-        workload = self.workloads[get_task(task).name]
+        workload = self.workload(task)
         return (workload.tuning_max_steps or self.tuning.max_steps
                 or self.train_for(task).max_steps)
 
     def tuning_eval_every(self, task: str) -> int:
         """How often a tuning trial of ``task`` is evaluated: the workload's, else
         ``tuning.eval_every``, else as the task's runs."""
-        workload = self.workloads[get_task(task).name]
+        workload = self.workload(task)
         return (workload.tuning_eval_every or self.tuning.eval_every
                 or self.train_for(task).eval_every)
 
@@ -475,10 +506,6 @@ class Params(_Section):
         for name, hparams in self.optimizers.items():
             _check_optimizer(name, hparams)
         self._check_tuning()
-        unprepared = [task for task in self.sweep.tasks if task not in self.data.tasks]
-        if unprepared:
-            raise ValueError(f"sweep.tasks.{unprepared[0]} is not in data.tasks; allowed: "
-                             f"{', '.join(self.data.tasks)}")
         self._check_workloads()
         self._check_ablation()
         self._check_compress()
@@ -487,9 +514,9 @@ class Params(_Section):
     def _check_ablation(self) -> None:
         ablation = self.precision_ablation
         if ablation.task not in self.sweep.tasks:
-            raise ValueError(f"precision_ablation.task={ablation.task!r} is not in sweep.tasks "
-                             "(its tuned values come from the sweep); "
-                             f"allowed: {', '.join(self.sweep.tasks)}")
+            raise ValueError(f"precision_ablation.task={ablation.task!r} is not trained (its "
+                             "tuned values come from the sweep); allowed: the keys of "
+                             f"workloads, {', '.join(self.sweep.tasks)}")
         for name in ablation.optimizers:
             if name not in self.sweep.optimizers:
                 raise ValueError(f"precision_ablation.optimizers: {name!r} is not in "
@@ -505,9 +532,9 @@ class Params(_Section):
         compress = self.compress
         outside = [task for task in compress.tasks if task not in self.sweep.tasks]
         if outside:
-            raise ValueError(f"compress.tasks.{outside[0]} is not in sweep.tasks (the teacher "
-                             "is retrained from the sweep's runs); allowed: "
-                             f"{', '.join(self.sweep.tasks)}")
+            raise ValueError(f"compress.tasks.{outside[0]} is not trained (the teacher is "
+                             "retrained from the sweep's runs); allowed: the keys of "
+                             f"workloads, {', '.join(self.sweep.tasks)}")
         if "adamw" not in self.sweep.optimizers:
             raise ValueError("compress needs the AdamW runs: add adamw to sweep.optimizers")
         unknown = [name for name in compress.optimizers or [] if name not in self.sweep.optimizers]
@@ -520,13 +547,10 @@ class Params(_Section):
                              f"layers than the model's {layers}")
 
     def _check_workloads(self) -> None:
-        for task in self.data.tasks:
-            workload = self.workloads.get(task)
-            if workload is None:
-                raise ValueError(f"workloads.{task} is missing; every task in data.tasks has "
-                                 "one (an empty mapping keeps the shared train settings)")
-            where = f"workloads.{task}"
-            if (workload.gpt is not None) != (get_task(task).kind == "language_modeling"):
+        for task in self.prepared_tasks:
+            workload, where = self.workload(task), f"workloads.{task}"
+            language_model = get_task(task).kind == "language_modeling"
+            if (workload.gpt is not None) != language_model and task in self.workloads:
                 raise ValueError(f"{where}.gpt: a model trained from scratch is set for the "
                                  "language-modeling tasks, and only for them")
             unknown = [key for key in workload.train if key not in TrainConfig.model_fields]

@@ -68,7 +68,7 @@ class Workload:
         self.dev = self._evaluator(DEV)
 
     def _evaluator(self, split: str) -> Evaluator:
-        cfg, decoding = self.train_config, self.params.workloads[self.task.name].decoding
+        cfg, decoding = self.train_config, self.params.workload(self.task.name).decoding
         return Evaluator(self.splits, self.task, self.tokenizer, cfg.eval_batch_size, cfg.precision,
                          split=split, n_best=decoding.n_best,
                          max_answer_length=decoding.max_answer_length)
@@ -276,7 +276,7 @@ class _CheckpointStore:
             "stage": [kind, task, optimizer, setting], "tuned": tuned,
             "data": params.data.model_dump(), "model": params.model.model_dump(),
             "train": params.train_for(task).model_dump(exclude={"nproc"}),
-            "workload": params.workloads[task].model_dump(),
+            "workload": params.workload(task).model_dump(),
             "setting": params.settings[setting].model_dump(),
             "optimizer": params.optimizers[optimizer],
             "tuning": params.tuning.model_dump(mode="json") if kind == "tune" else None,

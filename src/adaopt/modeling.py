@@ -103,7 +103,7 @@ def new_model(params: Params, task: TaskSpec, prepared_task_dir: str | Path) -> 
     vocabulary saved with the prepared data."""
     if task.kind in PRETRAINED_KINDS:
         return load_model(params.model, task)
-    gpt = params.workloads[task.name].gpt
+    gpt = params.workload(task.name).gpt
     assert gpt is not None  # the config requires it for language-modeling tasks
     vocabulary = Vocabulary.load(prepared_task_dir)
     return build_gpt(gpt, vocabulary.size, params.data.lm.context)

@@ -384,8 +384,8 @@ def _curve_sentence(task: str, curves: pd.DataFrame | None, params: Params) -> s
 
 
 def unswept_tasks(params: Params) -> list[str]:
-    """The prepared tasks this profile does not train (``data.tasks`` less ``sweep.tasks``)."""
-    return [task for task in params.data.tasks if task not in params.sweep.tasks]
+    """The prepared tasks this profile does not train (``data.tasks`` without a workload)."""
+    return [task for task in params.prepared_tasks if task not in params.sweep.tasks]
 
 
 def no_signal_markdown(check: pd.DataFrame, curves: pd.DataFrame | None, params: Params,
@@ -404,8 +404,9 @@ def no_signal_markdown(check: pd.DataFrame, curves: pd.DataFrame | None, params:
                      f"against {against}." + _curve_sentence(row.task, curves, params))
     for task in unswept_tasks(params):
         baseline = prepared[task]["baseline"]
-        lines.append(f"* **{task}**: prepared but not trained in this profile (`sweep.tasks`); "
-                     f"its baseline is {_number(baseline['value'])} ({baseline['rule']})."
+        lines.append(f"* **{task}**: prepared but not trained in this profile (no "
+                     f"`workloads` entry); its baseline is {_number(baseline['value'])} "
+                     f"({baseline['rule']})."
                      + _curve_sentence(task, curves, params))
     if not lines:
         return "Every task's best cell beats its trivial baseline.\n"
@@ -469,7 +470,7 @@ def data_markdown(prepared: dict[str, Any], params: Params) -> str:
         return split.get(key, split.get("blocks"))  # a language model counts blocks of text
 
     rows = []
-    for task in params.data.tasks:
+    for task in params.prepared_tasks:
         splits, budget = prepared[task]["rows"], params.train_for(task)
         rows.append({
             "task": task, "train examples": count(splits["train"], "subsampled"),

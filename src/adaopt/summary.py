@@ -629,6 +629,32 @@ def load_choices(tuning_dir: str | Path, params: Params) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def cell_records(params: Params, runs_dir: str | Path, tuning_dir: str | Path
+                 ) -> dict[str, dict[str, Any]]:
+    """Per task, each cell's tuned values and each run's status, selection and dev scores,
+    exactly as the tune and train stages wrote them (``choice.json``, ``metrics.json``).
+
+    Written by the evaluate stage as ``results/cells/<task>.json``: what a stage downstream of
+    training reads (the compress stage), without the executed notebooks and timings whose
+    bytes change on every re-run, so that it re-runs only when a score or a choice changed.
+    """
+    records: dict[str, dict[str, Any]] = {}
+    for task, optimizer, setting in itertools.product(params.sweep.tasks, params.sweep.optimizers,
+                                                      SETTINGS):
+        choice = json.loads((Path(tuning_dir) / task / optimizer / setting / "choice.json")
+                            .read_text())
+        runs = []
+        for seed in params.sweep.seeds:
+            run = json.loads((run_dir(runs_dir, (task, optimizer, setting, seed)) / "metrics.json")
+                             .read_text())
+            runs.append({"seed": seed, "status": run["status"], "selection": run["selection"],
+                         "dev": run["dev"]})
+        record = records.setdefault(task, {"task": task, "cells": []})
+        record["cells"].append({"optimizer": optimizer, "setting": setting,
+                                "hparams": choice["hparams"], "runs": runs})
+    return records
+
+
 def read_choices(path: str | Path) -> pd.DataFrame:
     """``load_choices``' table as the evaluate stage wrote it (``results/tuning.csv``): a CSV
     reads an empty ``edges`` (a choice inside its grid) back as NaN, so it is restored."""

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -41,7 +42,7 @@ from adaopt.compression.methods import (
 )
 from adaopt.config import Params
 from adaopt.evaluation import DECODERS
-from adaopt.experiment import Workload, tuned_section
+from adaopt.experiment import Workload
 from adaopt.figures import compression_front
 from adaopt.protocol.splits import DEV, TRAIN
 from adaopt.training import make_loader
@@ -65,52 +66,54 @@ class Variant:
         return f"{self.source}: {self.method}{detail}"
 
 
-def retrain(params: Params, work: Workload, optimizer: str, tuning_dir: str | Path,
-            runs_dir: str | Path) -> tuple[nn.Module, str]:
-    """The seed-0 run of (task, optimizer, ``compress.setting``) trained again with the task's
-    own training settings (``work``), its selected weights on the CPU, and a line comparing its
-    dev score with the train stage's."""
-    setting, seed, task = params.compress.setting, params.sweep.seeds[0], work.task.name
-    cell = Path(task) / optimizer / setting
-    section = tuned_section(params, Path(tuning_dir) / cell / "choice.json", task, optimizer,
-                            setting)
+def _cell(cells: dict[str, Any], optimizer: str, setting: str) -> dict[str, Any]:
+    """One cell of the evaluate stage's ``results/cells/<task>.json``."""
+    for cell in cells["cells"]:
+        if (cell["optimizer"], cell["setting"]) == (optimizer, setting):
+            return cell
+    raise ValueError(f"results/cells/{cells['task']}.json has no cell ({optimizer}, {setting}); "
+                     "run the evaluate stage with this sweep")
+
+
+def retrain(params: Params, work: Workload, optimizer: str, cells: dict[str, Any]
+            ) -> tuple[nn.Module, str]:
+    """The seed-0 run of (task, optimizer, ``compress.setting``) trained again with its tuned
+    values and the task's own training settings (``work``), its selected weights on the CPU,
+    and a line comparing its dev score with the train stage's."""
+    setting, seed = params.compress.setting, params.sweep.seeds[0]
+    cell = _cell(cells, optimizer, setting)
+    section = {**params.optimizers[optimizer], **cell["hparams"]}
     result, model = work.train_run(optimizer, section, setting, seed,
                                    work.train_config.max_steps, checkpoint=None, progress=False)
+    where = f"{work.task.name}/{optimizer}/{setting}"
     if result.status == "diverged":
-        raise ValueError(f"{cell}: seed {seed} diverged; nothing to compress")
+        raise ValueError(f"{where}: seed {seed} diverged; nothing to compress")
     metric = work.task.metric
     score = work.dev(model)[0][metric]
-    recorded = json.loads((Path(runs_dir) / cell / f"seed{seed}" / "metrics.json").read_text())
-    same = "the same as" if score == recorded["dev"].get(metric) else "NOT the same as"
+    recorded = next(run for run in cell["runs"] if run["seed"] == seed)["dev"].get(metric)
+    same = "the same as" if score == recorded else "NOT the same as"
     return model.cpu().eval(), (f"{optimizer} retrained (seed {seed}): dev {metric} {score:.6g}, "
-                                f"{same} the train stage's {recorded['dev'].get(metric)}")
+                                f"{same} the train stage's {recorded}")
 
 
-def _selection_score(path: Path) -> float:
-    """A run's selection-split score on its task's metric (``metrics.json``); NaN if diverged."""
-    run = json.loads(path.read_text())
-    if run["status"] == "diverged":
-        return math.nan
-    return run["selection"].get(run["metric"], math.nan)
-
-
-def best_optimizer(runs_dir: str | Path, task: str, setting: str, candidates: list[str],
-                   seeds: list[int], greater_is_better: bool) -> str:
+def best_optimizer(cells: dict[str, Any], setting: str, candidates: list[str], metric: str,
+                   greater_is_better: bool) -> str:
     """The candidate whose runs of ``setting`` have the best mean selection-split score over
-    their finished ``seeds``; a tie goes to the earlier candidate.
+    their finished seeds; a tie goes to the earlier candidate.
 
     Chosen on the selection split, as tuning is: dev is the reported number, and a teacher
     picked by its dev score would make the compressed models' dev scores optimistic.
     """
-    runs, means = Path(runs_dir) / task, {}
+    means = {}
     for name in candidates:
-        scores = [_selection_score(runs / name / setting / f"seed{seed}" / "metrics.json")
-                  for seed in seeds]
+        scores = [math.nan if run["status"] == "diverged" else
+                  run["selection"].get(metric, math.nan)
+                  for run in _cell(cells, name, setting)["runs"]]
         means[name] = pd.Series(scores, dtype=float).mean()  # NaN: no seed finished
     finished = pd.Series(means, dtype=float).dropna()
     if finished.empty:
-        raise ValueError(f"no finished run of {task} ({setting}) among compress.optimizers "
-                         f"{', '.join(candidates)}")
+        raise ValueError(f"no finished run of {cells['task']} ({setting}) among "
+                         f"compress.optimizers {', '.join(candidates)}")
     return str(finished.idxmax() if greater_is_better else finished.idxmin())
 
 
@@ -188,21 +191,25 @@ def table(variants: list[Variant], timings: dict[int, dict[str, tuple[float, flo
     return frame
 
 
-def compress_task(params: Params, task: str, prepared_dir: str | Path, tuning_dir: str | Path,
-                  runs_dir: str | Path, tables_dir: str | Path, figures_dir: str | Path,
+def compress_task(params: Params, task: str, prepared_dir: str | Path, cells_path: str | Path,
+                  tables_dir: str | Path, figures_dir: str | Path,
                   log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Build, score and time every variant of ``task``; write its table and figure."""
+    """Build, score and time every variant of ``task``; write its table and figure.
+
+    ``cells_path`` is the evaluate stage's ``results/cells/<task>.json``: the tuned values the
+    teacher is retrained with, and the selection scores that choose it."""
     started = time.perf_counter()
     cfg = params.compress
     work = Workload(params, task, prepared_dir, overrides={"precision": "fp32"})
     spec = work.task
-    best = best_optimizer(runs_dir, spec.name, cfg.setting, params.teacher_candidates(),
-                          params.sweep.seeds, spec.greater_is_better)
+    cells = json.loads(Path(cells_path).read_text())
+    best = best_optimizer(cells, cfg.setting, params.teacher_candidates(), spec.metric,
+                          spec.greater_is_better)
     log(f"teacher: {best}")
     training = Workload(params, task, prepared_dir)  # the train stage's precision, not fp32
     originals, notes = {}, []
     for name in dict.fromkeys([best, "adamw"]):
-        originals[name], note = retrain(params, training, name, tuning_dir, runs_dir)
+        originals[name], note = retrain(params, training, name, cells)
         notes.append(note)
         log(note)
     builder = _Builder(params, work, seed=params.sweep.seeds[0])
