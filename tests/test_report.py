@@ -349,7 +349,9 @@ def test_a_prepared_task_the_profile_does_not_train_is_reported_with_its_curve(o
             f"baseline is {baseline['value']:.3f} ({baseline['rule']}).") in text
     assert "f1 on 1000 selection examples, best constant prediction there 20" in text
     # F1's two standard errors on 1,000 questions: 3.16; 40 clears 20 + 3.16 at 100 steps
-    fraction = params.tuning_steps("squad") / params.train_for("squad").max_steps
+    # Tuning at the trained tasks' median fraction of the steps (here sst2's alone): squad,
+    # untrained, has no tuning length of its own.
+    fraction = params.tuning_steps("sst2") / params.train_for("sst2").max_steps
     cells = len(params.sweep.optimizers) * 2
     hours = cells * (params.tuning.trials * fraction + 3) * 100 * 2.0 / 3600
     assert "at 100 steps: the protocol" in text and f"{hours:.1f} hours" in text

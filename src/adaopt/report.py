@@ -333,8 +333,11 @@ def load_outputs(root: str | Path, params: Params) -> Outputs:
 
 def _budget_hours(params: Params, task: str, steps: int, seconds_per_step: float) -> float:
     """Training hours the profile's protocol spends on ``task`` at ``steps`` steps a run:
-    every cell's tuning trials (at the profile's tuning fraction) and seeds."""
-    fraction = params.tuning_steps(task) / params.train_for(task).max_steps
+    every cell's tuning trials (at the task's tuning fraction; for a task the profile does not
+    train, the trained tasks' median) and seeds."""
+    fractions = {name: params.tuning_steps(name) / params.train_for(name).max_steps
+                 for name in params.sweep.tasks}
+    fraction = fractions.get(task, float(np.median(list(fractions.values()))))
     runs = params.tuning.trials * fraction + len(params.sweep.seeds)
     cells = len(params.sweep.optimizers) * len(SETTINGS)
     return cells * runs * steps * seconds_per_step / 3600
