@@ -40,5 +40,5 @@ def prepared_sst2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     prepare_task("sst2", ROOT / "tests" / "fixtures" / "mirror", out, tokenizer,
                  max_train_samples=None, max_eval_samples=None,
                  max_length=params.data.max_length, seed=params.data.seed,
-                 selection_samples=params.data.selection_samples)
+                 selection_samples=params.data.selection_samples, model=params.model)
     return out

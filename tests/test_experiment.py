@@ -111,3 +111,15 @@ def test_a_choice_for_another_cell_is_refused(prepared_sst2: Path, tmp_path: Pat
     with pytest.raises(ValueError, match="not for"):
         run_setting(PARAMS, TASK, OPTIMIZER, SETTING, prepared_sst2, tmp_path / "out", choice,
                     progress=False)
+
+
+def test_data_prepared_for_another_model_is_refused(prepared_sst2: Path) -> None:
+    """The prepare stage records the model it tokenized for; a run with another one stops in
+    one line before any training (the tune and train stages depend on the model this way)."""
+    recorded = json.loads((prepared_sst2 / TASK / "model.json").read_text())
+    assert recorded == PARAMS.model.model_dump()
+    experiment.Workload(PARAMS, TASK, prepared_sst2)  # the same model: accepted
+    other = PARAMS.model_copy(update={
+        "model": PARAMS.model.model_copy(update={"attn_implementation": "sdpa"})})
+    with pytest.raises(ValueError, match=r"model.json: the data was prepared for another model"):
+        experiment.Workload(other, TASK, prepared_sst2)

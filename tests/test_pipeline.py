@@ -158,6 +158,25 @@ def test_changing_the_fair_setting_outdates_only_fair_runs(smoke_repo: Path) -> 
     assert stale - fair <= {"evaluate", "figures", "precision"} | compress
 
 
+def test_changing_the_model_outdates_the_fine_tuning_stages_only(smoke_repo: Path,
+                                                                 tmp_path: Path) -> None:
+    """The fine-tuned model comes with each pretrained task's prepared data: once prepare has
+    re-run, every stage of those tasks is stale, and none of the language model's."""
+    repo = tmp_path / "repo"
+    shutil.copytree(smoke_repo, repo, symlinks=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["model"]["attn_implementation"] = "sdpa"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc(repo, "repro", "prepare")
+    stale = set(json.loads(dvc(repo, "status", "--json").stdout))
+    loaded = load_params(repo / "params.yaml")
+    cells = {(task, f"{stage}@{task}-{optimizer}-{setting}") for stage in ("tune", "train")
+             for task in loaded.sweep.tasks for optimizer in loaded.sweep.optimizers
+             for setting in SETTINGS}
+    assert {stage for task, stage in cells if task != "lm_pretrain"} <= stale
+    assert not {stage for task, stage in cells if task == "lm_pretrain"} & stale
+
+
 def test_the_controller_cuts_and_changes_a_run(smoke_repo: Path) -> None:
     """Issue #24: AdaptiveAdam's controller acts in the smoke profile. Some fair run cut its
     learning rate, and its selected weights differ from AdamW's on the same seed (its dev

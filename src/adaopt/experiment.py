@@ -33,7 +33,8 @@ import yaml
 from datasets import load_from_disk
 
 from adaopt import distributed, io
-from adaopt.config import Params, grid_values
+from adaopt.config import ModelConfig, Params, grid_values
+from adaopt.data.prepare import MODEL_FILE
 from adaopt.evaluation import Evaluator
 from adaopt.modeling import new_model, task_tokenizer
 from adaopt.protocol.settings import build_optimization, has_controller
@@ -44,6 +45,15 @@ from adaopt.training import RunResult, device, machine, make_loader, seed_everyt
 
 LOG_COLUMNS = {"train": ["step", "loss", "lr", "grad_norm", "elapsed_s"],
                "eval": ["step", "elapsed_s", "samples", "tokens"]}
+
+
+def check_prepared_model(prepared_task_dir: Path, model: ModelConfig) -> None:
+    """Refuse, in one line, to fine-tune another model than the one the data was tokenized for
+    (the prepare stage records it; the tune and train stages depend on it through the data)."""
+    path = prepared_task_dir / MODEL_FILE
+    if path.is_file() and ModelConfig.model_validate_json(path.read_text()) != model:
+        raise ValueError(f"{path}: the data was prepared for another model than params.yaml's "
+                         "`model`; run the prepare stage again")
 
 
 class Workload:
@@ -61,8 +71,9 @@ class Workload:
                              "data-parallel processes")
         if self.train_config.threads:
             torch.set_num_threads(self.train_config.threads)
-        self.tokenizer = task_tokenizer(params.model, self.task)
         self.prepared = Path(prepared_dir) / self.task.name
+        check_prepared_model(self.prepared, params.model)
+        self.tokenizer = task_tokenizer(params.model, self.task)
         self.splits = load_from_disk(str(self.prepared))
         self.selection = self._evaluator(SELECTION)
         self.dev = self._evaluator(DEV)

@@ -11,6 +11,7 @@ before that is subsampled. Each report carries the task's trivial baseline on de
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from datasets import Dataset, DatasetDict, Features, List, Value, concatenate_da
 from transformers import PreTrainedTokenizerBase
 
 from adaopt import qa
-from adaopt.config import LMDataConfig
+from adaopt.config import LMDataConfig, ModelConfig
 from adaopt.data.glue import clean, read_split, subsample
 from adaopt.data.lm import VOCABULARY_FILE, build_corpus_splits
 from adaopt.data.squad import clean_squad
@@ -399,6 +400,9 @@ BUILDERS: dict[str, Callable[[TaskSpec, Path, PreTrainedTokenizerBase, Limits], 
 }
 
 
+MODEL_FILE = "model.json"  # the model a pretrained model's data was tokenized for
+
+
 def prepare_task(
     task: str | TaskSpec,
     raw_dir: str | os.PathLike[str],
@@ -413,6 +417,7 @@ def prepare_task(
     qa_max_length: int = 384,
     doc_stride: int = 128,
     lm: LMDataConfig | None = None,
+    model: ModelConfig | None = None,
 ) -> dict[str, Any]:
     """Read, clean, carve, subsample and tokenize one task; save it to ``out_dir/<task>``.
 
@@ -424,7 +429,10 @@ def prepare_task(
     out of the cleaned training data, then ``max_train_samples`` of the rest and
     ``max_eval_samples`` of dev are drawn. ``max_length`` applies to the GLUE tasks,
     ``qa_max_length`` and ``doc_stride`` to extractive QA, ``lm`` to a language-modeling
-    corpus (which the sample counts do not cut: :func:`build_lm`). Returns a JSON-serializable
+    corpus (which the sample counts do not cut: :func:`build_lm`). ``model``, the model the
+    tokenizer belongs to, is recorded beside a pretrained model's data (:data:`MODEL_FILE`): the
+    folder's bytes then change with the model, so the stages that read it re-run, and a run
+    checks that it fine-tunes that model. Returns a JSON-serializable
     report (row counts after each step, token length statistics per split with a ``length`` column,
     the trivial baseline on dev) for the caller to write next to it. Raises ValueError (one
     line) where the selection split would take all the training data.
@@ -440,7 +448,10 @@ def prepare_task(
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     splits.save_to_disk(str(tmp))
-    for name, content in built.files.items():
+    files = dict(built.files)
+    if model is not None and spec.kind != "language_modeling":
+        files[MODEL_FILE] = json.dumps(model.model_dump(), indent=2, sort_keys=True) + "\n"
+    for name, content in files.items():
         (tmp / name).write_text(content)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
