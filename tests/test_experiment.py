@@ -113,13 +113,17 @@ def test_a_choice_for_another_cell_is_refused(prepared_sst2: Path, tmp_path: Pat
                     progress=False)
 
 
-def test_data_prepared_for_another_model_is_refused(prepared_sst2: Path) -> None:
-    """The prepare stage records the model it tokenized for; a run with another one stops in
-    one line before any training (the tune and train stages depend on the model this way)."""
+def test_data_tokenized_for_another_model_is_refused(prepared_sst2: Path) -> None:
+    """The prepare stage records the model it tokenized for (the tune and train stages depend
+    on the model through it); a run with another tokenizer stops in one line before any
+    training, while one that changes only the model's other settings goes on."""
     recorded = json.loads((prepared_sst2 / TASK / "model.json").read_text())
     assert recorded == PARAMS.model.model_dump()
-    experiment.Workload(PARAMS, TASK, prepared_sst2)  # the same model: accepted
-    other = PARAMS.model_copy(update={
-        "model": PARAMS.model.model_copy(update={"attn_implementation": "sdpa"})})
-    with pytest.raises(ValueError, match=r"model.json: the data was prepared for another model"):
-        experiment.Workload(other, TASK, prepared_sst2)
+
+    def changed(**values: Any) -> Any:
+        return PARAMS.model_copy(update={"model": PARAMS.model.model_copy(update=values)})
+
+    experiment.Workload(changed(attn_implementation="sdpa"), TASK, prepared_sst2)
+    with pytest.raises(ValueError, match=r"model.json: the data was tokenized for model "
+                                         r"'packaged', not for params.yaml's 'bert-base-cased'"):
+        experiment.Workload(changed(name_or_path="bert-base-cased"), TASK, prepared_sst2)

@@ -48,12 +48,17 @@ LOG_COLUMNS = {"train": ["step", "loss", "lr", "grad_norm", "elapsed_s"],
 
 
 def check_prepared_model(prepared_task_dir: Path, model: ModelConfig) -> None:
-    """Refuse, in one line, to fine-tune another model than the one the data was tokenized for
-    (the prepare stage records it; the tune and train stages depend on it through the data)."""
+    """Refuse, in one line, to fine-tune a model whose tokenizer the data was not tokenized
+    with. The prepare stage records the whole ``model`` section, so that the pipeline's tune and
+    train stages re-run on any change of it; a run called directly may still vary the rest
+    (its attention kernel, a tiny model's dropout) on the same data."""
     path = prepared_task_dir / MODEL_FILE
-    if path.is_file() and ModelConfig.model_validate_json(path.read_text()) != model:
-        raise ValueError(f"{path}: the data was prepared for another model than params.yaml's "
-                         "`model`; run the prepare stage again")
+    if not path.is_file():
+        return
+    recorded = ModelConfig.model_validate_json(path.read_text()).name_or_path
+    if recorded != model.name_or_path:
+        raise ValueError(f"{path}: the data was tokenized for model {recorded!r}, not for "
+                         f"params.yaml's {model.name_or_path!r}; run the prepare stage again")
 
 
 class Workload:
