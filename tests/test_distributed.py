@@ -22,6 +22,7 @@ import torch
 import yaml
 from test_resume import OPTIMIZER, SETTING, TASK, write_choice
 
+from adaopt import distributed
 from adaopt.checkpoint import DataPosition, global_rng_states, load_checkpoint, save_checkpoint
 from adaopt.config import ConfigError, load_params, parse_params
 from adaopt.experiment import run_setting, tune
@@ -145,7 +146,7 @@ data = Dataset.from_dict({"input_ids": torch.randint(0, 9, (7, 4)).tolist(),
 model = Regression()
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-with distributed.joined():
+with distributed.joined(60):
     loader = make_loader(data, None, 4, train=True, seed=0, rank=distributed.rank(),
                          world_size=distributed.world_size())
     result = train(model, optimizer, scheduler, loader, lambda m: ({"score": 0.0}, {}),
@@ -261,3 +262,18 @@ def test_tuning_in_two_processes_chooses_as_one(prepared_sst2: Path, tmp_path: P
     assert choices[1].score == pytest.approx(choices[0].score, rel=1e-6)
     pd.testing.assert_frame_equal(tables[1], tables[0], rtol=1e-6)
     assert not (tmp_path / "checkpoints2").exists()
+
+
+def test_each_rank_draws_its_own_dropout_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rank seeded the same generators; rank 0 keeps that stream (a one-process run is
+    unchanged), rank 1 gets its own, the same for the same seed."""
+    draws = {}
+    for rank in (0, 1, 1):
+        torch.manual_seed(7)
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        distributed.seed_dropout(7)
+        draws.setdefault(rank, []).append(torch.rand(4))
+    torch.manual_seed(7)
+    assert torch.equal(draws[0][0], torch.rand(4))
+    assert not torch.equal(draws[0][0], draws[1][0])
+    assert torch.equal(draws[1][0], draws[1][1])

@@ -76,7 +76,7 @@ def _train(args: argparse.Namespace) -> None:
     from adaopt.experiment import run_setting
 
     params = load_params(args.params)
-    with distributed.joined():
+    with distributed.joined(params.train_for(args.task).dist_timeout_s):
         run_setting(params, args.task, args.optimizer, args.setting, args.prepared, args.out,
                     args.choice, checkpoint_dir=args.checkpoint_dir, progress=args.progress)
 
@@ -86,7 +86,7 @@ def _tune(args: argparse.Namespace) -> None:
     from adaopt.experiment import tune
 
     params = load_params(args.params)
-    with distributed.joined():
+    with distributed.joined(params.train_for(args.task).dist_timeout_s):
         tune(params, args.task, args.optimizer, args.setting, args.prepared, args.out,
              checkpoint_dir=args.checkpoint_dir, progress=args.progress)
 

@@ -180,6 +180,13 @@ class TrainConfig(_Section):
     threads: PositiveInt | None = None
     # Data-parallel processes (torchrun, one per GPU or CPU process); batch_size stays global.
     nproc: PositiveInt = 1
+    # When every GPU of the machine is held by another run: wait for one, or train on the CPU.
+    busy_gpus: Literal["wait", "cpu"] = "wait"
+    # TF32 matmuls and convolutions on CUDA (Ampere and later): faster fp32, 10-bit mantissas.
+    tf32: bool = False
+    # How long a data-parallel process waits in a collective (rank 0 alone scores the
+    # selection split while the others wait) before the process group gives up.
+    dist_timeout_s: PositiveInt = 3600
 
     @model_validator(mode="after")
     def _batch_splits_evenly(self) -> TrainConfig:

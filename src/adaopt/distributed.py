@@ -10,6 +10,7 @@ no-op, so a single-process run takes exactly the path it always took.
 from __future__ import annotations
 
 import codecs
+import datetime
 import os
 import subprocess
 import sys
@@ -45,17 +46,30 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def init() -> None:
-    """Join the group torchrun set up; on CUDA each process owns ``cuda:LOCAL_RANK``."""
+def init(timeout_s: int) -> None:
+    """Join the group torchrun set up; on CUDA each process owns ``cuda:LOCAL_RANK``.
+
+    A collective that waits longer than ``timeout_s`` (``train.dist_timeout_s``) fails the run:
+    long enough for rank 0 to score the selection split while the others wait for its scores.
+    """
+    timeout = datetime.timedelta(seconds=timeout_s)
     if torch.cuda.is_available():
         local = int(os.environ["LOCAL_RANK"])
         if local >= torch.cuda.device_count():
             raise ValueError(f"LOCAL_RANK={local} but this node has "
                              f"{torch.cuda.device_count()} GPUs: lower train.nproc")
         torch.cuda.set_device(local)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local), timeout=timeout)
     else:
-        dist.init_process_group("gloo")
+        dist.init_process_group("gloo", timeout=timeout)
+
+
+def seed_dropout(seed: int) -> None:
+    """Give each process its own dropout stream: every rank seeded the same generators (the
+    same initialization and data order), so without this all ranks draw the same masks.
+    Rank 0 keeps the single-process stream; the others' seeds are derived from ``seed``."""
+    if rank() > 0:
+        torch.manual_seed(1_000_003 * (seed + 1) + rank())
 
 
 def destroy() -> None:
@@ -115,12 +129,12 @@ def gather(value: Any) -> list[Any]:
 
 
 @contextmanager
-def joined() -> Iterator[None]:
+def joined(timeout_s: int) -> Iterator[None]:
     """Started by torchrun: be in its process group for the block; otherwise nothing."""
     if not launched():
         yield
         return
-    init()
+    init(timeout_s)
     try:
         yield
     finally:

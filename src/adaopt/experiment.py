@@ -17,15 +17,17 @@ read back the files its rank 0 wrote; in the torchrun processes every rank train
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import torch
@@ -41,7 +43,15 @@ from adaopt.protocol.settings import build_optimization, has_controller
 from adaopt.protocol.splits import DEV, SELECTION, TRAIN
 from adaopt.protocol.tuning import Choice, Trial, choose, search_grid
 from adaopt.tasks import get_task
-from adaopt.training import RunResult, device, machine, make_loader, seed_everything, train
+from adaopt.training import (
+    RunResult,
+    device,
+    machine,
+    make_loader,
+    own_gpu,
+    seed_everything,
+    train,
+)
 
 LOG_COLUMNS = {"train": ["step", "loss", "lr", "grad_norm", "elapsed_s"],
                "eval": ["step", "elapsed_s", "samples", "tokens"]}
@@ -104,6 +114,7 @@ class Workload:
         seed_everything(seed)  # same seed: same initialization and data order for everyone
         # On the device before the optimizer is built: it picks that device's fastest path.
         model = new_model(self.params, self.task, self.prepared).to(device())
+        distributed.seed_dropout(seed)  # after the initialization, which every rank shares
         optimization = build_optimization(model, optimizer, section, setting,
                                           self.params.settings[setting], max_steps,
                                           self.task.greater_is_better)
@@ -118,6 +129,19 @@ class Workload:
         return result, model
 
 
+Stage = TypeVar("Stage", bound=Callable[..., Any])
+
+
+def _on_own_gpu(stage: Stage) -> Stage:
+    """A stage's runs, all on one GPU of their own (:func:`adaopt.training.own_gpu`)."""
+    @functools.wraps(stage)
+    def run(params: Params, task_name: str, *args: Any, **kwargs: Any) -> Any:
+        with own_gpu(params.train_for(task_name)):
+            return stage(params, task_name, *args, **kwargs)
+    return run  # type: ignore[return-value]
+
+
+@_on_own_gpu
 def tune(
     params: Params, task_name: str, optimizer: str, setting: str, prepared_dir: str | Path,
     out_dir: str | Path, *, checkpoint_dir: str | Path | None = None, progress: bool = True,
@@ -190,6 +214,7 @@ def tuned_section(params: Params, choice_path: str | Path, task: str, optimizer:
     return {**params.optimizers[optimizer], **read_choice(choice_path, task, optimizer, setting)}
 
 
+@_on_own_gpu
 def run_setting(
     params: Params, task_name: str, optimizer: str, setting: str, prepared_dir: str | Path,
     out_dir: str | Path, choice_path: str | Path, *, checkpoint_dir: str | Path | None = None,

@@ -14,6 +14,7 @@ import os
 import resource
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,8 @@ from adaopt.checkpoint import (
     save_checkpoint,
 )
 from adaopt.config import TrainConfig
-from adaopt.precision import autocast, check_precision, grad_scaler
+from adaopt.devices import claim_gpu
+from adaopt.precision import autocast, check_precision, grad_scaler, use_tf32
 
 MODEL_INPUTS = (
     "input_ids", "attention_mask", "token_type_ids", "labels", "start_positions", "end_positions",
@@ -59,14 +61,47 @@ def seed_everything(seed: int) -> None:
     set_seed(seed, deterministic=True)
 
 
+_assigned: str | None = None  # the device own_gpu gave this process, while it holds it
+
+
 def device() -> torch.device:
+    """Where runs train: the GPU :func:`own_gpu` gave this process, else CUDA's current
+    device when there is one, else the CPU."""
+    if _assigned is not None:
+        return torch.device(_assigned)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _on_gpu() -> bool:
+    return device().type == "cuda"
+
+
+@contextmanager
+def own_gpu(config: TrainConfig) -> Iterator[None]:
+    """Train the block's runs on a GPU that no other run on this machine holds
+    (:mod:`adaopt.devices`): several stages started at once (``dvc queue start -j N``, several
+    ``dvc repro``) spread over the GPUs instead of all landing on the first. With every GPU
+    held, wait for one or train on the CPU (``train.busy_gpus``). Nothing to claim without CUDA,
+    or for data-parallel runs, whose processes own ``cuda:LOCAL_RANK`` (torchrun's)."""
+    global _assigned
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0 or config.nproc > 1 or distributed.launched():
+        yield
+        return
+    with claim_gpu(count, config.busy_gpus) as name:
+        if name != "cpu":
+            torch.cuda.set_device(name)
+        _assigned = name
+        try:
+            yield
+        finally:
+            _assigned = None
 
 
 def machine() -> dict[str, Any]:
     """What a run's numbers are bit-exact on: the same seed gives the same bytes only with the
     same torch, the same kernels (the CPU's vector extension, or the GPU) and thread count."""
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    gpu = torch.cuda.get_device_name() if _on_gpu() else None
     return {"torch": torch.__version__, "device": gpu or "cpu",
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "threads": torch.get_num_threads()}
@@ -170,7 +205,7 @@ def make_loader(
     sampler = None
     if train and group_by_length:
         sampler = LengthGroupedBatches(dataset["length"], batch_size, generator)
-    pin = torch.cuda.is_available()  # page-locked batches: non_blocking copies to the GPU
+    pin = _on_gpu()  # page-locked batches: non_blocking copies to the GPU
     if train and world_size > 1:
         order = sampler or RandomSampler(data, generator=generator)
         shards = ShardedBatches(BatchSampler(order, batch_size, drop_last=False), rank,
@@ -193,7 +228,7 @@ def make_loader(
 
 def reset_peak_memory() -> None:
     """Reset the peak counters so that each run reports its own peak, not the process's."""
-    if torch.cuda.is_available():
+    if _on_gpu():
         torch.cuda.reset_peak_memory_stats()
         return
     try:
@@ -211,7 +246,7 @@ def optimizer_state_mb(optimizer: Optimizer) -> float:
 
 def peak_memory_mb() -> float:
     """Peak GPU memory allocated, or on a CPU the process's peak resident set size."""
-    if torch.cuda.is_available():
+    if _on_gpu():
         return torch.cuda.max_memory_allocated() / 2**20
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -502,6 +537,7 @@ def train(
     """
     dev = device()
     check_precision(config.precision, dev.type)
+    use_tf32(config.tf32, dev.type)
     model.to(dev).train()
     reset_peak_memory()
     batches = ResumableBatches(train_loader)
