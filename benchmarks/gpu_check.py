@@ -12,7 +12,8 @@ Three parts, each printing what it measured:
    on the real SST-2 of ``--mirror``: AdamW and AdaptiveAdam (lr 1e-4, the fair setting, seed 0;
    not tuned) for ``--steps`` steps each in fp32 and in bf16, dev accuracy of the selected
    weights on the whole dev set, training samples/s, peak memory, and bf16's throughput over
-   fp32's for each optimizer.
+   fp32's for each optimizer; then AdamW in bf16 with its loss and gradient norm read back from
+   the device every step and every ``steps / 6`` steps (``train.log_every``), side by side.
 3. **optimizer step**: ``benchmarks/optimizer_step.py`` on the device.
 
 Without a CUDA GPU it runs the same parts on the CPU at toy size (a handful of steps, the tiny
@@ -66,27 +67,32 @@ def prepare_sst2(raw: dict[str, Any], mirror: Path, out: Path) -> None:
 
 
 def train_cell(raw: dict[str, Any], prepared: Path, optimizer: str, precision: str,
-               steps: int) -> dict[str, Any]:
-    """One run of the pipeline's code (:class:`adaopt.experiment.Workload`), scored on dev."""
+               steps: int, log_every: int = 1) -> dict[str, Any]:
+    """One run of the pipeline's code (:class:`adaopt.experiment.Workload`), scored on dev;
+    its loss and gradient norm read back from the device every ``log_every`` steps."""
     from adaopt.config import parse_params
     from adaopt.experiment import Workload
 
     params = parse_params(raw)
     work = Workload(params, "sst2", prepared,
-                    overrides={"precision": precision, "max_steps": steps, "eval_every": steps})
+                    overrides={"precision": precision, "max_steps": steps, "eval_every": steps,
+                               "log_every": log_every})
     section = {**params.optimizers[optimizer], "lr": LR}
     result, model = work.train_run(optimizer, section, "fair", 0, steps, None, False)
     scores, _ = work.dev(model)
-    return {"optimizer": optimizer, "precision": precision, "steps": result.steps,
+    return {"optimizer": optimizer, "precision": precision, "log_every": log_every,
+            "steps": result.steps,
             "status": result.status, "samples_per_s": result.train_samples_per_s,
             "peak_memory_mb": result.peak_memory_mb, "dev_accuracy": scores.get("accuracy")}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = "| optimizer | precision | steps | samples/s | peak memory MB | dev accuracy |"
-    lines = [head, "|---|---|---:|---:|---:|---:|"]
+    head = ("| optimizer | precision | read back every | steps | samples/s | peak memory MB | "
+            "dev accuracy |")
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|"]
     for row in rows:
-        lines.append(f"| {row['optimizer']} | {row['precision']} | {row['steps']} | "
+        lines.append(f"| {row['optimizer']} | {row['precision']} | {row['log_every']} | "
+                     f"{row['steps']} | "
                      f"{row['samples_per_s']:.1f} | {row['peak_memory_mb']:.0f} | "
                      f"{row['dev_accuracy']:.4f} |")
     return "\n".join(lines)
@@ -128,12 +134,21 @@ def main(argv: list[str] | None = None) -> int:
         prepare_sst2(full, mirror, Path(tmp) / "full")
         rows = [train_cell(full, Path(tmp) / "full", optimizer, precision, steps)
                 for optimizer in ("adamw", "adaptive_adam") for precision in ("fp32", "bf16")]
+        # The same bf16 AdamW run, its values read back every step (the loop then waits for
+        # the device twice a step) and once per read-back window.
+        window = max(steps // 6, 1)
+        synced = [train_cell(full, Path(tmp) / "full", "adamw", "bf16", steps, every)
+                  for every in (1, window)]
     print(f"\n## 2. full cell (full profile, SST-2 from {mirror}, lr {LR}, fair, seed 0)\n")
     print(table(rows))
     for optimizer in ("adamw", "adaptive_adam"):
         speed = {row["precision"]: row["samples_per_s"] for row in rows
                  if row["optimizer"] == optimizer}
         print(f"{optimizer}: bf16 / fp32 throughput = {speed['bf16'] / speed['fp32']:.2f}x")
+    print(f"\n## 2b. host reads: every step against every {window} steps (train.log_every)\n")
+    print(table(synced))
+    print(f"read back every {window} / every step throughput = "
+          f"{synced[1]['samples_per_s'] / synced[0]['samples_per_s']:.2f}x")
 
     print("\n## 3. optimizer step (MiniLM, every registry optimizer)\n", flush=True)
     repeats = args.optimizer_repeats if cuda else 1

@@ -128,14 +128,17 @@ def test_gpu_check_runs_its_cpu_fallback_offline(tmp_path: Path) -> None:
     out = result.stdout
     assert f"torch {torch.__version__} cuda False" in out
     assert "device: CPU (no CUDA GPU: toy-size fallback)" in out
-    for part in ("## 1. smoke cell", "## 2. full cell", "## 3. optimizer step"):
+    for part in ("## 1. smoke cell", "## 2. full cell", "## 2b. host reads",
+                 "## 3. optimizer step"):
         assert part in out
-    rows = re.findall(rf"^\| (adamw|adaptive_adam) \| (fp32|bf16) \| \d+ \| {NUMBER} \| \d+ \| "
-                      rf"{NUMBER} \|$", out, re.M)
-    assert [(name, precision) for name, precision, *_ in rows] == [
-        ("adamw", "bf16"), ("adamw", "fp32"), ("adamw", "bf16"), ("adaptive_adam", "fp32"),
-        ("adaptive_adam", "bf16")]
+    rows = re.findall(rf"^\| (adamw|adaptive_adam) \| (fp32|bf16) \| (\d+) \| \d+ \| "
+                      rf"{NUMBER} \| \d+ \| {NUMBER} \|$", out, re.M)
+    assert [(name, precision, every) for name, precision, every, *_ in rows] == [
+        ("adamw", "bf16", "1"), ("adamw", "fp32", "1"), ("adamw", "bf16", "1"),
+        ("adaptive_adam", "fp32", "1"), ("adaptive_adam", "bf16", "1"),
+        ("adamw", "bf16", "1"), ("adamw", "bf16", "1")]  # toy size: a window of 1 step
     for name in ("adamw", "adaptive_adam"):
         assert re.search(rf"^{name}: bf16 / fp32 throughput = {NUMBER}x$", out, re.M)
+    assert re.search(rf"^read back every 1 / every step throughput = {NUMBER}x$", out, re.M)
     assert re.search(r"^(PASS|FAIL): adaptive_adam step = ", out, re.M)
     assert re.search(r"^gpu_check finished in \d+ s$", out, re.M)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -231,6 +232,78 @@ def test_a_non_finite_gradient_stops_the_run_before_the_step(dataset, tokenizer)
     result = _train(model, _sgd(model, 0.1, 10), dataset, tokenizer, config(max_steps=10))
     assert (result.status, result.diverged_on, result.steps) == ("diverged", "grad_norm", 0)
     assert torch.equal(weight.detach(), before), "no optimizer step with a non-finite gradient"
+
+
+def _without_timings(result: RunResult) -> tuple[Any, ...]:
+    """What a run reached and logged, its wall-clock fields left out."""
+    logs = [[{k: v for k, v in row.items() if k != "elapsed_s"} for row in log]
+            for log in (result.train_log, result.eval_log)]
+    return (result.outcome(), logs)
+
+
+@pytest.mark.parametrize("log_every", [3, 7])
+def test_reading_back_every_few_steps_logs_what_reading_every_step_logs(
+    dataset, tokenizer, log_every: int,
+) -> None:
+    """Between read-backs the loss and gradient norm stay on the device; the logs, the
+    evaluations and the selected weights are those of a run that reads every step."""
+    runs = []
+    for every in (1, log_every):
+        seed_everything(0)
+        model = tiny_bert(0)
+        result = _train(model, _sgd(model, 0.1, 20), dataset, tokenizer,
+                        config(log_every=every))
+        runs.append((_without_timings(result), model.classifier.weight.detach().clone()))
+    assert runs[0][0] == runs[1][0]
+    assert torch.equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("log_every", [1, 2, 5])
+def test_a_divergence_found_at_a_later_read_back_ends_the_run_at_its_step(
+    dataset, tokenizer, log_every: int,
+) -> None:
+    seed_everything(0)
+    model = tiny_bert(0)
+    calls = [0]
+
+    def poison(module: torch.nn.Module, args: Any, out: Any) -> Any:
+        calls[0] += module.training
+        if module.training and calls[0] >= 4:
+            out.loss = out.loss * math.nan
+        return out
+
+    model.register_forward_hook(poison)
+    result = _train(model, _sgd(model, 0.1, 10), dataset, tokenizer,
+                    config(max_steps=10, log_every=log_every))
+    assert (result.status, result.diverged_on, result.steps) == ("diverged", "loss", 3)
+    assert [row["step"] for row in result.train_log] == [1, 2, 3]
+    assert result.last_finite_loss == result.train_log[-1]["loss"]
+    assert result.wall_time_s == result.train_log[-1]["elapsed_s"]
+
+
+@pytest.mark.parametrize(("log_every", "reads"), [(1, 2 * 10), (5, 2), (10, 1)])
+def test_the_loop_reads_the_device_once_per_read_back(dataset, tokenizer, monkeypatch,
+                                                       log_every: int, reads: int) -> None:
+    """Host reads the loop itself makes (a tensor turned into a Python value in
+    ``adaopt/training.py``) over 10 steps with one evaluation at the end: with log_every 1 two a
+    step (the loss and norm before the step, which a non-finite one then skips, and the read-back
+    after it), else one per read-back."""
+    made = [0]
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(tensor: torch.Tensor, *args: Any, real: Callable = real) -> Any:
+            caller = sys._getframe(1).f_code.co_filename
+            made[0] += caller.endswith(os.path.join("adaopt", "training.py"))
+            return real(tensor, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    seed_everything(0)
+    model = tiny_bert(0)
+    _train(model, _sgd(model, 0.1, 10), dataset, tokenizer,
+           config(max_steps=10, eval_every=10, log_every=log_every),
+           eval_fn=lambda model: ({"accuracy": 0.5}, {}))
+    assert made[0] == reads
 
 
 def test_every_step_logs_its_gradient_norm_before_clipping(dataset, tokenizer) -> None:

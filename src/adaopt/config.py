@@ -170,6 +170,12 @@ class TrainConfig(_Section):
     max_steps: PositiveInt = 100
     eval_every: PositiveInt = 20
     early_stopping_patience: PositiveInt | None = None
+    # Read the loss, gradient norm and finiteness checks back from the device every log_every
+    # steps (and at evaluations and checkpoints): between read-backs a GPU step never waits for
+    # the host. The logged values do not depend on it. With 1, a step with a non-finite loss
+    # or gradient is not applied; with more, the run ends at the same step, found at the next
+    # read-back, and its weights (never scored) took the steps up to it.
+    log_every: PositiveInt = 1
     checkpoint_every: PositiveInt | None = None  # None: at every evaluation
     # At a checkpoint step, save only once the run has trained this long since its start or
     # last save: a 16-step run is cheaper to redo than to checkpoint (0: save at every one).

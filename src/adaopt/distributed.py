@@ -110,6 +110,14 @@ def all_sum(values: list[float]) -> list[float]:
     return tensor.tolist()
 
 
+def sum_in_place(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` summed over the ranks, in place and on its device (no host read); itself when
+    not distributed."""
+    if active():
+        dist.all_reduce(tensor)
+    return tensor
+
+
 def from_main(value: Any) -> Any:
     """Rank 0's ``value`` on every rank: one decision where the ranks' clocks differ."""
     if not active():

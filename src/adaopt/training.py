@@ -353,10 +353,6 @@ _TIMINGS = ("scoring_time_s",)  # how the run's time splits; not compared betwee
 Evaluate = Callable[[torch.nn.Module], tuple[dict[str, float], dict[str, Any]]]
 
 
-def _all_finite(tensors: Iterator[torch.Tensor]) -> bool:
-    return bool(torch.isfinite(torch.nn.utils.get_total_norm(list(tensors))))
-
-
 def _first_lr(optimizer: Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
@@ -366,18 +362,37 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             model.state_dict().items()}
 
 
-def _count(batch: dict[str, torch.Tensor], state: LoopState) -> float:
-    """Add the global batch's samples and real tokens to ``state``; return this process's
-    loss weight: its share of the global batch times the process count, 1.0 for equal shards
-    (always, in one process), so that DDP's average of the weighted shard means is the global
-    batch's mean even where the epoch's last batch splits unevenly."""
+@dataclass
+class _Step:
+    """One optimizer step whose values are still on the device, until the next read-back."""
+
+    step: int
+    seconds_before: float  # state.train_seconds when the step started
+    seconds_after: float = 0.0
+    lr: float = 0.0
+    samples: int = 0
+    loss: torch.Tensor | None = None
+    tokens: torch.Tensor | None = None  # real (unpadded) input tokens
+    grad_norm: torch.Tensor | None = None
+    finite: torch.Tensor | None = None  # every parameter still finite after the step
+
+    def values(self) -> torch.Tensor:
+        return torch.stack([value.double() for value in (
+            self.loss, self.grad_norm, self.finite, self.tokens)])  # type: ignore[union-attr]
+
+
+def _count(batch: dict[str, torch.Tensor]) -> tuple[float, int, torch.Tensor]:
+    """The global batch's samples and real tokens, and this process's loss weight: its share of
+    the global batch times the process count, 1.0 for equal shards (always, in one process), so
+    that DDP's average of the weighted shard means is the global batch's mean even where the
+    epoch's last batch splits unevenly. The tokens stay a tensor (no host read) in one process."""
     mask = batch.get("attention_mask")
-    tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+    tokens = mask.sum() if mask is not None else torch.tensor(batch["input_ids"].numel())
     shard = len(batch["input_ids"])
-    samples, tokens = (int(n) for n in distributed.all_sum([shard, tokens]))
-    state.samples += samples
-    state.tokens += tokens
-    return distributed.world_size() * shard / samples
+    if not distributed.active():
+        return 1.0, shard, tokens
+    samples, total = (int(n) for n in distributed.all_sum([shard, int(tokens)]))
+    return distributed.world_size() * shard / samples, samples, torch.tensor(total)
 
 
 def _checkpoint(path: Path, config: TrainConfig, step: int, state: LoopState,
@@ -423,54 +438,94 @@ def _resume(checkpoint: Path | None, model: torch.nn.Module, optimizer: Optimize
 
 
 def _accumulate_gradients(net: torch.nn.Module, batches: ResumableBatches, dev: torch.device,
-                          scaler: torch.amp.GradScaler, config: TrainConfig,
-                          state: LoopState) -> float:
-    """Forward and backward over ``grad_accum_steps`` batches, counted in ``state``; the global
-    batch's mean loss, averaged over the processes so that every one logs and decides on the
-    same value."""
-    loss_sum = 0.0
+                          scaler: torch.amp.GradScaler, config: TrainConfig, step: _Step) -> None:
+    """Forward and backward over ``grad_accum_steps`` batches; ``step`` gets their samples and
+    the global batch's mean loss and real tokens, on the device (the loss averaged over the
+    processes, so that every one logs and decides on the same value)."""
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)  # as Python's float sum
+    tokens = torch.zeros((), dtype=torch.int64, device=dev)
     for micro in range(config.grad_accum_steps):
         batch = {key: value.to(dev, non_blocking=True) for key, value in next(batches).items()}
-        weight = _count(batch, state)
+        weight, samples, batch_tokens = _count(batch)
+        step.samples += samples
+        tokens += batch_tokens.to(dev)
         with distributed.syncing(net, last=micro == config.grad_accum_steps - 1):
             with autocast(config.precision, dev.type):
                 loss = net(**batch).loss * weight / config.grad_accum_steps
             scaler.scale(loss).backward()
-        loss_sum += loss.item()
-    return distributed.all_sum([loss_sum])[0] / distributed.world_size()
+        loss_sum += loss.detach().double()
+    step.loss = distributed.sum_in_place(loss_sum) / distributed.world_size()
+    step.tokens = tokens
 
 
-def _grad_norm(model: torch.nn.Module, max_grad_norm: float | None) -> float:
+def _grad_norm(model: torch.nn.Module, max_grad_norm: float | None) -> torch.Tensor:
     """The gradients' total norm before clipping; they are clipped to ``max_grad_norm`` if set."""
     if max_grad_norm is not None:
-        return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
-    return float(torch.nn.utils.get_total_norm(
-        [p.grad for p in model.parameters() if p.grad is not None]))
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    return torch.nn.utils.get_total_norm(
+        [p.grad for p in model.parameters() if p.grad is not None])
 
 
-def _optimizer_step(loss: float, model: torch.nn.Module, optimizer: Optimizer,
-                    scheduler: LRScheduler, scaler: torch.amp.GradScaler,
-                    max_grad_norm: float | None, state: LoopState) -> dict[str, float] | str:
-    """Step the optimizer and the schedule on the accumulated gradients; the step's loss,
-    learning rate (the one it stepped with) and gradient norm, or what stopped being finite
-    (``loss``, ``grad_norm`` or ``parameters``), which ends the run."""
+def _optimizer_step(model: torch.nn.Module, optimizer: Optimizer, scheduler: LRScheduler,
+                    scaler: torch.amp.GradScaler, max_grad_norm: float | None,
+                    step: _Step, guard: bool) -> None:
+    """Step the optimizer and the schedule on the accumulated gradients. ``step`` gets the
+    learning rate it stepped with, and on the device the gradient norm and whether every
+    parameter is still finite, which :func:`_log_steps` checks with the loss once they are read
+    back: a non-finite value ends the run there. With ``guard`` the loss and the norm are read
+    first, and a step with a non-finite one is not applied; without it nothing is read here,
+    so a GPU never waits for the host."""
     scaler.unscale_(optimizer)  # true gradients for the norm and clipping (fp16 only)
-    grad_norm = _grad_norm(model, max_grad_norm)
-    # Under fp16 a non-finite gradient is an overflow: the scaler skips the step and lowers
-    # its scale. Otherwise it is divergence, as is a non-finite loss.
-    overflow = scaler.is_enabled() and not math.isfinite(grad_norm)
-    if not math.isfinite(loss) or (not math.isfinite(grad_norm) and not overflow):
+    step.grad_norm = _grad_norm(model, max_grad_norm)
+    step.lr = _first_lr(optimizer)
+    if guard and _diverges(*torch.stack([step.loss, step.grad_norm.double()]).tolist(),
+                           fp16=scaler.is_enabled()):
         optimizer.zero_grad(set_to_none=True)
-        return "loss" if not math.isfinite(loss) else "grad_norm"
-    state.last_finite_loss = loss
-    lr = _first_lr(optimizer)
+        step.finite = torch.ones((), dtype=torch.bool)  # not stepped: parameters unchanged
+        return
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     scheduler.step()
-    if not _all_finite(model.parameters()):
-        return "parameters"
-    return {"loss": loss, "lr": lr, "grad_norm": grad_norm}
+    step.finite = torch.isfinite(torch.nn.utils.get_total_norm(list(model.parameters())))
+
+
+def _diverges(loss: float, grad_norm: float, fp16: bool) -> str | None:
+    """``loss`` or ``grad_norm`` if it is not finite, the loss first. Under fp16 a non-finite
+    gradient is an overflow, not divergence: the scaler skips that step and lowers its scale."""
+    if not math.isfinite(loss):
+        return "loss"
+    overflow = fp16 and not math.isfinite(grad_norm)
+    return "grad_norm" if not math.isfinite(grad_norm) and not overflow else None
+
+
+def _read_back(pending: list[_Step]) -> list[list[float]]:
+    """The pending steps' device values in one host read (the loop's only one between
+    read-backs): a row per step of loss, gradient norm, parameters finite, tokens."""
+    return torch.stack([step.values() for step in pending]).tolist()
+
+
+def _log_steps(pending: list[_Step], rows: list[list[float]], state: LoopState,
+               fp16: bool) -> str | None:
+    """Log the read-back steps as the loop always has; what stopped being finite first
+    (``loss``, ``grad_norm`` or ``parameters``; under fp16 a non-finite gradient is an overflow,
+    :func:`_diverges`), if anything: the run ended at that step, and the steps after it are
+    dropped."""
+    diverged = None
+    for step, (loss, grad_norm, finite, tokens) in zip(pending, rows, strict=True):
+        state.samples += step.samples
+        state.tokens += int(tokens)
+        diverged = _diverges(loss, grad_norm, fp16)
+        if not diverged:
+            state.last_finite_loss = loss
+            diverged = None if finite else "parameters"
+        if diverged:
+            state.train_seconds = step.seconds_before  # the diverging step's time is not training
+            break
+        state.train_log.append({"step": step.step, "loss": loss, "lr": step.lr,
+                                "grad_norm": grad_norm, "elapsed_s": step.seconds_after})
+    pending.clear()
+    return diverged
 
 
 def _evaluate_and_select(model: torch.nn.Module, evaluate: Evaluate, optimizer: Optimizer,
@@ -550,23 +605,33 @@ def train(
     status = "ok"
     bar = tqdm(range(done + 1, config.max_steps + 1), initial=done, total=config.max_steps,
                disable=not progress or not distributed.is_main(), desc="train", leave=False)
+    pending: list[_Step] = []  # steps not yet read back
     for step in bar:
         started = time.perf_counter()
-        loss = _accumulate_gradients(net, batches, dev, scaler, config, state)
-        step_log = _optimizer_step(loss, model, optimizer, scheduler, scaler, max_grad_norm, state)
-        if isinstance(step_log, str):
-            state.diverged_on, status = step_log, "diverged"
-            break
+        record = _Step(step, seconds_before=state.train_seconds)
+        _accumulate_gradients(net, batches, dev, scaler, config, record)
+        _optimizer_step(model, optimizer, scheduler, scaler, max_grad_norm, record,
+                        guard=config.log_every == 1)
+        pending.append(record)
+        evaluating = step % config.eval_every == 0 or step == config.max_steps
+        saving = checkpoint is not None and step % every == 0 and step < config.max_steps
+        reading = evaluating or saving or step % config.log_every == 0
+        rows = _read_back(pending) if reading else []  # waits for the device: timed with the step
         state.train_seconds += time.perf_counter() - started
-        state.train_log.append({"step": step, **step_log, "elapsed_s": state.train_seconds})
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{step_log['lr']:.2e}")
-        if step % config.eval_every == 0 or step == config.max_steps:
+        record.seconds_after = state.train_seconds
+        if reading:
+            diverged = _log_steps(pending, rows, state, scaler.is_enabled())
+            if diverged:
+                state.diverged_on, status = diverged, "diverged"
+                break
+            bar.set_postfix(loss=f"{state.train_log[-1]['loss']:.4f}", lr=f"{record.lr:.2e}")
+        if evaluating:
             if _evaluate_and_select(model, evaluate, optimizer, scheduler, step, state,
                                     metric=metric, greater_is_better=greater_is_better,
                                     patience=config.early_stopping_patience):
                 status = "early_stopped"
                 break
-        if checkpoint is not None and step % every == 0 and step < config.max_steps:
+        if saving:
             _checkpoint(checkpoint, config, step, state, model, optimizer, scheduler, scaler,
                         batches)
     bar.close()
