@@ -24,6 +24,8 @@ from adaopt.report import load_outputs, render
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 OUTPUTS = ("runs", "tuning", "results", "data", "figures", ".dvc/cache", ".dvc/tmp")
+IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 SWEEP_FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
                  "paired_difference.png", "lm_validation_loss.png", "precision.png")
 

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from smoke_pipeline import (
+    IDENTITY,
     assert_complete,
     dvc,
     figures,
@@ -62,10 +63,6 @@ def test_dvc_plots_show_gives_the_figures_only(smoke_repo: Path) -> None:
     plots = json.loads(dvc(smoke_repo, "plots", "show", "--json").stdout)["data"]
     expected = figures(load_params(smoke_repo / "params.yaml"))
     assert sorted(plots) == sorted(f"figures/{name}" for name in expected)
-
-
-IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-            "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 
 
 def committed_copy(smoke_repo: Path, tmp_path: Path) -> Path:

@@ -99,6 +99,22 @@ def _report(args: argparse.Namespace) -> None:
     io.write_text(args.out, render(load_outputs(args.root, params), params))
 
 
+def _slice(args: argparse.Namespace) -> None:
+    from adaopt.slices import slice_stages
+
+    print("\n".join(slice_stages(load_params(args.params), args.of, args.index)))
+
+
+def _gather(args: argparse.Namespace) -> None:
+    from adaopt.slices import gather_locks, sweep_stages
+
+    stages = sweep_stages(load_params(args.params))
+    gathered = gather_locks(args.lock, args.sources, stages)
+    missing = len(stages) - len(gathered)
+    print(f"gathered {len(gathered)} of the {len(stages)} tune and train stages into {args.lock}"
+          + (f"; {missing} are in none of the slices' locks" if missing else ""))
+
+
 def _stage_parser(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
     """The options of a stage's notebook parameters, shared by ``train`` and ``tune``."""
     stage = commands.add_parser(name, help=help)
@@ -135,6 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--root", type=Path, default=Path("."), help="the project's root")
     report.add_argument("--out", type=Path, default=Path("REPORT.md"))
     report.set_defaults(run=_report)
+    slicing = commands.add_parser("slice", help="the tune and train stages of one machine's "
+                                  "slice of the sweep, for `dvc repro` (docs/scaling.md)")
+    slicing.add_argument("--params", default="params.yaml")
+    slicing.add_argument("--of", type=int, required=True, help="how many slices")
+    slicing.add_argument("--index", type=int, required=True, help="this slice, from 0")
+    slicing.set_defaults(run=_slice)
+    gather = commands.add_parser("gather", help="copy the slices' lock entries of their tune "
+                                 "and train stages into this dvc.lock")
+    gather.add_argument("sources", type=Path, nargs="+", help="each slice's dvc.lock")
+    gather.add_argument("--params", default="params.yaml")
+    gather.add_argument("--lock", type=Path, default=Path("dvc.lock"))
+    gather.set_defaults(run=_gather)
     args = parser.parse_args(argv)
     try:
         args.run(args)
