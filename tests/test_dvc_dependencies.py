@@ -1,8 +1,9 @@
 """Every stage of dvc.yaml lists, as deps, exactly the modules of src/adaopt its code imports:
 an edit to any of them outdates the stage, and no listed module is one it does not run.
 
-What a stage runs is its command's ``python -m adaopt <subcommand>`` and the notebook papermill
-executes. Their imports are read with ``ast``, never executed, and followed transitively:
+What a stage runs is its command's ``python -m adaopt <subcommand>`` and the notebook that
+``python -m adaopt notebook`` executes. Their imports are read with ``ast``, never executed,
+and followed transitively:
 
 - a module imports what all of its import statements name, those inside functions included;
   except ``__main__``, which imports lazily so that ``check`` stays fast: there only the module
@@ -112,8 +113,8 @@ def stage_modules(stage: dict[str, Any]) -> set[str]:
         argv = shlex.split(command)
         if argv[:3] == ["python", "-m", "adaopt"]:
             modules |= subcommand_modules(argv[3])
-        elif argv[0] == "papermill":
-            notebook = next(arg for arg in argv[1:] if not arg.startswith("-"))
+        if argv[:4] == ["python", "-m", "adaopt", "notebook"]:
+            notebook = argv[4]
             assert "${" not in notebook, f"{notebook}: a templated notebook is not resolved here"
             modules |= notebook_modules(ROOT / notebook)
     return modules

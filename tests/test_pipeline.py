@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -32,14 +33,43 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The finished smoke run, and what its ``dvc repro`` printed."""
     repo = smoke_copy(tmp_path_factory.mktemp("smoke"))
-    dvc(repo, "repro")
-    return repo
+    result = dvc(repo, "repro")
+    return repo, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def smoke_repo(smoke_run: tuple[Path, str]) -> Path:
+    return smoke_run[0]
 
 
 def test_smoke_profile_runs_end_to_end(smoke_repo: Path) -> None:
     assert_complete(smoke_repo)
+
+
+def test_each_tune_and_train_stage_ends_with_one_line_and_no_kernel_warning(
+    smoke_run: tuple[Path, str],
+) -> None:
+    """A long ``dvc repro`` says what each stage found and where the profile stands; papermill's
+    banner and the kernel's start-up warning are not repeated per stage."""
+    repo, log = smoke_run
+    params = load_params(repo / "params.yaml")
+    total = 2 * len(params.sweep.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
+    lines = log.splitlines()
+    for task in params.sweep.tasks:
+        for optimizer in params.sweep.optimizers:
+            for setting in SETTINGS:
+                tune = [line for line in lines if line.startswith(
+                    f"tune@{task}-{optimizer}-{setting}: lr ")]
+                train = [line for line in lines if line.startswith(
+                    f"train@{task}-{optimizer}-{setting}: dev ")]
+                assert len(tune) == len(train) == 1, (task, optimizer, setting)
+                assert re.search(rf"; \d+ of {total} tune and train stages have outputs$",
+                                 train[0])
+    assert f"; {total} of {total} tune and train stages have outputs" in log  # the last one
+    assert "without encryption" not in log and "Executing notebook" not in log
 
 
 def test_second_repro_does_nothing(smoke_repo: Path) -> None:

@@ -99,6 +99,13 @@ def _report(args: argparse.Namespace) -> None:
     io.write_text(args.out, render(load_outputs(args.root, params), params))
 
 
+def _notebook(args: argparse.Namespace) -> None:
+    from adaopt.notebook import run_notebook
+
+    for line in run_notebook(args.notebook, args.output, dict(args.parameters or [])):
+        print(line)
+
+
 def _slice(args: argparse.Namespace) -> None:
     from adaopt.slices import slice_stages
 
@@ -151,6 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--root", type=Path, default=Path("."), help="the project's root")
     report.add_argument("--out", type=Path, default=Path("REPORT.md"))
     report.set_defaults(run=_report)
+    notebook = commands.add_parser("notebook", help="run a stage's notebook with papermill and "
+                                   "print what its cells tagged `summary` printed")
+    notebook.add_argument("notebook", type=Path)
+    notebook.add_argument("output", type=Path, help="the executed notebook (its folder is made)")
+    notebook.add_argument("-p", dest="parameters", nargs=2, action="append",
+                          metavar=("NAME", "VALUE"), help="a notebook parameter (a string)")
+    notebook.set_defaults(run=_notebook)
     slicing = commands.add_parser("slice", help="the tune and train stages of one machine's "
                                   "slice of the sweep, for `dvc repro` (docs/scaling.md)")
     slicing.add_argument("--params", default="params.yaml")

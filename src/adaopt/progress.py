@@ -1,0 +1,66 @@
+"""The one line a tune or train stage ends with: what it found, and where the profile stands.
+
+A many-hour ``dvc repro`` otherwise says only which stage it runs. The stage's notebook prints
+this line in a cell tagged ``summary``, which ``python -m adaopt notebook`` echoes to the log.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from adaopt.config import Params
+from adaopt.slices import cells
+from adaopt.tasks import get_task
+
+
+def _number(value: float | None) -> str:
+    return "nan" if value is None else f"{value:.4g}"
+
+
+def tune_found(choice_path: str | Path) -> str:
+    """The chosen values and their selection score (``choice.json``)."""
+    choice = json.loads(Path(choice_path).read_text())
+    if choice["no_finished_trial"]:
+        return "every trial diverged"
+    values = ", ".join(f"{name} {value:g}" for name, value in choice["hparams"].items())
+    edges = ", ".join(f"{name} at the {side} edge" for name, side in choice["edges"].items())
+    return (f"{values}{f' ({edges} of the grid)' if edges else ''}: selection "
+            f"{choice['metric']} {_number(choice['score'])}, trial {choice['trial'] + 1} of "
+            f"{choice['trials']}")
+
+
+def train_found(runs: dict[int, dict[str, Any]]) -> str:
+    """Each seed's dev score (or how it ended) and the controller's cuts."""
+    first = next(iter(runs.values()))
+    metric = first["metric"]
+    scores = " ".join(_number(run["dev"].get(metric)) if run["status"] != "diverged"
+                      else "diverged" for run in runs.values())
+    cuts = (f", cuts per seed {' '.join(str(len(run['cuts'])) for run in runs.values())}"
+            if first["controlled"] else "")
+    return f"dev {metric} {scores} (seeds {' '.join(map(str, runs))}){cuts}"
+
+
+def standing(params: Params, root: str | Path = ".") -> str:
+    """How many of the profile's tune and train stages have their outputs under ``root``
+    (``choice.json``; every seed's ``metrics.json``). Outputs left by an earlier run count too:
+    ``dvc status`` says which are current, but cannot run while ``dvc repro`` holds its lock."""
+    root = Path(root)
+    done = 0
+    for task, optimizer, setting in cells(params):
+        cell = Path(task) / optimizer / setting
+        done += (root / "tuning" / cell / "choice.json").is_file()
+        done += all((root / "runs" / cell / f"seed{seed}" / "metrics.json").is_file()
+                    for seed in params.sweep.seeds)
+    return f"{done} of {2 * len(cells(params))} tune and train stages have outputs"
+
+
+def stage_line(kind: str, params: Params, task: str, optimizer: str, setting: str,
+               found: str, root: str | Path = ".") -> str:
+    """``<stage>: <found>; <standing>``, the stage named as ``dvc repro`` names it."""
+    stage = f"{kind}@{get_task(task).name}-{optimizer}-{setting}"
+    return f"{stage}: {found}; {standing(params, root)}"
+
+
+__all__ = ["stage_line", "standing", "train_found", "tune_found"]
