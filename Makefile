@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test lint bench repro profile quick
+.PHONY: setup test lint bench repro plan profile quick
 
 # TORCH_INDEX: where torch comes from, e.g. https://download.pytorch.org/whl/cpu for the small
 # CPU build on a plain machine (PyPI's Linux wheel of the pinned torch is the CUDA build).
@@ -35,6 +35,11 @@ profile:
 # The main job: the whole pipeline on the active profile.
 repro: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+# What the active profile's tune and train stages will cost here, and what is left (dvc status).
+# The first run calibrates on the prepared data (minutes); later ones read .dvc/tmp/.
+plan: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m adaopt plan
 
 # A newcomer's first run: the quick profile in a fresh clone under QUICK_DIR without the
 # reference run's outputs, so that the committed ones stay as they are and DVC neither hashes nor

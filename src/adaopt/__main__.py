@@ -1,4 +1,4 @@
-"""Command line for the pipeline: ``python -m adaopt fetch``, ``check`` and ``report``.
+"""Command line for the pipeline: ``python -m adaopt fetch``, ``check``, ``report`` and ``plan``.
 
 Every stage starts with one of them, so that errors a user can fix (a bad ``params.yaml``
 value, a missing or malformed data file) print one line and exit with status 2 before any
@@ -7,6 +7,9 @@ compute is spent or any output is touched.
 ``python -m adaopt train`` and ``python -m adaopt tune`` run a train or tune stage's runs, as
 its notebook does; this is what a stage with ``train.nproc > 1`` starts under torchrun (and what
 a user may start under torchrun by hand, e.g. across nodes), each process joining the group.
+
+``python -m adaopt plan`` says what the active profile's tune and train stages will cost on this
+machine before they run, and how much of it is left (:mod:`adaopt.plan`); no stage runs it.
 """
 
 from __future__ import annotations
@@ -122,6 +125,17 @@ def _gather(args: argparse.Namespace) -> None:
           + (f"; {missing} are in none of the slices' locks" if missing else ""))
 
 
+def _plan(args: argparse.Namespace) -> None:
+    from adaopt.plan import CALIBRATION, plan
+
+    if args.gpu_tokens_per_s is not None and args.gpu_tokens_per_s <= 0:
+        raise ValueError(f"--gpu-tokens-per-s={args.gpu_tokens_per_s:g}: must be a positive "
+                         "number of training tokens per second")
+    print(plan(load_params(args.params), args.params, args.prepared,
+               args.calibration or CALIBRATION,
+               force=args.calibrate, gpu_tokens_per_s=args.gpu_tokens_per_s))
+
+
 def _stage_parser(commands: Any, name: str, help: str) -> argparse.ArgumentParser:
     """The options of a stage's notebook parameters, shared by ``train`` and ``tune``."""
     stage = commands.add_parser(name, help=help)
@@ -177,6 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     gather.add_argument("--params", default="params.yaml")
     gather.add_argument("--lock", type=Path, default=Path("dvc.lock"))
     gather.set_defaults(run=_gather)
+    plan = commands.add_parser("plan", help="what the profile's tune and train stages will "
+                               "cost on this machine, and what is left")
+    plan.add_argument("--params", default="params.yaml")
+    plan.add_argument("--prepared", default="data/prepared", help="what the calibration reads")
+    plan.add_argument("--calibration", type=Path, default=None,
+                      help="the measured rates, read if there and written when measured "
+                      "(default: .dvc/tmp/plan_calibration.json)")
+    plan.add_argument("--calibrate", action="store_true", help="measure the rates again")
+    plan.add_argument("--gpu-tokens-per-s", type=float, default=None,
+                      help="a GPU's training throughput: adds a GPU column")
+    plan.set_defaults(run=_plan)
     args = parser.parse_args(argv)
     try:
         args.run(args)
