@@ -66,8 +66,8 @@ def test_each_tune_and_train_stage_ends_with_one_line_and_no_kernel_warning(
                 train = [line for line in lines if line.startswith(
                     f"train@{task}-{optimizer}-{setting}: dev ")]
                 assert len(tune) == len(train) == 1, (task, optimizer, setting)
-                assert re.search(rf"; \d+ of {total} tune and train stages have outputs$",
-                                 train[0])
+                assert re.search(rf"; \d+ of {total} tune and train stages have outputs, "
+                                 "`make plan` estimates the time left$", train[0])
     assert f"; {total} of {total} tune and train stages have outputs" in log  # the last one
     assert "without encryption" not in log and "Executing notebook" not in log
 

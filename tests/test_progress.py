@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adaopt import io
+from adaopt import io, plan
 from adaopt.config import load_params
-from adaopt.progress import stage_line, standing, train_found, tune_found
+from adaopt.progress import (
+    stage_line,
+    stages_with_outputs,
+    standing,
+    time_left,
+    train_found,
+    tune_found,
+)
+from adaopt.training import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "profiles" / "smoke.yaml")
@@ -41,14 +49,38 @@ def test_a_train_stage_says_each_seeds_dev_score_and_cuts() -> None:
     assert train_found(plain) == "dev pearson 0.5 (seeds 0)"
 
 
+NO_PLAN = "`make plan` estimates the time left"
+
+
 def test_the_standing_counts_the_stages_whose_outputs_exist(tmp_path: Path) -> None:
     total = 2 * len(PARAMS.sweep.tasks) * len(PARAMS.sweep.optimizers) * 2
-    assert standing(PARAMS, tmp_path) == f"0 of {total} tune and train stages have outputs"
+    assert standing(PARAMS, tmp_path) == (
+        f"0 of {total} tune and train stages have outputs, {NO_PLAN}")
     cell = Path("sst2") / "adamw" / "fair"
     _choice(tmp_path / "tuning" / cell / "choice.json")
     io.write_json(tmp_path / "runs" / cell / "seed0" / "metrics.json", {})
-    assert standing(PARAMS, tmp_path).startswith("1 of")  # seed 1's run is missing
+    assert stages_with_outputs(PARAMS, tmp_path) == {"tune@sst2-adamw-fair"}  # seed 1 missing
     io.write_json(tmp_path / "runs" / cell / "seed1" / "metrics.json", {})
     line = stage_line("train", PARAMS, "SST-2", "adamw", "fair", "dev accuracy 0.5", tmp_path)
     assert line == (f"train@sst2-adamw-fair: dev accuracy 0.5; 2 of {total} tune and train "
-                    "stages have outputs")
+                    f"stages have outputs, {NO_PLAN}")
+
+
+def test_the_time_left_is_the_plans_estimate_of_the_stages_without_outputs(
+    tmp_path: Path,
+) -> None:
+    """With a calibration where every stage costs one second (its check), the time left is one
+    second per stage without outputs; a calibration of another machine gives no estimate."""
+    nothing = {"workload_s": 0.0, "run_setup_s": 0.0, "warmup_s": 0.0, "step_s": 0.0,
+               "selection_s": 0.0, "dev_s": 0.0, "tokens_per_example": 1.0,
+               "selection_tokens": 1, "dev_tokens": 1}
+    calibration = plan.Calibration(
+        machine=machine(), startup=plan.Startup(check_s=1.0, papermill_s=0.0, kernel_s=0.0),
+        tasks={task: plan.TaskRates(shape=plan.rate_shape(PARAMS, task), **nothing)
+               for task in PARAMS.sweep.tasks})
+    io.write_json(tmp_path / plan.CALIBRATION, calibration.to_dict())
+    total = 2 * len(PARAMS.sweep.tasks) * len(PARAMS.sweep.optimizers) * 2
+    done = {"tune@sst2-adamw-fair", "train@sst2-adamw-fair"}
+    assert time_left(PARAMS, done, tmp_path) == f"about {total - 2} s left (plan)"
+    io.write_json(tmp_path / plan.CALIBRATION, {**calibration.to_dict(), "machine": {}})
+    assert time_left(PARAMS, done, tmp_path) == NO_PLAN

@@ -42,18 +42,44 @@ def train_found(runs: dict[int, dict[str, Any]]) -> str:
     return f"dev {metric} {scores} (seeds {' '.join(map(str, runs))}){cuts}"
 
 
-def standing(params: Params, root: str | Path = ".") -> str:
-    """How many of the profile's tune and train stages have their outputs under ``root``
-    (``choice.json``; every seed's ``metrics.json``). Outputs left by an earlier run count too:
-    ``dvc status`` says which are current, but cannot run while ``dvc repro`` holds its lock."""
-    root = Path(root)
-    done = 0
+def stages_with_outputs(params: Params, root: str | Path = ".") -> set[str]:
+    """The profile's tune and train stages whose outputs exist under ``root`` (``choice.json``;
+    every seed's ``metrics.json``). Outputs left by an earlier run count too: ``dvc status``
+    says which are current, but cannot run while ``dvc repro`` holds its lock."""
+    root, done = Path(root), set()
     for task, optimizer, setting in cells(params):
-        cell = Path(task) / optimizer / setting
-        done += (root / "tuning" / cell / "choice.json").is_file()
-        done += all((root / "runs" / cell / f"seed{seed}" / "metrics.json").is_file()
-                    for seed in params.sweep.seeds)
-    return f"{done} of {2 * len(cells(params))} tune and train stages have outputs"
+        cell, name = Path(task) / optimizer / setting, f"{task}-{optimizer}-{setting}"
+        if (root / "tuning" / cell / "choice.json").is_file():
+            done.add(f"tune@{name}")
+        if all((root / "runs" / cell / f"seed{seed}" / "metrics.json").is_file()
+               for seed in params.sweep.seeds):
+            done.add(f"train@{name}")
+    return done
+
+
+def time_left(params: Params, done: set[str], root: str | Path = ".") -> str:
+    """The plan's estimate for the stages not in ``done``, from the calibration ``make plan``
+    keeps under ``root``, if it was measured on this machine with these tasks' settings."""
+    from adaopt import plan  # pandas; only once a stage has finished
+    from adaopt.training import machine
+
+    calibration = plan.read_calibration(Path(root) / plan.CALIBRATION, machine())
+    seconds = 0.0
+    for stages in plan.stage_kinds(params):
+        rates = calibration.tasks.get(stages.task) if calibration else None
+        if rates is None or rates.shape != plan.rate_shape(params, stages.task):
+            return "`make plan` estimates the time left"
+        left = sum(name not in done for name in stages.names(params))
+        seconds += left * plan.estimate(stages, rates, calibration.startup).total_s
+    return f"about {plan.duration(seconds)} left (plan)"
+
+
+def standing(params: Params, root: str | Path = ".") -> str:
+    """How many of the profile's tune and train stages have their outputs, and the time the
+    others will take."""
+    done = stages_with_outputs(params, root)
+    return (f"{len(done)} of {2 * len(cells(params))} tune and train stages have outputs, "
+            f"{time_left(params, done, root)}")
 
 
 def stage_line(kind: str, params: Params, task: str, optimizer: str, setting: str,
@@ -63,4 +89,5 @@ def stage_line(kind: str, params: Params, task: str, optimizer: str, setting: st
     return f"{stage}: {found}; {standing(params, root)}"
 
 
-__all__ = ["stage_line", "standing", "train_found", "tune_found"]
+__all__ = ["stage_line", "stages_with_outputs", "standing", "time_left", "train_found",
+           "tune_found"]
