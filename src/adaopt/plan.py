@@ -18,7 +18,6 @@ stages are already done comes from ``dvc status``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -33,6 +32,8 @@ import pandas as pd
 
 from adaopt import io
 from adaopt.config import SETTINGS, Params
+from adaopt.protocol.controller import evaluations  # every eval_every steps, and the last
+from adaopt.slices import stage_name
 
 #: Where the calibration lives by default: DVC's own scratch folder, ignored by git and DVC.
 CALIBRATION = Path(".dvc/tmp/plan_calibration.json")
@@ -47,12 +48,6 @@ STAGE_IMPORTS = ("import pandas as pd\n\nfrom adaopt.config import load_params\n
 #: The train keys a task's rates do not depend on (its budget and bookkeeping).
 _BUDGET_KEYS = {"max_steps", "eval_every", "early_stopping_patience", "checkpoint_every",
                 "checkpoint_interval_s", "busy_gpus", "dist_timeout_s"}
-
-
-def evaluations(steps: int, every: int) -> int:
-    """Selection-split evaluations of a run: every ``every`` steps and after the last step
-    (:func:`adaopt.training.train`)."""
-    return math.ceil(steps / every)
 
 
 @dataclass(frozen=True)
@@ -88,7 +83,7 @@ class Stages:
 
     def names(self, params: Params) -> list[str]:
         """The DVC stage names: ``<kind>@<task>-<optimizer>-<setting>``."""
-        return [f"{self.kind}@{self.task}-{optimizer}-{setting}"
+        return [stage_name(self.kind, self.task, optimizer, setting)
                 for optimizer in params.sweep.optimizers for setting in SETTINGS]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from adaopt.config import Params
-from adaopt.slices import cells
+from adaopt.slices import cells, stage_name
 from adaopt.tasks import get_task
 
 
@@ -47,13 +47,13 @@ def stages_with_outputs(params: Params, root: str | Path = ".") -> set[str]:
     every seed's ``metrics.json``). Outputs left by an earlier run count too: ``dvc status``
     says which are current, but cannot run while ``dvc repro`` holds its lock."""
     root, done = Path(root), set()
-    for task, optimizer, setting in cells(params):
-        cell, name = Path(task) / optimizer / setting, f"{task}-{optimizer}-{setting}"
-        if (root / "tuning" / cell / "choice.json").is_file():
-            done.add(f"tune@{name}")
-        if all((root / "runs" / cell / f"seed{seed}" / "metrics.json").is_file()
+    for cell in cells(params):
+        folder = Path(*cell)
+        if (root / "tuning" / folder / "choice.json").is_file():
+            done.add(stage_name("tune", *cell))
+        if all((root / "runs" / folder / f"seed{seed}" / "metrics.json").is_file()
                for seed in params.sweep.seeds):
-            done.add(f"train@{name}")
+            done.add(stage_name("train", *cell))
     return done
 
 
@@ -85,7 +85,7 @@ def standing(params: Params, root: str | Path = ".") -> str:
 def stage_line(kind: str, params: Params, task: str, optimizer: str, setting: str,
                found: str, root: str | Path = ".") -> str:
     """``<stage>: <found>; <standing>``, the stage named as ``dvc repro`` names it."""
-    stage = f"{kind}@{get_task(task).name}-{optimizer}-{setting}"
+    stage = stage_name(kind, get_task(task).name, optimizer, setting)
     return f"{stage}: {found}; {standing(params, root)}"
 
 

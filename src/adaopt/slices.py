@@ -29,14 +29,19 @@ def cells(params: Params) -> list[tuple[str, str, str]]:
     return list(itertools.product(params.sweep.tasks, params.sweep.optimizers, SETTINGS))
 
 
+def stage_name(kind: str, task: str, optimizer: str, setting: str) -> str:
+    """A tune or train stage's name as ``dvc.yaml``'s matrix makes it."""
+    return f"{kind}@{task}-{optimizer}-{setting}"
+
+
 def slice_stages(params: Params, count: int, index: int) -> list[str]:
     """Slice ``index`` of ``count``: every ``count``-th cell from the ``index``-th (tasks and
     optimizers are spread over the slices alike), each cell's tune stage, then its train stage
     (which reads the tune stage's choice)."""
     if count < 1 or not 0 <= index < count:
         raise ValueError(f"slice {index} of {count}: the index must be in 0..{count - 1}")
-    return [f"{kind}@{task}-{optimizer}-{setting}"
-            for task, optimizer, setting in cells(params)[index::count] for kind in STAGE_KINDS]
+    return [stage_name(kind, *cell) for cell in cells(params)[index::count]
+            for kind in STAGE_KINDS]
 
 
 def _read_lock(path: Path) -> dict[str, Any]:
@@ -69,4 +74,4 @@ def sweep_stages(params: Params) -> list[str]:
     return slice_stages(params, 1, 0)
 
 
-__all__ = ["cells", "gather_locks", "slice_stages", "sweep_stages"]
+__all__ = ["cells", "gather_locks", "slice_stages", "stage_name", "sweep_stages"]
