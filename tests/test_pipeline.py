@@ -28,6 +28,7 @@ from smoke_pipeline import (
 )
 
 from adaopt.config import SETTINGS, load_params
+from adaopt.protocol.tuning import search_grid
 
 pytestmark = pytest.mark.slow
 
@@ -49,18 +50,30 @@ def test_smoke_profile_runs_end_to_end(smoke_repo: Path) -> None:
     assert_complete(smoke_repo)
 
 
-def test_each_tune_and_train_stage_ends_with_one_line_and_no_kernel_warning(
+def test_each_stage_shows_its_runs_progress_and_ends_with_one_line_and_no_kernel_warning(
     smoke_run: tuple[Path, str],
 ) -> None:
-    """A long ``dvc repro`` says what each stage found and where the profile stands; papermill's
-    banner and the kernel's start-up warning are not repeated per stage."""
+    """A long ``dvc repro`` shows each run's progress in whole lines (from inside the notebook's
+    kernel), says what each stage found and where the profile stands; papermill's banner and
+    the kernel's start-up warning are not repeated per stage."""
     repo, log = smoke_run
     params = load_params(repo / "params.yaml")
     total = 2 * len(params.sweep.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
     lines = log.splitlines()
+    seeds = params.sweep.seeds
     for task in params.sweep.tasks:
+        trials = len(search_grid(params.space_for(task, "adamw")))
+        steps = params.tuning_steps(task)
+        tuning = [line for line in lines if line.startswith(f"tune@{task}-adamw-fair, trial ")]
+        assert list(dict.fromkeys(line.split(":")[0].split(", ")[1] for line in tuning)) == [
+            f"trial {k} of {trials}" for k in range(1, trials + 1)]
+        assert all(re.search(rf"\| \d+/{steps} \[", line) for line in tuning), tuning
         for optimizer in params.sweep.optimizers:
             for setting in SETTINGS:
+                run = f"train@{task}-{optimizer}-{setting}, seed"
+                assert list(dict.fromkeys(line.split(":")[0] for line in lines
+                                          if line.startswith(run))) == [
+                    f"{run} {seed} ({k} of {len(seeds)})" for k, seed in enumerate(seeds, 1)]
                 tune = [line for line in lines if line.startswith(
                     f"tune@{task}-{optimizer}-{setting}: lr ")]
                 train = [line for line in lines if line.startswith(
@@ -70,6 +83,7 @@ def test_each_tune_and_train_stage_ends_with_one_line_and_no_kernel_warning(
                                  "`make plan` estimates the time left$", train[0])
     assert f"; {total} of {total} tune and train stages have outputs" in log  # the last one
     assert "without encryption" not in log and "Executing notebook" not in log
+    assert "\r" not in log
 
 
 def test_second_repro_does_nothing(smoke_repo: Path) -> None:

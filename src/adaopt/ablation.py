@@ -67,7 +67,8 @@ def precision_ablation(params: Params, prepared_dir: str | Path, tuning_dir: str
                 continue
             work = workloads[precision]
             result, model = work.train_run(optimizer, section, ablation.setting, ablation.seed,
-                                           ablation.max_steps, None, progress)
+                                           ablation.max_steps, None, progress,
+                                           label=f"precision: {optimizer} in {precision}")
             scores = {} if result.status == "diverged" else work.dev(model)[0]
             del model  # free the run before the next one measures its peak memory
             gc.collect()

@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from adaopt.logbar import in_kernel, write_log
+
 
 def launched() -> bool:
     """Whether this process was started by torchrun (or any launcher setting its variables)."""
@@ -153,9 +155,9 @@ def launch(nproc: int, args: list[str]) -> None:
     """Run ``python -m adaopt <args>`` as ``nproc`` processes on this node; raise if it fails
     (``CalledProcessError``; the workers' tracebacks are in the output above it).
 
-    Its output is copied to ``sys.stdout`` as it comes, so that a notebook cell shows it (a
-    progress bar's carriage returns included); the results are the files rank 0 wrote, which
-    the caller reads back.
+    Its output is copied to ``sys.stdout`` as it comes, so that a notebook cell shows it, and
+    from a notebook also to the stage's log (:func:`adaopt.logbar.log_fd`), where rank 0's
+    progress lines belong; the results are the files rank 0 wrote, which the caller reads back.
     """
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={nproc}", "-m", "adaopt", *args]
@@ -164,8 +166,11 @@ def launch(nproc: int, args: list[str]) -> None:
         assert child.stdout is not None
         try:
             while chunk := child.stdout.read1():
-                sys.stdout.write(decoder.decode(chunk))
+                text = decoder.decode(chunk)
+                sys.stdout.write(text)
                 sys.stdout.flush()
+                if in_kernel():
+                    write_log(text)
         except BaseException:  # an interrupted cell: torchrun stops its workers on SIGTERM
             child.terminate()
             raise

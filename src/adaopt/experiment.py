@@ -38,10 +38,12 @@ from adaopt import distributed, io
 from adaopt.config import ModelConfig, Params, grid_values
 from adaopt.data.prepare import MODEL_FILE
 from adaopt.evaluation import Evaluator
+from adaopt.logbar import every_s
 from adaopt.modeling import new_model, task_tokenizer
 from adaopt.protocol.settings import build_optimization, has_controller
 from adaopt.protocol.splits import DEV, SELECTION, TRAIN
 from adaopt.protocol.tuning import Choice, Trial, choose, search_grid
+from adaopt.slices import stage_name
 from adaopt.tasks import get_task
 from adaopt.training import (
     RunResult,
@@ -106,9 +108,11 @@ class Workload:
 
     def train_run(self, optimizer: str, section: dict[str, Any], setting: str, seed: int,
                   max_steps: int, checkpoint: Path | None, progress: bool,
-                  eval_every: int | None = None) -> tuple[RunResult, torch.nn.Module]:
+                  eval_every: int | None = None, label: str = "train"
+                  ) -> tuple[RunResult, torch.nn.Module]:
         """Train from the starting weights (pretrained, or a fresh initialization for a language
-        model); the model comes back holding the selected weights."""
+        model); the model comes back holding the selected weights. ``label`` names the run in
+        its progress lines."""
         cfg = self.train_config.model_copy(update={
             "max_steps": max_steps, "eval_every": eval_every or self.train_config.eval_every})
         seed_everything(seed)  # same seed: same initialization and data order for everyone
@@ -125,23 +129,25 @@ class Workload:
                        self.selection, cfg, metric=self.task.metric,
                        greater_is_better=self.task.greater_is_better,
                        max_grad_norm=optimization.max_grad_norm, checkpoint=checkpoint,
-                       progress=progress)
+                       progress=progress, label=label)
         return result, model
 
 
 Stage = TypeVar("Stage", bound=Callable[..., Any])
 
 
-def _on_own_gpu(stage: Stage) -> Stage:
-    """A stage's runs, all on one GPU of their own (:func:`adaopt.training.own_gpu`)."""
+def _stage(stage: Stage) -> Stage:
+    """A stage's runs, all on one GPU of their own (:func:`adaopt.training.own_gpu`), once the
+    progress lines' interval from the environment is known to be valid."""
     @functools.wraps(stage)
     def run(params: Params, task_name: str, *args: Any, **kwargs: Any) -> Any:
+        every_s()
         with own_gpu(params.train_for(task_name)):
             return stage(params, task_name, *args, **kwargs)
     return run  # type: ignore[return-value]
 
 
-@_on_own_gpu
+@_stage
 def tune(
     params: Params, task_name: str, optimizer: str, setting: str, prepared_dir: str | Path,
     out_dir: str | Path, *, checkpoint_dir: str | Path | None = None, progress: bool = True,
@@ -159,8 +165,8 @@ def tune(
     work = Workload(params, task_name, prepared_dir)
     space = params.space_for(work.task.name, optimizer)
     store = _CheckpointStore(checkpoint_dir, params, "tune", work.task.name, optimizer, setting)
-    trials = []
-    for index, point in enumerate(search_grid(space)):
+    trials, points = [], search_grid(space)
+    for index, point in enumerate(points):
         key = f"trial{index}"
         result = store.finished(key)
         if result is None:
@@ -168,7 +174,9 @@ def tune(
             result, model = work.train_run(optimizer, section, setting, params.tuning.seed,
                                            params.tuning_steps(work.task.name),
                                            store.checkpoint(key), progress,
-                                           params.tuning_eval_every(work.task.name))
+                                           params.tuning_eval_every(work.task.name),
+                                           f"{stage_name('tune', work.task.name, optimizer, setting)}"
+                                           f", trial {index + 1} of {len(points)}")
             del model  # free the run before the next one measures its peak memory
             gc.collect()
             store.finish(key, result)
@@ -214,7 +222,7 @@ def tuned_section(params: Params, choice_path: str | Path, task: str, optimizer:
     return {**params.optimizers[optimizer], **read_choice(choice_path, task, optimizer, setting)}
 
 
-@_on_own_gpu
+@_stage
 def run_setting(
     params: Params, task_name: str, optimizer: str, setting: str, prepared_dir: str | Path,
     out_dir: str | Path, choice_path: str | Path, *, checkpoint_dir: str | Path | None = None,
@@ -242,24 +250,26 @@ def run_setting(
     store = _CheckpointStore(checkpoint_dir, params, "final", work.task.name, optimizer, setting,
                              tuned)
     out_dir = Path(out_dir)
-    metrics = {}
-    for seed in params.sweep.seeds:
+    metrics, seeds = {}, params.sweep.seeds
+    for number, seed in enumerate(seeds, 1):
         key, folder = f"seed{seed}", out_dir / f"seed{seed}"
         if store.finished(key) is None:
-            _final_run(work, optimizer, section, setting, seed, folder, store, progress)
+            label = (f"{stage_name('train', work.task.name, optimizer, setting)}, seed {seed} "
+                     f"({number} of {len(seeds)})")
+            _final_run(work, optimizer, section, setting, seed, folder, store, progress, label)
         metrics[seed] = json.loads((folder / "metrics.json").read_text())
     store.clear()
     return metrics
 
 
 def _final_run(work: Workload, optimizer: str, section: dict[str, Any], setting: str, seed: int,
-               folder: Path, store: _CheckpointStore, progress: bool) -> None:
+               folder: Path, store: _CheckpointStore, progress: bool, label: str) -> None:
     """One evaluation seed: train, then score the selected weights on dev and write it out
     (rank 0 alone, when data-parallel; the others wait for its files)."""
     started = time.perf_counter()
     result, model = work.train_run(optimizer, section, setting, seed,
                                    work.train_config.max_steps, store.checkpoint(f"seed{seed}"),
-                                   progress)
+                                   progress, label=label)
     if distributed.is_main():
         _score_and_write(work, optimizer, section, setting, seed, folder, store, result, model,
                          started)

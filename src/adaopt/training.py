@@ -24,7 +24,6 @@ from datasets import Dataset
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler
-from tqdm.auto import tqdm
 from transformers import (
     DataCollatorWithPadding,
     PreTrainedTokenizerBase,
@@ -41,6 +40,7 @@ from adaopt.checkpoint import (
 )
 from adaopt.config import TrainConfig
 from adaopt.devices import claim_gpu
+from adaopt.logbar import LogBar
 from adaopt.precision import autocast, check_precision, grad_scaler, use_tf32
 
 MODEL_INPUTS = (
@@ -567,6 +567,7 @@ def train(
     greater_is_better: bool = True,
     checkpoint: Path | None = None,
     progress: bool = True,
+    label: str = "train",
 ) -> RunResult:
     """Train for ``config.max_steps`` optimizer steps, evaluating every ``eval_every``.
 
@@ -589,6 +590,9 @@ def train(
     Rank 0 evaluates and hands its scores to the others, which keeps early stopping and
     AdaptiveAdam's controller in step. Only rank 0 writes the checkpoint, of the unwrapped
     model, so it resumes a run of any process count; the timings are rank 0's.
+
+    With ``progress``, rank 0 reports the run's progress under ``label`` in lines a log keeps
+    readable (:class:`adaopt.logbar.LogBar`).
     """
     dev = device()
     check_precision(config.precision, dev.type)
@@ -603,10 +607,10 @@ def train(
         scaler.load_state_dict(state.scaler)
     every = config.checkpoint_every or config.eval_every
     status = "ok"
-    bar = tqdm(range(done + 1, config.max_steps + 1), initial=done, total=config.max_steps,
-               disable=not progress or not distributed.is_main(), desc="train", leave=False)
+    bar = LogBar(label, config.max_steps, done, enabled=progress and distributed.is_main())
     pending: list[_Step] = []  # steps not yet read back
-    for step in bar:
+    step = done
+    for step in range(done + 1, config.max_steps + 1):
         started = time.perf_counter()
         record = _Step(step, seconds_before=state.train_seconds)
         _accumulate_gradients(net, batches, dev, scaler, config, record)
@@ -624,17 +628,22 @@ def train(
             if diverged:
                 state.diverged_on, status = diverged, "diverged"
                 break
-            bar.set_postfix(loss=f"{state.train_log[-1]['loss']:.4f}", lr=f"{record.lr:.2e}")
+            bar.update(step, loss=f"{state.train_log[-1]['loss']:.4f}", lr=f"{record.lr:.2e}")
         if evaluating:
             if _evaluate_and_select(model, evaluate, optimizer, scheduler, step, state,
                                     metric=metric, greater_is_better=greater_is_better,
                                     patience=config.early_stopping_patience):
                 status = "early_stopped"
                 break
+            bar.update(step, **{f"selection {metric}": f"{state.last[metric]:.4g}"})
         if saving:
             _checkpoint(checkpoint, config, step, state, model, optimizer, scheduler, scaler,
                         batches)
-    bar.close()
+    if status == "diverged":  # the steps logged are the finite ones
+        last = len(state.train_log)
+        bar.close(last, f"(diverged: {state.diverged_on} not finite at step {last + 1})")
+    else:
+        bar.close(step, "" if status == "ok" else "(stopped early)")
     if state.best_weights is not None and status != "diverged":
         model.load_state_dict(state.best_weights)
     state.optimizer_state_mb = optimizer_state_mb(optimizer)

@@ -84,7 +84,8 @@ def retrain(params: Params, work: Workload, optimizer: str, cells: dict[str, Any
     cell = _cell(cells, optimizer, setting)
     section = {**params.optimizers[optimizer], **cell["hparams"]}
     result, model = work.train_run(optimizer, section, setting, seed,
-                                   work.train_config.max_steps, checkpoint=None, progress=False)
+                                   work.train_config.max_steps, checkpoint=None, progress=True,
+                                   label=f"compress@{work.task.name}: the {optimizer} teacher")
     where = f"{work.task.name}/{optimizer}/{setting}"
     if result.status == "diverged":
         raise ValueError(f"{where}: seed {seed} diverged; nothing to compress")
