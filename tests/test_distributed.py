@@ -6,8 +6,10 @@ tiny BERT and the fixture mirror, in 2 gloo processes of one thread each.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -26,7 +28,7 @@ from adaopt import distributed
 from adaopt.checkpoint import DataPosition, global_rng_states, load_checkpoint, save_checkpoint
 from adaopt.config import ConfigError, load_params, parse_params
 from adaopt.experiment import run_setting, tune
-from adaopt.training import ShardedBatches
+from adaopt.training import ShardedBatches, balanced_cuts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,6 +95,41 @@ def test_shards_of_a_step_are_the_one_process_batch() -> None:
     assert [len(s) for s in shards[0]] == [3, 3, 3, 2] and [len(s) for s in shards[1]] == [3] * 4
     with pytest.raises(ValueError, match="holds 1 examples, fewer than the 2 processes"):
         ShardedBatches(seeded_batches(7, 6), 0, 2)
+
+
+def _padded(lengths: list[int], shard: list[int]) -> int:
+    return len(shard) * max(lengths[i] for i in shard)
+
+
+def test_balanced_cuts_make_the_largest_padded_shard_as_small_as_any_split() -> None:
+    """Against every way of cutting small sorted batches into consecutive runs."""
+    rng = random.Random(0)
+    for _ in range(400):
+        lengths = sorted((rng.randint(1, 60) for _ in range(rng.randint(1, 10))), reverse=True)
+        parts = rng.randint(1, min(4, len(lengths)))
+        cuts = balanced_cuts(lengths, parts)
+        assert len(cuts) == parts - 1
+        assert all(a < b for a, b in zip([0, *cuts], [*cuts, len(lengths)]))  # non-empty
+        best = min(max(_padded(lengths, list(range(a, b))) for a, b in zip(
+            [0, *split], [*split, len(lengths)])) for split in itertools.combinations(
+                range(1, len(lengths)), parts - 1))
+        assert max(_padded(lengths, list(range(a, b))) for a, b in zip(
+            [0, *cuts], [*cuts, len(lengths)])) == best, (lengths, parts, cuts)
+
+
+def test_shards_balanced_by_length_are_still_the_one_process_batch() -> None:
+    """The longest examples go to a smaller shard; the step's shards are the batch's examples."""
+    lengths = [int(n) for n in torch.randint(8, 128, (40,), generator=torch.manual_seed(1))]
+    whole = list(seeded_batches(40, 16))
+    shards = [list(ShardedBatches(seeded_batches(40, 16), rank, 2, lengths))
+              for rank in range(2)]
+    by_position = [list(ShardedBatches(seeded_batches(40, 16), rank, 2)) for rank in range(2)]
+    for batch, first, second, *positional in zip(whole, *shards, *by_position, strict=True):
+        assert sorted(first + second) == sorted(batch) and first and second
+        assert min(lengths[i] for i in first) >= max(lengths[i] for i in second)
+        assert max(_padded(lengths, first), _padded(lengths, second)) <= max(
+            _padded(lengths, shard) for shard in positional)
+    assert [len(shard) for shard in shards[0]] != [len(shard) for shard in by_position[0]]
 
 
 def test_each_rank_resumes_from_its_own_random_generators(tmp_path: Path) -> None:

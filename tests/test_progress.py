@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from adaopt import io, plan
@@ -13,6 +15,7 @@ from adaopt.progress import (
     time_left,
     train_found,
     tune_found,
+    up_to_date,
 )
 from adaopt.training import machine
 
@@ -52,7 +55,9 @@ def test_a_train_stage_says_each_seeds_dev_score_and_cuts() -> None:
 NO_PLAN = "`make plan` estimates the time left"
 
 
-def test_the_standing_counts_the_stages_whose_outputs_exist(tmp_path: Path) -> None:
+def test_outside_a_dvc_project_the_standing_counts_the_stages_whose_outputs_exist(
+    tmp_path: Path,
+) -> None:
     total = 2 * len(PARAMS.sweep.tasks) * len(PARAMS.sweep.optimizers) * 2
     assert standing(PARAMS, tmp_path) == (
         f"0 of {total} tune and train stages have outputs, {NO_PLAN}")
@@ -64,6 +69,44 @@ def test_the_standing_counts_the_stages_whose_outputs_exist(tmp_path: Path) -> N
     line = stage_line("train", PARAMS, "SST-2", "adamw", "fair", "dev accuracy 0.5", tmp_path)
     assert line == (f"train@sst2-adamw-fair: dev accuracy 0.5; 2 of {total} tune and train "
                     f"stages have outputs, {NO_PLAN}")
+
+
+# Two stages named as the profile's: train reads up_to_date under dvc repro's lock.
+DVC_YAML = """
+stages:
+  tune:
+    matrix: {task: [sst2], optimizer: [adamw], setting: [fair]}
+    cmd: echo 1 > chosen
+    params: [lr]
+    outs: [{chosen: {cache: false}}]
+  train:
+    matrix: {task: [sst2], optimizer: [adamw], setting: [fair]}
+    cmd: >-
+      %(python)s -c "from adaopt.progress import up_to_date; from adaopt.config import
+      load_params; open('seen', 'w').write(repr(sorted(up_to_date(load_params('%(params)s')))))"
+    deps: [chosen]
+    outs: [{seen: {cache: false}}]
+"""
+
+
+def test_up_to_date_is_what_dvc_status_says_also_under_dvc_repros_lock(tmp_path: Path) -> None:
+    def dvc(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    dvc("init", "--no-scm")
+    (tmp_path / "dvc.yaml").write_text(DVC_YAML % {"python": sys.executable,
+                                                   "params": ROOT / "profiles" / "smoke.yaml"})
+    (tmp_path / "params.yaml").write_text("lr: 1\n")
+    assert up_to_date(PARAMS, tmp_path) == set()
+    dvc("repro")
+    assert (tmp_path / "seen").read_text() == "['tune@sst2-adamw-fair']"  # train was running
+    assert up_to_date(PARAMS, tmp_path) == {"tune@sst2-adamw-fair", "train@sst2-adamw-fair"}
+    (tmp_path / "params.yaml").write_text("lr: 2\n")  # the old outputs stay, outdated
+    assert up_to_date(PARAMS, tmp_path) == {"train@sst2-adamw-fair"}
+    assert standing(PARAMS, tmp_path, running="tune@sst2-adamw-fair").startswith(
+        f"2 of {2 * 2 * len(PARAMS.sweep.optimizers) * len(PARAMS.sweep.tasks)} tune and "
+        "train stages are up to date, ")
 
 
 def test_the_time_left_is_the_plans_estimate_of_the_stages_without_outputs(

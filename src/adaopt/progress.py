@@ -44,8 +44,7 @@ def train_found(runs: dict[int, dict[str, Any]]) -> str:
 
 def stages_with_outputs(params: Params, root: str | Path = ".") -> set[str]:
     """The profile's tune and train stages whose outputs exist under ``root`` (``choice.json``;
-    every seed's ``metrics.json``). Outputs left by an earlier run count too: ``dvc status``
-    says which are current, but cannot run while ``dvc repro`` holds its lock."""
+    every seed's ``metrics.json``), current or not: what a folder outside a DVC project says."""
     root, done = Path(root), set()
     for cell in cells(params):
         folder = Path(*cell)
@@ -55,6 +54,24 @@ def stages_with_outputs(params: Params, root: str | Path = ".") -> set[str]:
                for seed in params.sweep.seeds):
             done.add(stage_name("train", *cell))
     return done
+
+
+def up_to_date(params: Params, root: str | Path = ".") -> set[str] | None:
+    """The profile's tune and train stages that ``dvc status`` would call up to date: every
+    dependency and output as the stage's ``dvc.lock`` entry records it (``None`` outside a DVC
+    project). Asked of each dependency and output, not of the stage: ``dvc status`` waits for
+    the repository lock, which the ``dvc repro`` running this stage holds to the end."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    names = {stage_name(kind, *cell) for cell in cells(params) for kind in ("tune", "train")}
+    try:
+        repo = Repo(str(root))
+    except NotDvcRepoError:
+        return None
+    with repo:
+        return {stage.name for stage in repo.index.stages if stage.name in names
+                and not any(item.status() for item in [*stage.deps, *stage.outs])}
 
 
 def time_left(params: Params, done: set[str], root: str | Path = ".") -> str:
@@ -74,11 +91,15 @@ def time_left(params: Params, done: set[str], root: str | Path = ".") -> str:
     return f"about {plan.duration(seconds)} left (plan)"
 
 
-def standing(params: Params, root: str | Path = ".") -> str:
-    """How many of the profile's tune and train stages have their outputs, and the time the
-    others will take."""
-    done = stages_with_outputs(params, root)
-    return (f"{len(done)} of {2 * len(cells(params))} tune and train stages have outputs, "
+def standing(params: Params, root: str | Path = ".", running: str | None = None) -> str:
+    """How many of the profile's tune and train stages are up to date (the stage ``running``,
+    which has just written its outputs, among them), and the time the others will take."""
+    current = up_to_date(params, root)
+    if current is None:
+        done, state = stages_with_outputs(params, root), "have outputs"
+    else:
+        done, state = current | ({running} if running else set()), "are up to date"
+    return (f"{len(done)} of {2 * len(cells(params))} tune and train stages {state}, "
             f"{time_left(params, done, root)}")
 
 
@@ -86,8 +107,8 @@ def stage_line(kind: str, params: Params, task: str, optimizer: str, setting: st
                found: str, root: str | Path = ".") -> str:
     """``<stage>: <found>; <standing>``, the stage named as ``dvc repro`` names it."""
     stage = stage_name(kind, get_task(task).name, optimizer, setting)
-    return f"{stage}: {found}; {standing(params, root)}"
+    return f"{stage}: {found}; {standing(params, root, stage)}"
 
 
 __all__ = ["stage_line", "stages_with_outputs", "standing", "time_left", "train_found",
-           "tune_found"]
+           "tune_found", "up_to_date"]

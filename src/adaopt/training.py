@@ -143,14 +143,52 @@ class LengthGroupedBatches(Sampler[int]):
         yield from torch.cat([*shuffled, *short]).tolist()
 
 
+PAD_TO = 8  # batches are padded to a multiple of this many tokens
+
+
+def balanced_cuts(lengths: list[int], parts: int) -> list[int]:
+    """Where to cut ``lengths``, sorted longest first, into ``parts`` non-empty runs of
+    consecutive examples so that the largest run's padded size (its examples times its first,
+    longest, one) is as small as it can be: the ``parts - 1`` cut positions.
+
+    The smallest feasible size is found by bisection; a run takes as many examples as fit in
+    it, and runs are then split further (which enlarges none) until there are ``parts``.
+    """
+    def runs(size: int) -> list[int]:
+        starts, start = [], 0
+        while start < len(lengths):
+            starts.append(start)
+            start += max(1, size // lengths[start])
+        return starts
+
+    low, high = lengths[0], len(lengths) * lengths[0]  # one example; one run of all
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if len(runs(middle)) <= parts else (middle + 1, high)
+    starts = runs(low)
+    while len(starts) < parts:  # split the run with the most examples in two
+        ends = [*starts[1:], len(lengths)]
+        widest = max(range(len(starts)), key=lambda i: ends[i] - starts[i])
+        starts.insert(widest + 1, (starts[widest] + ends[widest] + 1) // 2)
+    return starts[1:]
+
+
 class ShardedBatches(Sampler[list[int]]):
-    """One data-parallel process's contiguous shard of every global batch of ``batches``.
+    """One data-parallel process's shard of every global batch of ``batches``.
 
     Every process builds the same seeded sampler, so all of them draw the single-process run's
-    global order; process ``rank`` of ``world_size`` takes its slice of each global batch, and
+    global order; process ``rank`` of ``world_size`` takes its shard of each global batch, and
     the shards of one step together are exactly the single-process batch of that step. With the
-    loop's loss weighting and DDP's gradient average, the update is the global batch's, so N
-    processes follow the one-process loss curve (up to the order of float sums).
+    loop's loss weighting (by each shard's share) and DDP's gradient average, the update is the
+    global batch's, so N processes follow the one-process loss curve (up to the order of float
+    sums).
+
+    With the examples' ``lengths`` the shards are balanced by padded size (lengths rounded up to
+    ``pad_to``, as the collator pads): each batch is sorted longest first and cut into
+    consecutive runs (:func:`balanced_cuts`), so the process with the longest examples gets
+    fewer of them, and the step, which waits for the slowest process, is
+    not held up by one shard padded to the batch's longest example. Without lengths (examples
+    of one length, a language model's blocks) the shards are equal slices by position.
 
     torch's ``DistributedSampler`` cannot give that: it reshuffles per epoch from its own seed,
     deals every N-th index of the permutation to each rank (padding with repeated examples) and
@@ -158,7 +196,8 @@ class ShardedBatches(Sampler[list[int]]):
     single-process order, and length grouping no longer holds across ranks.
     """
 
-    def __init__(self, batches: BatchSampler, rank: int, world_size: int) -> None:
+    def __init__(self, batches: BatchSampler, rank: int, world_size: int,
+                 lengths: list[int] | None = None, pad_to: int = 1) -> None:
         last = len(batches.sampler) % batches.batch_size  # type: ignore[arg-type]
         if 0 < last < world_size:
             raise ValueError(f"the last batch of each epoch holds {last} examples, fewer than "
@@ -166,6 +205,7 @@ class ShardedBatches(Sampler[list[int]]):
         self.batches = batches
         self.sampler = batches.sampler  # where ResumableBatches finds the data generator
         self.rank, self.world_size = rank, world_size
+        self.lengths = None if lengths is None else [-(-n // pad_to) * pad_to for n in lengths]
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -173,8 +213,13 @@ class ShardedBatches(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.batches:
             size = len(batch)
-            yield batch[size * self.rank // self.world_size:
-                        size * (self.rank + 1) // self.world_size]
+            if self.lengths is None:
+                yield batch[size * self.rank // self.world_size:
+                            size * (self.rank + 1) // self.world_size]
+                continue
+            batch = sorted(batch, key=lambda index: -self.lengths[index])  # stable
+            cuts = [0, *balanced_cuts([self.lengths[i] for i in batch], self.world_size), size]
+            yield batch[cuts[self.rank]:cuts[self.rank + 1]]
 
 
 def make_loader(
@@ -200,7 +245,7 @@ def make_loader(
     columns = [name for name in MODEL_INPUTS if name in dataset.column_names]
     data = dataset.with_format("torch", columns=columns)
     collator = (default_data_collator if tokenizer is None
-                else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
+                else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO))
     generator = torch.Generator().manual_seed(seed)
     sampler = None
     if train and group_by_length:
@@ -208,8 +253,9 @@ def make_loader(
     pin = _on_gpu()  # page-locked batches: non_blocking copies to the GPU
     if train and world_size > 1:
         order = sampler or RandomSampler(data, generator=generator)
+        lengths = dataset["length"] if "length" in dataset.column_names else None
         shards = ShardedBatches(BatchSampler(order, batch_size, drop_last=False), rank,
-                                world_size)
+                                world_size, lengths, PAD_TO)
         return DataLoader(data, batch_sampler=shards, generator=generator, collate_fn=collator,
                           pin_memory=pin)
     return DataLoader(
