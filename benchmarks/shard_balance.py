@@ -1,21 +1,21 @@
 """How much a data-parallel step's slowest shard shrinks when shards are balanced by length.
 
 A step waits for its slowest process, and each process pads its shard to its own longest
-example (to a multiple of ``PAD_TO``, as the collator does). For every prepared fine-tuning task, one
-epoch of the training loader's global batches (seed 0, the profile's batch size and length
-grouping) is split over N = 2, 4, 8 processes two ways: equal slices by position (the split
-before this benchmark) and :class:`adaopt.training.ShardedBatches` with the examples' lengths
-(balanced). It counts, summed over the epoch's steps, the padded tokens of each step's largest
-shard: the work the step waits for. No timing: the counts are exact and the same on every
-machine. Writes ``shard_balance.md`` and ``shard_balance.json`` to ``--out-dir``. Usage::
+example (to a multiple of ``PAD_TO``, as the collator does). For every prepared fine-tuning
+task, one epoch of the training loader's full global batches (seed 0, the profile's batch size,
+with and without length grouping) is split over N = 2, 4, 8 processes two ways: equal slices
+by position (the split before balancing) and :class:`adaopt.training.ShardedBatches` with the
+examples' lengths (balanced). It counts, summed over the epoch's steps, the padded tokens of
+each step's largest shard: the work the step waits for. No timing: the counts are exact and
+the same on every machine. Writes ``shard_balance.md`` and ``shard_balance.json`` to
+``--out-dir``. Usage::
 
-    python benchmarks/shard_balance.py --prepared data/prepared
+    python benchmarks/shard_balance.py --prepared data/prepared [--task sst2 ...]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -44,7 +44,7 @@ def largest_shards(lengths: list[int], batch_size: int, grouped: bool, nproc: in
         generator = torch.Generator().manual_seed(0)
         order = (LengthGroupedBatches(lengths, batch_size, generator) if grouped
                  else RandomSampler(range(len(lengths)), generator=generator))
-        return BatchSampler(order, batch_size, drop_last=False)
+        return BatchSampler(order, batch_size, drop_last=True)  # full batches only
 
     shards = [ShardedBatches(batches(), rank, nproc, lengths if balanced else None, PAD_TO)
               for rank in range(nproc)]
@@ -57,10 +57,12 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--prepared", type=Path, default=ROOT / "data" / "prepared")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--task", dest="tasks", action="append",
+                        help="a prepared task (repeatable; default: every one the profile has)")
     args = parser.parse_args()
     params = load_params(args.params)
     rows = []
-    for task in params.prepared_tasks:
+    for task in args.tasks or params.prepared_tasks:
         data = load_from_disk(str(args.prepared / task))[TRAIN]
         if "length" not in data.column_names:
             continue  # a language model's blocks: one length, nothing to balance

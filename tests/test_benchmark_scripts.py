@@ -3,6 +3,7 @@ targets are checked by running them at size, not here)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -96,6 +97,17 @@ def test_compile_step_prints_a_table_and_a_verdict() -> None:
 
 
 GPU_CHECK = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def test_shard_balance_never_gives_a_larger_slowest_shard(prepared_sst2: Path,
+                                                          tmp_path: Path) -> None:
+    run_script("shard_balance.py", "--params", str(ROOT / "profiles" / "smoke.yaml"),
+               "--prepared", str(prepared_sst2), "--task", "sst2",
+               "--out-dir", str(tmp_path))
+    rows = pd.DataFrame(json.loads((tmp_path / "shard_balance.json").read_text())["rows"])
+    assert set(rows["nproc"]) == {2, 4, 8} and set(rows["group_by_length"]) == {True, False}
+    assert (rows["balanced"] <= rows["by_position"]).all()
+    assert (tmp_path / "shard_balance.md").read_text().count("\n| sst2 ") == len(rows)
 
 
 def test_gpu_check_parses_and_refuses_an_unknown_argument_in_one_line() -> None:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,12 @@ def _padded(lengths: list[int], shard: list[int]) -> int:
     return len(shard) * max(lengths[i] for i in shard)
 
 
+def _largest(lengths: list[int], cuts: Sequence[int]) -> int:
+    """The largest padded size of the runs that ``cuts`` makes of ``lengths``."""
+    bounds = [0, *cuts, len(lengths)]
+    return max(_padded(lengths, list(range(a, b))) for a, b in itertools.pairwise(bounds))
+
+
 def test_balanced_cuts_make_the_largest_padded_shard_as_small_as_any_split() -> None:
     """Against every way of cutting small sorted batches into consecutive runs."""
     rng = random.Random(0)
@@ -108,13 +115,11 @@ def test_balanced_cuts_make_the_largest_padded_shard_as_small_as_any_split() -> 
         lengths = sorted((rng.randint(1, 60) for _ in range(rng.randint(1, 10))), reverse=True)
         parts = rng.randint(1, min(4, len(lengths)))
         cuts = balanced_cuts(lengths, parts)
-        assert len(cuts) == parts - 1
-        assert all(a < b for a, b in zip([0, *cuts], [*cuts, len(lengths)]))  # non-empty
-        best = min(max(_padded(lengths, list(range(a, b))) for a, b in zip(
-            [0, *split], [*split, len(lengths)])) for split in itertools.combinations(
-                range(1, len(lengths)), parts - 1))
-        assert max(_padded(lengths, list(range(a, b))) for a, b in zip(
-            [0, *cuts], [*cuts, len(lengths)])) == best, (lengths, parts, cuts)
+        bounds = [0, *cuts, len(lengths)]
+        assert len(cuts) == parts - 1 and all(a < b for a, b in itertools.pairwise(bounds))
+        best = min(_largest(lengths, split) for split in itertools.combinations(
+            range(1, len(lengths)), parts - 1))
+        assert _largest(lengths, cuts) == best, (lengths, parts, cuts)
 
 
 def test_shards_balanced_by_length_are_still_the_one_process_batch() -> None:

@@ -171,12 +171,12 @@ def tune(
         result = store.finished(key)
         if result is None:
             section = {**params.optimizers[optimizer], **point}
+            label = (f"{stage_name('tune', work.task.name, optimizer, setting)}, "
+                     f"trial {index + 1} of {len(points)}")
             result, model = work.train_run(optimizer, section, setting, params.tuning.seed,
                                            params.tuning_steps(work.task.name),
                                            store.checkpoint(key), progress,
-                                           params.tuning_eval_every(work.task.name),
-                                           f"{stage_name('tune', work.task.name, optimizer, setting)}"
-                                           f", trial {index + 1} of {len(points)}")
+                                           params.tuning_eval_every(work.task.name), label)
             del model  # free the run before the next one measures its peak memory
             gc.collect()
             store.finish(key, result)

@@ -198,7 +198,8 @@ class ShardedBatches(Sampler[list[int]]):
 
     def __init__(self, batches: BatchSampler, rank: int, world_size: int,
                  lengths: list[int] | None = None, pad_to: int = 1) -> None:
-        last = len(batches.sampler) % batches.batch_size  # type: ignore[arg-type]
+        size = len(batches.sampler)  # type: ignore[arg-type]
+        last = 0 if batches.drop_last else size % batches.batch_size
         if 0 < last < world_size:
             raise ValueError(f"the last batch of each epoch holds {last} examples, fewer than "
                              f"the {world_size} processes: change train.batch_size or nproc")
