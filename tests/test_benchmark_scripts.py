@@ -3,10 +3,15 @@ targets are checked by running them at size, not here)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -116,7 +121,57 @@ def test_gpu_check_parses_and_refuses_an_unknown_argument_in_one_line() -> None:
                             text=True)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == ("gpu_check.sh: unknown argument '--gpus'; allowed: --wheels DIR, "
-                             "--mirror DIR, -- ARGS\n")
+                             "--bundle DIR, --mirror DIR, -- ARGS\n")
+    subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_bundle.sh")], check=True)
+
+
+def _bundle(folder: Path) -> Path:
+    """What ``gpu_bundle.sh`` makes, small: a tar of one hand-made wheel and the fixture's
+    SST-2, split in two parts, with their checksums."""
+    stage = folder / "stage"
+    (stage / "wheels").mkdir(parents=True)
+    with zipfile.ZipFile(stage / "wheels" / "bundle_probe-0.1-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("bundle_probe.py", "FOUND = True\n")
+        info = "bundle_probe-0.1.dist-info"
+        wheel.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: bundle-probe\n"
+                                            "Version: 0.1\n")
+        wheel.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
+                                         "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(f"{info}/RECORD", "")
+    shutil.copytree(FIXTURE_MIRROR / "glue" / "SST-2", stage / "mirror" / "glue" / "SST-2")
+    bundle = folder / "bundle"
+    bundle.mkdir()
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        tar.add(stage, arcname=".")
+    whole = data.getvalue()
+    sums = []
+    for index, part in enumerate((whole[:len(whole) // 2], whole[len(whole) // 2:])):
+        (bundle / f"part.{index:02d}").write_bytes(part)
+        sums.append(f"{hashlib.sha256(part).hexdigest()}  part.{index:02d}")
+    (bundle / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    return bundle
+
+
+def _gpu_check(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(GPU_CHECK), *args], cwd=home, capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(home),
+                                          "PYTHON": sys.executable})
+
+
+def test_gpu_check_installs_a_bundle_for_the_machines_python(tmp_path: Path) -> None:
+    """The parts are checked and joined, their wheels installed beside the machine's own
+    packages, and the check starts on the bundle's SST-2 (here it only prints its usage)."""
+    bundle = _bundle(tmp_path)
+    result = _gpu_check("--bundle", str(bundle), "--", "--help", home=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (bundle / "site" / "bundle_probe.py").is_file()
+    assert (bundle / "unpacked" / "mirror" / "glue" / "SST-2" / "train.tsv").is_file()
+    assert "cuda False transformers " in result.stdout and "--mirror" in result.stdout
+    (bundle / "part.01").write_bytes((bundle / "part.01").read_bytes()[:-1])
+    cut = _gpu_check("--bundle", str(bundle), home=tmp_path)
+    assert cut.returncode == 2 and cut.stderr.endswith(
+        "the parts do not match SHA256SUMS (one missing or cut?)\n")
 
 
 @pytest.mark.slow

@@ -43,8 +43,11 @@ CALIBRATION_STEPS = 8
 #: On a GPU, evaluation forwards (no backward, no optimizer) over training tokens/s.
 EVAL_SPEEDUP = 3.0
 #: The kernel's work before the first run, as in notebooks/02_tune.ipynb and 02_train.ipynb.
-STAGE_IMPORTS = ("import pandas as pd\n\nfrom adaopt.config import load_params\n"
-                 "from adaopt.experiment import read_choice, run_setting, tune\n")
+#: What a stage's notebook does besides its runs: its imports, and its closing line's standing
+#: (which asks DVC about every tune and train stage of the profile ``{params}`` names).
+STAGE_FIXED = ("import pandas as pd\n\nfrom adaopt.config import load_params\n"
+               "from adaopt.experiment import read_choice, run_setting, tune\n"
+               "from adaopt.progress import standing\n\nstanding(load_params({params!r}))\n")
 #: The train keys a task's rates do not depend on (its budget and bookkeeping).
 _BUDGET_KEYS = {"max_steps", "eval_every", "early_stopping_patience", "checkpoint_every",
                 "checkpoint_interval_s", "busy_gpus", "dist_timeout_s"}
@@ -103,9 +106,10 @@ def stage_kinds(params: Params) -> list[Stages]:
 
 @dataclass(frozen=True)
 class Startup:
-    """A stage's fixed cost in seconds: ``python -m adaopt check``, papermill outside its
-    kernel (its own start, reading and writing the notebook) and the kernel (start, the stage
-    notebook's imports, shutdown: inside papermill's recorded duration)."""
+    """A stage's fixed cost in seconds: ``python -m adaopt check``, ``python -m adaopt
+    notebook`` outside its kernel (papermill's start, reading and writing the notebook) and the
+    kernel (start, the stage notebook's imports and closing standing, shutdown: inside
+    papermill's recorded duration)."""
 
     check_s: float
     papermill_s: float
@@ -233,9 +237,10 @@ def calibrate_task(params: Params, task: str, prepared_dir: str | Path) -> TaskR
 
 
 def measure_startup(params_path: str | Path) -> Startup:
-    """Time ``python -m adaopt check`` and papermill on a notebook that only does what a stage
-    notebook does before its runs (imports); split papermill's wall time at its recorded
-    duration."""
+    """Time ``python -m adaopt check`` and ``python -m adaopt notebook`` (as a stage runs them,
+    in this project) on a notebook that only does what a stage notebook does besides its runs
+    (:data:`STAGE_FIXED`); split the notebook command's wall time at papermill's recorded
+    duration of the kernel."""
     import nbformat
 
     def timed(*args: str) -> float:
@@ -248,11 +253,12 @@ def measure_startup(params_path: str | Path) -> Startup:
     check_s = timed("-m", "adaopt", "check", "--params", str(params_path))
     with tempfile.TemporaryDirectory() as folder:
         source, executed = Path(folder) / "imports.ipynb", Path(folder) / "out.ipynb"
-        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(STAGE_IMPORTS)])
+        code = STAGE_FIXED.format(params=str(params_path))
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                            "language": "python"}
         nbformat.write(notebook, source)
-        wall = timed("-m", "papermill", "--no-progress-bar", str(source), str(executed))
+        wall = timed("-m", "adaopt", "notebook", str(source), str(executed))
         kernel_s = json.loads(executed.read_text())["metadata"]["papermill"]["duration"]
     return Startup(check_s=check_s, papermill_s=wall - kernel_s, kernel_s=kernel_s)
 

@@ -69,9 +69,17 @@ def up_to_date(params: Params, root: str | Path = ".") -> set[str] | None:
         repo = Repo(str(root))
     except NotDvcRepoError:
         return None
+    changed: dict[tuple[str, str], bool] = {}  # stages share most dependencies: ask once
+
+    def current(item: Any) -> bool:
+        key = (item.def_path, repr(item.hash_info))
+        if key not in changed:
+            changed[key] = bool(item.status())
+        return not changed[key]
+
     with repo:
         return {stage.name for stage in repo.index.stages if stage.name in names
-                and not any(item.status() for item in [*stage.deps, *stage.outs])}
+                and all(current(item) for item in [*stage.deps, *stage.outs])}
 
 
 def time_left(params: Params, done: set[str], root: str | Path = ".") -> str:
