@@ -153,10 +153,11 @@ def _bundle(folder: Path) -> Path:
     return bundle
 
 
-def _gpu_check(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+def _gpu_check(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``gpu_check.sh`` run with this Python and little else in its environment."""
     return subprocess.run(["bash", str(GPU_CHECK), *args], cwd=home, capture_output=True,
                           text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(home),
-                                          "PYTHON": sys.executable})
+                                          "PYTHON": sys.executable, **env})
 
 
 def test_gpu_check_installs_a_bundle_for_the_machines_python(tmp_path: Path) -> None:
@@ -186,11 +187,8 @@ def test_gpu_check_runs_its_cpu_fallback_offline(tmp_path: Path) -> None:
         pytest.skip("a GPU is here: run benchmarks/gpu_check.sh itself")
     venv = Path(sys.executable).parent.parent  # already holds every requirement
     (tmp_path / "wheels").mkdir()
-    result = subprocess.run(
-        ["bash", str(GPU_CHECK), "--wheels", str(tmp_path / "wheels"), "--mirror",
-         str(FIXTURE_MIRROR)], cwd=tmp_path, capture_output=True, text=True,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GPU_CHECK_VENV": str(venv),
-             "PYTHON": sys.executable})
+    result = _gpu_check("--wheels", str(tmp_path / "wheels"), "--mirror", str(FIXTURE_MIRROR),
+                        home=tmp_path, GPU_CHECK_VENV=str(venv))
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert f"torch {torch.__version__} cuda False" in out

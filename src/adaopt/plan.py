@@ -42,8 +42,8 @@ KINDS = ("tune", "train")
 CALIBRATION_STEPS = 8
 #: On a GPU, evaluation forwards (no backward, no optimizer) over training tokens/s.
 EVAL_SPEEDUP = 3.0
-#: The kernel's work before the first run, as in notebooks/02_tune.ipynb and 02_train.ipynb.
-#: What a stage's notebook does besides its runs: its imports, and its closing line's standing
+#: What a stage's notebook (notebooks/02_tune.ipynb, 02_train.ipynb) does besides its runs: its
+#: imports, and its closing line's standing
 #: (which asks DVC about every tune and train stage of the profile ``{params}`` names).
 STAGE_FIXED = ("import pandas as pd\n\nfrom adaopt.config import load_params\n"
                "from adaopt.experiment import read_choice, run_setting, tune\n"
