@@ -60,7 +60,7 @@ def pairs(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: {problems[0]}")
     io.write_text(OUT / "params" / f"{args.task}.yaml",
                   yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
-    for optimizer in PAIR:
+    for optimizer in args.optimizers:
         started = time.perf_counter()
         choice = ROOT / "tuning" / args.task / optimizer / SETTING / "choice.json"
         run_setting(params, args.task, optimizer, SETTING, args.prepared,
@@ -274,15 +274,21 @@ def pilot_markdown(params: Params, prepared: str) -> str:
 
 
 def main() -> None:
+    global OUT
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="where the runs, parameters and timings go (a later pilot beside "
+                             "an earlier one)")
     parts = parser.add_subparsers(dest="part", required=True)
     pair = parts.add_parser("pairs")
     pair.add_argument("--task", required=True)
     pair.add_argument("--steps", type=int, required=True)
     pair.add_argument("--every", type=int, required=True)
     pair.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    pair.add_argument("--optimizers", nargs="+", choices=PAIR, default=list(PAIR),
+                      help="a subset, to run the pair's two halves as two processes")
     pair.set_defaults(run=pairs)
     curve_parser = parts.add_parser("curves")
     curve_parser.add_argument("--task", required=True)
@@ -292,6 +298,7 @@ def main() -> None:
     curve_parser.set_defaults(run=curves)
     parts.add_parser("summary").set_defaults(run=summary)
     args = parser.parse_args()
+    OUT = args.out
     args.run(args)
 
 

@@ -32,6 +32,7 @@ from adaopt import io
 from adaopt.config import SETTINGS, Params, parse_params
 from adaopt.hparams import CONTROLLED
 from adaopt.metrics import glue_metrics, squad_metrics
+from adaopt.preregistration import Preregistration
 
 ROOT = Path(__file__).resolve().parents[1]
 N_DEV = 40
@@ -210,3 +211,17 @@ def write_project(root: Path) -> Path:
                                ("squad", {"rule": "best-overlap sentence", "value": 10.0}))
     })
     return root
+
+
+def registration(margins: dict[str, float] | None = None, samples: int = 300
+                 ) -> Preregistration:
+    """The committed pre-registration with this sweep's references (adamw, adam), a primary
+    family of AdaptiveAdam against AdamW (fair) and Adam (traditional) over its tasks,
+    ``samples`` dev-set resamples and ``margins``."""
+    raw = yaml.safe_load((ROOT / "preregistration.yaml").read_text())
+    raw.update(references=["adamw", "adam"], margins=margins or {},
+               bootstrap={"samples": samples, "seed": 0},
+               primary={"tasks": list(TASKS),
+                        "comparisons": [{"setting": "fair", "reference": "adamw"},
+                                        {"setting": "traditional", "reference": "adam"}]})
+    return Preregistration.model_validate(raw)

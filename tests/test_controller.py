@@ -18,6 +18,7 @@ from adaopt.protocol.controller import (
     controller_problems,
     earliest_cut,
     evaluations,
+    evaluations_after_warmup,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,21 +47,35 @@ def test_the_shipped_profiles_pass_the_controller_check(profile: str) -> None:
 
 
 def test_a_profile_whose_controlled_runs_evaluate_too_rarely_is_refused(tmp_path: Path) -> None:
-    """Only squad's runs evaluate every 3 steps: 2 evaluations, and a cut can come at the third
-    at the earliest. The check exits 2 with one line that names the task and the fix."""
+    """Only squad's runs evaluate every 3 steps: 2 evaluations after warmup, and a cut can
+    come at the third at the earliest. The check exits 2 with one line that names the task and
+    the fix."""
     raw = smoke()
     raw["workloads"]["squad"] = {"train": {"eval_every": 3}}
     steps = raw["train"]["max_steps"]
+    warmup = round(raw["settings"]["fair"]["warmup_ratio"] * steps)
     patience = raw["optimizers"]["adaptive_adam"]["patience"]
     needed = earliest_cut(patience) + EVALS_AFTER_CUT
     result = check(raw, tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith(f"error: {tmp_path / 'params.yaml'}: workloads.squad: "
-                                    f"adaptive_adam's runs evaluate {evaluations(steps, 3)} "
-                                    f"times ({steps} steps, every 3)")
+    assert result.stderr.startswith(
+        f"error: {tmp_path / 'params.yaml'}: workloads.squad: adaptive_adam's runs evaluate "
+        f"{evaluations_after_warmup(steps, 3, warmup)} times after a warmup of {warmup} steps "
+        f"({steps} steps, every 3)")
     assert result.stderr.endswith(f"it needs {needed} evaluations: set eval_every to at most "
-                                  f"{steps // needed}\n")
+                                  "1\n")
+
+
+@pytest.mark.parametrize(("steps", "every", "warmup", "read"), [
+    (240, 20, 24, 11),  # the pilot's SST-2: the evaluation at step 20 falls inside warmup
+    (240, 24, 24, 10),  # at the end of warmup: read
+    (10, 3, 0, 4),  # steps 3, 6, 9 and the last
+    (10, 3, 10, 1),  # only the last
+])
+def test_the_controller_reads_the_evaluations_made_once_warmup_is_over(
+        steps: int, every: int, warmup: int, read: int) -> None:
+    assert evaluations_after_warmup(steps, every, warmup) == read
 
 
 def test_following_the_advice_passes_the_check(tmp_path: Path) -> None:
@@ -92,9 +107,10 @@ def test_runs_too_short_for_any_eval_every_are_told_to_run_longer() -> None:
     problems = controller_problems(parse_params(raw))
     steps = raw["train"]["max_steps"]
     assert problems[0] == (
-        f"workloads.sst2: adaptive_adam's runs evaluate {steps} times ({steps} steps, every 1), "
-        f"but its controller (patience 4) can first cut at evaluation 5; it needs 8 "
-        f"evaluations: {steps} steps cannot give them: raise the steps to at least 8")
+        f"workloads.sst2: adaptive_adam's runs evaluate {steps} times after a warmup of 1 steps "
+        f"({steps} steps, every 1), but its controller (patience 4) can first cut at evaluation "
+        f"5 of those; it needs 8 evaluations: {steps} steps cannot give them: raise the steps "
+        "to at least 8")
 
 
 def test_the_precision_ablation_is_checked_too() -> None:

@@ -26,8 +26,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     runs = load_runs(runs_dir, cells)
     return {"runs": runs, "train_log": load_logs(runs_dir, "train", cells),
             "evals": load_logs(runs_dir, "eval", cells),
-            "paired": paired_comparisons(runs, runs_dir, project / "data" / "prepared", 0.95,
-                                         200, {})}
+            "paired": paired_comparisons(runs, runs_dir, project / "data" / "prepared",
+                                         synthetic.registration(samples=200), {})}
 
 
 def draw(inputs: dict[str, pd.DataFrame], out: Path) -> list[Path]:

@@ -402,11 +402,12 @@ def test_controller_lr_follows_formula_with_plateau_reduction() -> None:
         mode="max",
     )
     data = regression_data()
-    # metric reported after step n: sets the best, ties it (a tie is no improvement), drops
-    # (2nd bad evaluation -> reduction after step 7; the counter restarts), drops again (1st bad
-    # evaluation of the new count: no reduction), improves, ties, improves, ties, drops
-    # (-> reduction after step 16)
-    metrics = {2: 0.5, 5: 0.5, 7: 0.4, 8: 0.45, 9: 0.6, 10: 0.6, 12: 0.7, 14: 0.7, 16: 0.65}
+    # metric reported after step n: during warmup (ignored, though it is the highest), sets the
+    # best, ties it (a tie is no improvement), drops (2nd bad evaluation -> reduction after step
+    # 7; the counter restarts), drops again (1st bad evaluation of the new count: no
+    # reduction), improves, ties, improves, ties, drops (-> reduction after step 16)
+    metrics = {2: 0.9, 4: 0.5, 5: 0.5, 7: 0.4, 8: 0.45, 9: 0.6, 10: 0.6, 12: 0.7, 14: 0.7,
+               16: 0.65}
     scale = 1.0
     lrs = []
     for t in range(30):
@@ -439,6 +440,23 @@ def test_controller_mode_min_and_min_delta() -> None:
     assert controller.report(0.9) is False and controller.best == 0.9
     assert controller.report(math.nan) is True  # NaN never improves
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01)
+
+
+def test_controller_ignores_evaluations_during_warmup() -> None:
+    """A noisy high score inside warmup (the pilot's seed whose best was set at step 20 of a
+    24-step warmup) does not become the best: later real progress counts as improvement."""
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=1.0)
+    controller = AdaptiveLR(opt, warmup_steps=4, patience=1, factor=0.5, mode="max")
+    for _ in range(2):
+        controller.step()
+    assert controller.in_warmup()
+    assert controller.report(0.85) is False and controller.best is None
+    for _ in range(2):
+        controller.step()
+    assert not controller.in_warmup()
+    for score in (0.74, 0.78, 0.80, 0.825):  # rising: every one an improvement, no cut
+        assert controller.report(score) is False
+    assert controller.best == 0.825 and controller.num_reductions == 0
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)

@@ -7,14 +7,23 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from adaopt import io
 from adaopt.config import LogGrid, SettingConfig, load_params
+from adaopt.data.lm import unigram_block_losses
 from adaopt.optim import OPTIMIZERS, AdaptiveLR
-from adaopt.protocol.settings import build_optimization, controller_kwargs, has_controller, lr_plan
+from adaopt.protocol.settings import (
+    build_optimization,
+    controller_kwargs,
+    has_controller,
+    lr_plan,
+    selection_standard_error,
+)
 from adaopt.protocol.tuning import Choice, Trial, choose, edges, off_centre, search_grid
+from adaopt.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSTANT = SettingConfig(schedule="constant")
@@ -104,6 +113,41 @@ def test_adaptive_adam_section_ratio_keys_never_reach_the_optimizer() -> None:
                              CONSTANT, 20)
     assert "warmup_ratio" not in opt.optimizer.defaults
     assert opt.optimizer.defaults["lr"] == AA_SECTION["lr"]
+
+
+def test_min_delta_se_is_the_selection_scores_standard_error_times_the_section_value() -> None:
+    section = {**AA_SECTION, "min_delta_se": 1.5}
+    opt = build_optimization(torch.nn.Linear(4, 2), "adaptive_adam", section, "fair", FAIR, 20,
+                             selection_se=0.02)
+    assert opt.scheduler.min_delta == pytest.approx(0.03)
+    assert "min_delta_se" not in opt.optimizer.defaults
+    with pytest.raises(ValueError, match="standard error"):
+        build_optimization(torch.nn.Linear(4, 2), "adaptive_adam", section, "fair", FAIR, 20)
+
+
+@pytest.mark.parametrize(("task", "examples", "expected"), [
+    ("sst2", 1000, 0.5 / math.sqrt(1000)),  # accuracy: a 0/1 mean's spread is at most 0.5
+    ("rte", 500, 0.5 / math.sqrt(500)),
+    ("cola", 400, 1 / 20),  # a correlation near zero: about 1 / sqrt(n)
+    ("stsb", 100, 1 / 10),
+])
+def test_the_selection_standard_error_bounds_the_metric_on_the_splits_size(
+        task: str, examples: int, expected: float) -> None:
+    splits = {"selection": list(range(examples))}
+    assert selection_standard_error(get_task(task), splits) == pytest.approx(expected)
+
+
+def test_a_language_models_selection_standard_error_is_its_unigram_block_losses_spread() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 5, size=(40, 16))
+    selection = np.concatenate([rng.integers(0, 5, size=(10, 16)), np.zeros((10, 16), int)])
+    splits = {"train": {"input_ids": train}, "selection": {"input_ids": selection}}
+    losses = unigram_block_losses(train, selection, 5)
+    expected = losses.std(ddof=1) / math.sqrt(20)
+    assert selection_standard_error(get_task("lm_pretrain"), splits, 5) == pytest.approx(expected)
+    assert expected > 0  # the blocks of one token are cheaper than the random ones
+    with pytest.raises(ValueError, match="vocabulary size"):
+        selection_standard_error(get_task("lm_pretrain"), splits)
 
 
 @pytest.mark.parametrize(("warmup", "decay_start", "gamma", "max_steps"), [

@@ -12,11 +12,9 @@ import pandas as pd
 import pytest
 import synthetic_runs as synthetic
 
+from adaopt.preregistration import Record
 from adaopt.report import (
-    METHOD,
     Outputs,
-    beats_baseline,
-    best_constant,
     cuts_markdown,
     efficiency_markdown,
     load_outputs,
@@ -27,16 +25,22 @@ from adaopt.report import (
     render,
     schedule_effect,
     time_to_target_markdown,
+    verdict_sentences,
 )
 from adaopt.statistics import (
     BETTER,
     EQUIVALENT,
     IDENTICAL,
     INCONCLUSIVE,
+    NO_SIGNAL,
     UNTESTED,
     WORSE,
+    votes,
 )
 from adaopt.summary import (
+    PRIMARY,
+    beats_baseline,
+    best_constant,
     bootstrap_intervals,
     load_baselines,
     load_choices,
@@ -50,6 +54,12 @@ from adaopt.summary import (
 
 LEVEL = 0.95
 SAMPLES = 300
+METHOD = "adaptive_adam"
+
+
+REGISTRATION = synthetic.registration(samples=SAMPLES)
+RECORD = Record(sha256="0" * 64, commit="a" * 40, date="2026-12-07", uncommitted=False,
+                runs_before=0, runs=60)
 
 
 @pytest.fixture(scope="module")
@@ -63,72 +73,85 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     summary = summarize(runs, ttt, LEVEL,
                         bootstrap_intervals(runs, runs_dir, prepared, LEVEL, SAMPLES),
                         load_baselines(project / "data" / "prepare_report.json"))
-    paired = paired_comparisons(runs, runs_dir, prepared, LEVEL, SAMPLES, {})
+    signal = beats_baseline(summary).set_index("task").beats_baseline.to_dict()
+    paired = paired_comparisons(runs, runs_dir, prepared, REGISTRATION, signal)
     return {"runs": runs.merge(ttt, how="left"), "summary": summary, "paired": paired}
 
 
 def verdicts(*names: str, cuts: float = 0.0) -> pd.DataFrame:
-    """The method's comparisons with adamw in the fair setting, one task per verdict."""
+    """The method's comparisons with adamw in the fair setting, one task per verdict, voting
+    as the rule says."""
     return pd.DataFrame({"setting": "fair", "reference": "adamw", "optimizer": METHOD,
-                         "task": [f"task{i}" for i in range(len(names))], "verdict": names,
-                         "cuts": cuts})
+                         "family": PRIMARY, "task": [f"task{i}" for i in range(len(names))],
+                         "verdict": names, "cuts": cuts,
+                         "votes": [votes(name, cuts) for name in names]})
+
+
+LABEL = "Primary, fair setting, against adamw"
 
 
 @pytest.mark.parametrize(("names", "claim"), [
-    ((BETTER, BETTER), "supported on every task"),
-    ((BETTER, INCONCLUSIVE), "supported on some tasks only"),
-    ((BETTER, EQUIVALENT, IDENTICAL), "supported on some tasks only"),
+    ((BETTER, BETTER), "supported on every task that votes"),
+    ((BETTER, INCONCLUSIVE), "supported on some tasks only, and worse on none"),
+    ((BETTER, EQUIVALENT, IDENTICAL), "supported on some tasks only, and worse on none"),
+    ((BETTER, NO_SIGNAL), "supported on every task that votes"),
     ((WORSE, INCONCLUSIVE), "not supported: it is worse on some tasks and better on none"),
     ((BETTER, WORSE), "mixed: better on some tasks, worse on others"),
-    ((IDENTICAL, IDENTICAL), "not tested: the two give identical dev predictions on every task"),
-    ((INCONCLUSIVE, EQUIVALENT), "not supported at this budget: no task separates them"),
-    ((IDENTICAL, UNTESTED), "not supported at this budget: no task separates them"),
+    ((INCONCLUSIVE, EQUIVALENT), "undecided at this budget: no task that votes separates them"),
     ((EQUIVALENT, IDENTICAL),
-     "refuted at this budget: equivalent within the declared margins on every task"),
+     "not supported: equivalent within the declared margins on every task that votes"),
 ])
-def test_the_claim_follows_the_counts_of_verdicts(names: tuple[str, ...], claim: str) -> None:
-    """Only a Holm-corrected "better" supports the claim; "equivalent", "identical",
-    "inconclusive" and "not testable" never do."""
-    sentence = overall_verdict(verdicts(*names), "fair", "adamw")
-    assert sentence.startswith(f"fair setting, against adamw, over {len(names)} tasks "
-                               "(Holm-corrected): ")
+def test_the_claim_follows_the_counts_of_voting_verdicts(names: tuple[str, ...], claim: str
+                                                        ) -> None:
+    """Only a Holm-corrected "better" supports the claim; identical runs without a cut and
+    tasks without signal never decide it."""
+    sentence = overall_verdict(verdicts(*names), LABEL)
+    voting = sum(votes(name, 0.0) for name in names)
+    assert sentence.startswith(f"{LABEL}, over {len(names)} tasks ({voting} vote): ")
     assert f"the claim is {claim}." in sentence
     for name in set(names):
         assert f"{name} on {names.count(name)}" in sentence
 
 
-def test_identical_tasks_are_named_with_the_cuts_in_their_runs() -> None:
-    sentence = overall_verdict(verdicts(IDENTICAL, INCONCLUSIVE, cuts=0.0), "fair", "adamw")
-    assert sentence.endswith(" Identical means bit-identical dev predictions on every seed "
-                             "(task0; 0 controller cuts in those runs).")
-    assert "1 controller cut in" in overall_verdict(verdicts(IDENTICAL, cuts=1.0), "fair",
-                                                    "adamw")
-    unknown = overall_verdict(verdicts(IDENTICAL, cuts=math.nan), "fair", "adamw")
-    assert "no cut recorded" in unknown
-    assert "Identical means" not in overall_verdict(verdicts(BETTER), "fair", "adamw")
-    assert overall_verdict(verdicts(BETTER), "traditional", "adamw") == \
-        "No paired comparison with adamw in the traditional setting."
+@pytest.mark.parametrize("names", [(IDENTICAL, IDENTICAL), (IDENTICAL, NO_SIGNAL),
+                                   (NO_SIGNAL, UNTESTED), (IDENTICAL, NO_SIGNAL, UNTESTED)])
+def test_a_family_of_identical_and_no_signal_tasks_leaves_the_claim_untested(
+        names: tuple[str, ...]) -> None:
+    """The committed report's old error: two models that never learned, or the same runs,
+    were read as a refutation."""
+    sentence = overall_verdict(verdicts(*names), LABEL)
+    assert "(0 vote)" in sentence and "the claim is not tested here" in sentence
+    assert "refuted" not in sentence and "not supported" not in sentence
+
+
+def test_identical_tasks_vote_only_where_the_controller_cut() -> None:
+    uncut = overall_verdict(verdicts(IDENTICAL, INCONCLUSIVE, cuts=0.0), LABEL)
+    assert "(1 vote)" in uncut and "no cut: no evidence about the controller" in uncut
+    cut = overall_verdict(verdicts(IDENTICAL, cuts=3.0), LABEL)
+    assert "(1 vote)" in cut and "which vote as equivalent" in cut
+    assert "equivalent within the declared margins" in cut
+    assert "Identical" not in overall_verdict(verdicts(BETTER), LABEL)
+    assert overall_verdict(verdicts(BETTER).iloc[:0], LABEL) == \
+        f"{LABEL}: no paired comparison in this sweep."
 
 
 def test_the_method_rows_carry_the_summarys_verdicts(tables) -> None:
-    """lamb's planted difference is better everywhere; AdaptiveAdam without a cut (fair) is
-    identical to AdamW and to Adam (AdamW's copy); with a few cuts and one more example right
-    per seed (traditional) the budget cannot tell."""
+    """AdaptiveAdam without a cut (fair) is identical to AdamW and to Adam (AdamW's copy):
+    the claim is not tested there; with a few cuts and one more example right per seed
+    (traditional) the budget cannot tell. The primary family comes first."""
     paired = tables["paired"]
-    lamb = method_against_references(paired, method="lamb")
-    assert set(lamb.optimizer) == {"lamb"} and set(lamb.reference) == {"adamw", "adam"}
-    assert set(lamb.verdict) == {BETTER}
-    assert overall_verdict(lamb, "fair", "adamw") == (
-        "fair setting, against adamw, over 2 tasks (Holm-corrected): better on 2; the claim is "
-        "supported on every task.")
-    method = method_against_references(paired)
-    assert method.verdict.tolist() == paired[paired.optimizer == METHOD].verdict.tolist()
-    fair = overall_verdict(method, "fair", "adamw")
-    assert "identical on 2" in fair
-    assert "the claim is not tested: the two give identical dev predictions on every task" in fair
-    assert fair.endswith("(sst2, squad; 0 controller cuts in those runs).")
-    traditional = overall_verdict(method, "traditional", "adam")
-    assert "inconclusive on 2" in traditional and "no task separates them" in traditional
+    method = method_against_references(paired, REGISTRATION)
+    assert set(method.optimizer) == {METHOD}
+    assert method.family.tolist()[:4] == [PRIMARY] * 4
+    fair = overall_verdict(method[(method.setting == "fair") & (method.reference == "adamw")],
+                           LABEL)
+    assert "identical on 2" in fair and "(0 vote)" in fair
+    assert "the claim is not tested here" in fair
+    traditional = method[(method.setting == "traditional") & (method.reference == "adam")]
+    sentence = overall_verdict(traditional, "Primary, traditional setting, against adam")
+    assert "inconclusive on 2" in sentence and "no task that votes separates them" in sentence
+    lines = verdict_sentences(method, REGISTRATION)
+    assert [line.split(",")[0] for line in lines] == ["**Primary**"] * 2 + ["Exploratory"] * 2
 
 
 def test_the_performance_profile_counts_tasks_within_tau_of_the_fastest() -> None:
@@ -274,8 +297,9 @@ def outputs(tables, tmp_path_factory: pytest.TempPathFactory) -> Outputs:
 
 def test_the_report_renders_every_section_from_the_written_tables(outputs) -> None:
     params = synthetic.params()
-    text = render(outputs, params)
-    for heading in ("## Verdict", "## The paper's table", "## AdaptiveAdam against Adam",
+    text = render(outputs, params, REGISTRATION, RECORD)
+    for heading in ("## Verdict", "### The rule, fixed before the runs", "## The paper's table",
+                    "## AdaptiveAdam against each baseline",
                     "## Does each task beat its trivial baseline?", "## Traditional against fair",
                     "## Efficiency", "## The tuning record", "## Mixed precision",
                     "## Compression: the Pareto fronts", "## Published numbers"):
@@ -283,16 +307,22 @@ def test_the_report_renders_every_section_from_the_written_tables(outputs) -> No
     assert "* Signal: every trained task's best cell beats its trivial baseline." in text
     assert "* The runs were made on: cpu (AVX2), torch 2.5.1, 2 threads.\n" in text
     verdict = text.split("## Verdict")[1].split("## The paper's table")[0]
-    assert verdict.count("(Holm-corrected)") == 4  # both settings, both references
-    assert "fair setting, against adamw, over 2 tasks (Holm-corrected): identical on 2" in verdict
-    assert "traditional setting, against adamw, over 2 tasks (Holm-corrected): inconclusive " \
-        "on 2; the claim is not supported at this budget" in verdict
-    comparisons = text.split("## AdaptiveAdam against Adam")[1].split("## Does each task")[0]
+    assert verdict.count("**Primary**") == 2 and verdict.count("Exploratory") == 2
+    assert "**Primary**, fair setting, against adamw, over 2 tasks (0 vote): identical on 2" \
+        in verdict
+    assert "Exploratory, traditional setting, against adamw, over 2 tasks (2 vote): " \
+        "inconclusive on 2; the claim is undecided at this budget" in verdict
+    assert f"set at commit `{'a' * 12}` (2026-12-07)" in verdict
+    assert "Primary family (4 members, Holm-corrected over all of them)" in verdict
+    assert "were made** (their records" not in verdict
+    comparisons = text.split("## AdaptiveAdam against each")[1].split("## Does each task")[0]
     assert "| p (Holm)" in comparisons and "| detectable" in comparisons
+    assert "| equivalence reachable within" in comparisons
     assert "| adaptive_adam · traditional | 1 2 1 " in comparisons  # the cuts per run
     assert "SQuAD exact match" in text
     assert "| int8 " in text and "pruned 50%" not in text  # only the Pareto fronts
-    assert render(outputs, params) == text  # the same outputs give the same report
+    # the same outputs give the same report
+    assert render(outputs, params, REGISTRATION, RECORD) == text
 
 
 def test_a_task_without_signal_shows_its_learning_curve_and_the_budget_it_needs(
@@ -308,7 +338,8 @@ def test_a_task_without_signal_shows_its_learning_curve_and_the_budget_it_needs(
         "step": [100, 200, 300] * 2, "value": [0.95, 0.992, 0.998, 0.97, 0.999, 0.999],
         "split": "selection", "baseline": 0.99, "s_per_step": 0.5, "examples": 872,
         "cpu_capability": "AVX2"})
-    text = render(dataclasses.replace(outputs, summary=summary, curves=curves), params)
+    text = render(dataclasses.replace(outputs, summary=summary, curves=curves), params,
+                  REGISTRATION, RECORD)
     assert "no signal above the trivial baseline on sst2" in text
     assert "lr 0.0001, 0.001, batch 32, seed 0, accuracy on 872 selection examples, best " \
         "constant prediction there 0.99, 0.50 s a step)." in text
@@ -322,7 +353,8 @@ def test_a_task_without_signal_shows_its_learning_curve_and_the_budget_it_needs(
         "at 200 steps" in text
     assert f"{hours:.1f} hours" in text
     never = curves.assign(value=0.5)
-    text = render(dataclasses.replace(outputs, summary=summary, curves=never), params)
+    text = render(dataclasses.replace(outputs, summary=summary, curves=never), params,
+                  REGISTRATION, RECORD)
     assert "No learning rate clears that baseline by two standard errors" in text
     assert "within 300 steps" in text
 
@@ -342,7 +374,8 @@ def test_a_prepared_task_the_profile_does_not_train_is_reported_with_its_curve(o
         "seed": 0, "metric": "f1", "step": [50, 100], "value": [10.0, 40.0],
         "split": "selection", "baseline": 20.0, "s_per_step": 2.0, "examples": 1000,
         "cpu_capability": "AVX2"})
-    text = render(dataclasses.replace(trained, curves=curves), params)
+    text = render(dataclasses.replace(trained, curves=curves), params,
+                  REGISTRATION, RECORD)
     baseline = outputs.prepared["squad"]["baseline"]
     assert "prepared but not trained at this budget: squad (below)" in text
     assert (f"* **squad**: prepared but not trained in this profile (no `workloads` entry); its "

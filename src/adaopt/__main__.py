@@ -1,4 +1,4 @@
-"""Command line for the pipeline: ``python -m adaopt fetch``, ``check``, ``report`` and ``plan``.
+"""Command line for the pipeline: ``python -m adaopt fetch``, ``check``, ``report``, ``plan``...
 
 Every stage starts with one of them, so that errors a user can fix (a bad ``params.yaml``
 value, a missing or malformed data file) print one line and exit with status 2 before any
@@ -7,6 +7,9 @@ compute is spent or any output is touched.
 ``python -m adaopt train`` and ``python -m adaopt tune`` run a train or tune stage's runs, as
 its notebook does; this is what a stage with ``train.nproc > 1`` starts under torchrun (and what
 a user may start under torchrun by hand, e.g. across nodes), each process joining the group.
+
+``python -m adaopt preregister`` writes the active profile's design hash into
+``preregistration.yaml`` (:mod:`adaopt.preregistration`), to be committed before a run.
 
 ``python -m adaopt plan`` says what the active profile's tune and train stages will cost on this
 machine before they run, and how much of it is left (:mod:`adaopt.plan`); no stage runs it.
@@ -63,6 +66,10 @@ def _check(args: argparse.Namespace) -> None:
 
         check_precision("fp16", "cuda" if torch.cuda.is_available() else "cpu",
                         where=f"{args.params}: {fp16[0]}")
+    if args.preregistration is not None:
+        from adaopt.preregistration import load_preregistration
+
+        load_preregistration(args.preregistration)
     if args.raw is not None:
         from adaopt.data import read_release
 
@@ -96,10 +103,16 @@ def _tune(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from adaopt import io
-    from adaopt.report import load_outputs, render
+    from adaopt.report import report_text
 
     params = load_params(args.params)
-    io.write_text(args.out, render(load_outputs(args.root, params), params))
+    io.write_text(args.out, report_text(args.root, params))
+
+
+def _preregister(args: argparse.Namespace) -> None:
+    from adaopt.preregistration import register_design
+
+    print(register_design(load_params(args.params), args.preregistration))
 
 
 def _notebook(args: argparse.Namespace) -> None:
@@ -162,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate params.yaml (and the raw data files)")
     check.add_argument("--params", default="params.yaml")
     check.add_argument("--raw", type=Path, default=None, help="also read every raw data file")
+    check.add_argument("--preregistration", type=Path, default=None,
+                       help="also validate the verdict's pre-registration")
     check.set_defaults(run=_check)
     train = _stage_parser(commands, "train", "train one (task, optimizer, setting), every seed")
     train.add_argument("--choice", required=True, help="the tune stage's choice.json")
@@ -172,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--root", type=Path, default=Path("."), help="the project's root")
     report.add_argument("--out", type=Path, default=Path("REPORT.md"))
     report.set_defaults(run=_report)
+    register = commands.add_parser("preregister", help="write the design hash of --params "
+                                   "into the pre-registration (then commit it, before the runs)")
+    register.add_argument("--params", default="params.yaml")
+    register.add_argument("--preregistration", type=Path, default=Path("preregistration.yaml"))
+    register.set_defaults(run=_preregister)
     notebook = commands.add_parser("notebook", help="run a stage's notebook with papermill and "
                                    "print what its cells tagged `summary` printed")
     notebook.add_argument("notebook", type=Path)

@@ -78,7 +78,9 @@ class DataConfig(_Section):
     workload's, :class:`DecodingConfig`).
     ``selection_samples`` examples (SQuAD: whole articles, until that many questions) are
     carved out of the cleaned training data with ``seed`` before it is subsampled: the
-    selection split, which tuning, early stopping and checkpoint choice read instead of dev.
+    selection split, which tuning, early stopping, checkpoint choice and AdaptiveAdam's
+    controller read instead of dev. It may map task names to counts, with ``default`` for the
+    rest: a small training set (MRPC, RTE) cannot give up as much as SST-2.
     A language-modeling corpus is cut by ``lm`` instead (:class:`LMDataConfig`): the sample
     counts do not apply to it.
     """
@@ -89,7 +91,7 @@ class DataConfig(_Section):
     max_length: Annotated[int, Field(ge=8, le=512)] = 128
     qa_max_length: Annotated[int, Field(ge=32, le=512)] = 384
     doc_stride: PositiveInt = 128
-    selection_samples: PositiveInt = 200
+    selection_samples: PositiveInt | dict[str, PositiveInt] = 200
     seed: Annotated[int, Field(ge=0)] = 0
     lm: LMDataConfig = LMDataConfig()
 
@@ -105,6 +107,24 @@ class DataConfig(_Section):
         if isinstance(samples, dict):
             return {get_task(name).name: count for name, count in samples.items()}
         return samples
+
+    @field_validator("selection_samples")
+    @classmethod
+    def _selection_default(cls, samples: int | dict[str, int]) -> int | dict[str, int]:
+        if not isinstance(samples, dict):
+            return samples
+        if "default" not in samples:
+            raise ValueError("a mapping needs a default entry for the tasks it does not name, "
+                             "e.g. {default: 1000, mrpc: 500}")
+        return {name if name == "default" else get_task(name).name: count
+                for name, count in samples.items()}
+
+    def selection_for(self, task: str) -> int:
+        """How many examples (SQuAD: questions) ``task``'s selection split holds."""
+        if isinstance(self.selection_samples, dict):
+            return self.selection_samples.get(get_task(task).name,
+                                              self.selection_samples["default"])
+        return self.selection_samples
 
     def eval_samples(self, task: str) -> int | None:
         """How many dev examples of ``task`` are scored (None: all of them)."""
@@ -329,17 +349,23 @@ class EvaluateConfig(_Section):
     ``targets`` holds a fixed time-to-target line per task, on the task's model-selection
     metric (checked against the task's trivial baseline when the data is prepared). Intervals
     are ``confidence`` intervals; the bootstrap over seeds and dev examples draws
-    ``bootstrap_samples`` resamples. ``margins`` declares, per task and before the run, the
-    difference on its model-selection metric within which two optimizers count as equivalent
-    (a task without one gets no equivalence test).
+    ``bootstrap_samples`` resamples. What decides a comparison (margins, alpha, the test) is
+    not here but in ``preregistration.yaml`` (:mod:`adaopt.preregistration`).
     """
 
     targets: dict[str, float]
-    margins: dict[str, Annotated[float, Field(gt=0.0)]] = Field(default_factory=dict)
     confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.95
     bootstrap_samples: Annotated[int, Field(ge=100)] = 1000
 
-    @field_validator("targets", "margins")
+    @model_validator(mode="before")
+    @classmethod
+    def _margins_moved(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "margins" in raw:
+            raise ValueError("margins moved to preregistration.yaml (margins), which the "
+                             "evaluate stage depends on: the verdict's rule is fixed there")
+        return raw
+
+    @field_validator("targets")
     @classmethod
     def _known_tasks(cls, values: dict[str, float]) -> dict[str, float]:
         return {get_task(name).name: value for name, value in values.items()}
@@ -610,6 +636,10 @@ class Params(_Section):
 # of train.max_steps, so that one section serves every profile), and the step keys they set.
 _RATIO_KEYS = ("warmup_ratio", "decay_start_ratio")
 _STEP_KEYS = ("warmup_steps", "decay_start", "decay_steps")
+# The controller's smallest improvement in standard errors of the task's selection score, which
+# the pipeline turns into AdaptiveLR's min_delta on the metric's own scale
+# (adaopt.protocol.controller.selection_standard_error): one value means the same on every task.
+MIN_DELTA_SE = "min_delta_se"
 
 
 def grid_values(grid: Grid) -> list[Any]:
@@ -638,6 +668,16 @@ def _check_optimizer(name: str, section: dict[str, Any], where: str | None = Non
                              "the other optimizers take their schedule from settings")
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             raise ValueError(f"{where}: {key}={value!r} is invalid: must be in [0, 1]")
+    if MIN_DELTA_SE in section:
+        value = section[MIN_DELTA_SE]
+        if name != "adaptive_adam":
+            raise ValueError(f"{where}: {MIN_DELTA_SE} applies to adaptive_adam only")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"{where}: {MIN_DELTA_SE}={value!r} is invalid: must be a number "
+                             ">= 0 (standard errors of the selection score)")
+        if "min_delta" in section:
+            raise ValueError(f"{where}: set {MIN_DELTA_SE} (in standard errors of the selection "
+                             "score) or min_delta (on the metric's scale), not both")
     try:
         resolve_hparams(name, optimizer_hparams(section))
     except (TypeError, ValueError) as error:
@@ -645,8 +685,9 @@ def _check_optimizer(name: str, section: dict[str, Any], where: str | None = Non
 
 
 def optimizer_hparams(section: dict[str, Any]) -> dict[str, Any]:
-    """The hyperparameters ``build_optimizer`` takes, without the pipeline's ratio keys."""
-    return {key: value for key, value in section.items() if key not in _RATIO_KEYS}
+    """The hyperparameters ``build_optimizer`` takes, without the pipeline's own keys."""
+    return {key: value for key, value in section.items()
+            if key not in (*_RATIO_KEYS, MIN_DELTA_SE)}
 
 
 def _one_line(error: ValidationError, source: str) -> str:
@@ -684,6 +725,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
 
 __all__ = [
+    "MIN_DELTA_SE",
     "SETTINGS",
     "CompressConfig",
     "ConfigError",

@@ -36,11 +36,16 @@ from datasets import load_from_disk
 
 from adaopt import distributed, io
 from adaopt.config import ModelConfig, Params, grid_values
+from adaopt.data.lm import Vocabulary
 from adaopt.data.prepare import MODEL_FILE
 from adaopt.evaluation import Evaluator
 from adaopt.logbar import every_s
 from adaopt.modeling import new_model, task_tokenizer
-from adaopt.protocol.settings import build_optimization, has_controller
+from adaopt.protocol.settings import (
+    build_optimization,
+    has_controller,
+    selection_standard_error,
+)
 from adaopt.protocol.splits import DEV, SELECTION, TRAIN
 from adaopt.protocol.tuning import Choice, Trial, choose, search_grid
 from adaopt.slices import stage_name
@@ -94,6 +99,9 @@ class Workload:
         self.splits = load_from_disk(str(self.prepared))
         self.selection = self._evaluator(SELECTION)
         self.dev = self._evaluator(DEV)
+        vocab_size = (Vocabulary.load(self.prepared).size
+                      if self.task.kind == "language_modeling" else None)
+        self.selection_se = selection_standard_error(self.task, self.splits, vocab_size)
 
     def _evaluator(self, split: str) -> Evaluator:
         cfg, decoding = self.train_config, self.params.workload(self.task.name).decoding
@@ -121,7 +129,7 @@ class Workload:
         distributed.seed_dropout(seed)  # after the initialization, which every rank shares
         optimization = build_optimization(model, optimizer, section, setting,
                                           self.params.settings[setting], max_steps,
-                                          self.task.greater_is_better)
+                                          self.task.greater_is_better, self.selection_se)
         loader = make_loader(self.splits[TRAIN], self.tokenizer, cfg.batch_size, train=True,
                              group_by_length=cfg.group_by_length, seed=seed,
                              rank=distributed.rank(), world_size=distributed.world_size())

@@ -21,17 +21,30 @@ import pandas as pd
 
 from adaopt.config import SETTINGS, Params, grid_values
 from adaopt.hparams import in_table_order
+from adaopt.preregistration import (
+    PATH as PREREGISTRATION,
+)
+from adaopt.preregistration import (
+    Preregistration,
+    Record,
+    check_design,
+    load_preregistration,
+    registration_record,
+)
 from adaopt.statistics import (
     BETTER,
     EQUIVALENT,
     IDENTICAL,
     INCONCLUSIVE,
+    NO_SIGNAL,
     UNTESTED,
     WORSE,
     paired_difference,
 )
 from adaopt.summary import (
-    REFERENCES,
+    PRIMARY,
+    beats_baseline,
+    best_constant,
     format_interval,
     headline_markdown,
     read_choices,
@@ -39,51 +52,114 @@ from adaopt.summary import (
 )
 from adaopt.tasks import get_task
 
-#: The paper's method, and what it is held against.
-METHOD = "adaptive_adam"
 #: Performance-profile factors: within tau x the fastest optimizer's time to target.
 TAUS = (1.0, 1.5, 2.0, 3.0, 4.0)
 
-def method_against_references(paired: pd.DataFrame, method: str = METHOD) -> pd.DataFrame:
-    """The method's rows of the evaluate stage's paired comparisons (verdicts included)."""
-    rows = paired[(paired.optimizer == method) & paired.reference.isin(REFERENCES)]
-    return rows.reset_index(drop=True)
+
+def method_against_references(paired: pd.DataFrame, registration: Preregistration
+                              ) -> pd.DataFrame:
+    """The method's rows of the evaluate stage's paired comparisons against the registered
+    references (verdicts included), the primary family first."""
+    rows = paired[(paired.optimizer == registration.method)
+                  & paired.reference.isin(registration.references)]
+    primary = rows.family == PRIMARY
+    return pd.concat([rows[primary], rows[~primary]]).reset_index(drop=True)
 
 
-def overall_verdict(verdicts: pd.DataFrame, setting: str, reference: str) -> str:
-    """One sentence: on how many tasks the method is better, worse, equivalent, identical or
-    not separable at this budget, and what that says of the claim."""
-    rows = verdicts[(verdicts.setting == setting) & (verdicts.reference == reference)]
-    total = len(rows)
-    if total == 0:
-        return f"No paired comparison with {reference} in the {setting} setting."
-    counts = {name: int((rows.verdict == name).sum())
-              for name in (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, IDENTICAL, UNTESTED)}
-    if counts[BETTER] == total:
-        claim = "supported on every task"
-    elif counts[BETTER] and not counts[WORSE]:
-        claim = "supported on some tasks only"
-    elif counts[WORSE] and not counts[BETTER]:
-        claim = "not supported: it is worse on some tasks and better on none"
-    elif counts[BETTER]:
-        claim = "mixed: better on some tasks, worse on others"
-    elif counts[IDENTICAL] == total:
-        claim = "not tested: the two give identical dev predictions on every task"
-    elif counts[EQUIVALENT] and counts[EQUIVALENT] + counts[IDENTICAL] == total:
-        claim = "refuted at this budget: equivalent within the declared margins on every task"
-    else:
-        claim = "not supported at this budget: no task separates them"
+def _claim(voting: pd.DataFrame) -> str:
+    """What the voting members say of the claim that the method is better."""
+    verdicts = voting.verdict.replace({IDENTICAL: EQUIVALENT})  # it cut and changed nothing
+    better, worse = int((verdicts == BETTER).sum()), int((verdicts == WORSE).sum())
+    if voting.empty:
+        return ("not tested here: no task can vote (identical runs without a cut, no signal "
+                "above the trivial baseline, or nothing to test)")
+    if better == len(voting):
+        return "supported on every task that votes"
+    if better and not worse:
+        return "supported on some tasks only, and worse on none"
+    if worse and not better:
+        return "not supported: it is worse on some tasks and better on none"
+    if better:
+        return "mixed: better on some tasks, worse on others"
+    if (verdicts == EQUIVALENT).all():
+        return ("not supported: equivalent within the declared margins on every task that "
+                "votes")
+    return "undecided at this budget: no task that votes separates them"
+
+
+def overall_verdict(rows: pd.DataFrame, label: str) -> str:
+    """One sentence over ``rows`` (one comparison over tasks): the verdicts, which tasks vote,
+    and what that says of the claim; identical and no-signal tasks never decide it."""
+    if rows.empty:
+        return f"{label}: no paired comparison in this sweep."
+    counts = {name: int((rows.verdict == name).sum()) for name in
+              (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, IDENTICAL, NO_SIGNAL, UNTESTED)}
     parts = ", ".join(f"{name} on {count}" for name, count in counts.items() if count)
-    identical = rows[rows.verdict == IDENTICAL]
-    same = ""
-    if len(identical):
-        cuts = identical.cuts.sum(min_count=1)
-        cut_text = ("no cut recorded" if pd.isna(cuts) else
-                    f"{int(cuts)} controller cut{'' if cuts == 1 else 's'} in those runs")
-        same = (f" Identical means bit-identical dev predictions on every seed "
-                f"({', '.join(identical.task)}; {cut_text}).")
-    return (f"{setting} setting, against {reference}, over {total} tasks (Holm-corrected): "
-            f"{parts}; the claim is {claim}.{same}")
+    voting = rows[rows.votes.astype(bool)]
+    notes = []
+    if counts[IDENTICAL]:
+        identical = rows[rows.verdict == IDENTICAL]
+        cut = identical[identical.cuts.fillna(0) > 0].task.tolist()
+        notes.append(f"identical dev predictions on every seed on "
+                     f"{', '.join(identical.task)} ("
+                     + (f"the controller cut on {', '.join(cut)}, which vote as equivalent"
+                        if cut else "no cut: no evidence about the controller") + ")")
+    if counts[NO_SIGNAL]:
+        notes.append("no signal above the trivial baseline on "
+                     + ", ".join(rows[rows.verdict == NO_SIGNAL].task) + " (they do not vote)")
+    note = f" {'; '.join(notes).capitalize()}." if notes else ""
+    return (f"{label}, over {len(rows)} tasks ({len(voting)} vote): {parts}; the claim is "
+            f"{_claim(voting)}.{note}")
+
+
+def verdict_sentences(verdicts: pd.DataFrame, registration: Preregistration) -> list[str]:
+    """The primary family's comparisons first (in the registered order), then the method
+    against each reference in each setting over every task, exploratory."""
+    primary = verdicts[verdicts.family == PRIMARY]
+    sentences = []
+    for comparison in registration.primary.comparisons:
+        rows = primary[(primary.setting == comparison.setting)
+                       & (primary.reference == comparison.reference)]
+        if len(rows):
+            sentences.append(overall_verdict(
+                rows, f"**Primary**, {comparison.setting} setting, against "
+                      f"{comparison.reference}"))
+    for setting in ("fair", "traditional"):
+        for reference in registration.references:
+            rows = verdicts[(verdicts.family != PRIMARY) & (verdicts.setting == setting)
+                            & (verdicts.reference == reference)]
+            if len(rows):
+                sentences.append(overall_verdict(
+                    rows, f"Exploratory, {setting} setting, against {reference}"))
+    return sentences
+
+
+def registration_markdown(registration: Preregistration, record: Record, params: Params
+                          ) -> str:
+    """Which rule judged these runs, where it was set, and whether it came before them."""
+    commit = (f"set at commit `{record.commit[:12]}` ({record.date})" if record.commit else
+              "not committed")
+    lines = [
+        f"* Pre-registration: `{PREREGISTRATION}` (sha256 `{record.sha256[:16]}`), {commit}"
+        + ("; **the file differs from that commit: this verdict is not pre-registered**"
+           if record.uncommitted and record.commit else "") + ".",
+        f"* The test: {registration.test.name}, version {registration.test.version}; alpha "
+        f"{registration.alpha:g}, power {registration.power:g}; the dev set resampled "
+        f"{registration.bootstrap.samples} times (seed {registration.bootstrap.seed}); a "
+        f"diverged seed counts as the {registration.diverged}.",
+        f"* Primary family ({registration.primary.size} members, Holm-corrected over all of "
+        f"them): {registration.method} against "
+        + "; ".join(f"{c.reference} ({c.setting})" for c in registration.primary.comparisons)
+        + f", on {', '.join(registration.primary.tasks)}.",
+    ]
+    if record.runs_before:
+        lines.append(f"* **The pre-registration was set after {record.runs_before} of the "
+                     f"{record.runs} runs reported here were made** (their records were last "
+                     "committed before it): for those runs it is a rule applied afterwards, not "
+                     "one fixed in advance.")
+    if problem := check_design(registration, params):
+        lines.append(f"* These runs are not the registered design: {problem}.")
+    return "\n".join(lines) + "\n"
 
 
 def schedule_effect(runs: pd.DataFrame, level: float) -> pd.DataFrame:
@@ -125,39 +201,6 @@ def performance_profile(summary: pd.DataFrame, setting: str,
                          for tau in taus}).loc[order]
 
 
-def best_constant(task: str, baseline: float) -> float:
-    """The best dev score of any constant prediction, given the trivial baseline's: on a
-    two-class task scored by accuracy, the better of the two classes (the training split's
-    majority class is dev's minority on RTE); elsewhere the baseline itself."""
-    spec = get_task(task)
-    if spec.metric == "accuracy" and spec.label_names is not None and len(spec.label_names) == 2:
-        return max(baseline, 1 - baseline)
-    return baseline
-
-
-def beats_baseline(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per task, the best cell by its mean selection-split score (dev chooses nothing) and
-    whether its bootstrap interval over seeds and dev examples excludes, on the better side,
-    the task's trivial baseline and every other constant prediction (``bar``)."""
-    rows = []
-    for task, cells in summary.groupby("task", sort=False):
-        greater = get_task(task).greater_is_better
-        finished = cells[cells.finished > 0]
-        chosen = finished.selection_mean
-        best = finished.loc[chosen.idxmax() if greater else chosen.idxmin()]
-        baseline = best.get("baseline", math.nan)
-        bar = best_constant(task, baseline)
-        beats = (bool(best.bootstrap_low > bar) if greater
-                 else bool(best.bootstrap_high < bar))
-        rows.append({"task": task, "optimizer": best.optimizer, "setting": best.setting,
-                     "metric": best.metric, "mean": best["mean"],
-                     "ci_low": best.bootstrap_low, "ci_high": best.bootstrap_high,
-                     "baseline": baseline,
-                     "baseline_rule": best.get("baseline_rule", ""), "bar": bar,
-                     "beats_baseline": beats and not math.isnan(baseline)})
-    return pd.DataFrame(rows)
-
-
 #: Published dev-set numbers for context (percent), with where they come from. all-MiniLM-L6-v2
 #: is MiniLM-L6-H384 further trained as a sentence encoder, so its fine-tuning need not match.
 MINILM_README = "https://github.com/microsoft/unilm/blob/master/minilm/README.md"
@@ -188,10 +231,20 @@ def _p(value: float) -> str:
     return "—" if math.isnan(value) else f"{value:.2g}"
 
 
+def _verdict_cell(row: Any) -> str:
+    """The verdict, with an equivalent difference's sign and size (inside the margin, but not
+    nothing)."""
+    if row.verdict == EQUIVALENT:
+        return f"equivalent ({row.difference:+.4f})"
+    return row.verdict
+
+
 def verdict_markdown(verdicts: pd.DataFrame) -> str:
-    """One row per (setting, reference, task): the paired difference, its interval, the
-    Holm-corrected p-values, the margin, the smallest detectable difference, the cuts."""
+    """One row per comparison: its family, the paired difference and its interval, the
+    Holm-corrected p-values, the margin and the smallest margin this budget could reach, the
+    smallest detectable difference, pairs and diverged seeds, cuts, the verdict."""
     shown = pd.DataFrame({
+        "family": verdicts.family.map(lambda f: f if f == PRIMARY else "exploratory"),
         "setting": verdicts.setting, "reference": verdicts.reference, "task": verdicts.task,
         "difference": verdicts.difference.map(lambda v: f"{v:+.4f}"),
         "interval": [format_interval(r.low, r.high, 4, signed=True, missing="n/a")
@@ -199,10 +252,14 @@ def verdict_markdown(verdicts: pd.DataFrame) -> str:
         "p (Holm)": verdicts.p_adjusted.map(_p),
         "margin": verdicts.margin.map(lambda v: "—" if math.isnan(v) else f"±{v:g}"),
         "p equivalent (Holm)": verdicts.p_equivalent_adjusted.map(_p),
+        "equivalence reachable within": verdicts.equivalence_bound.map(
+            lambda v: "—" if math.isnan(v) else f"±{v:.4f}"),
         "detectable": verdicts.detectable.map(lambda v: "—" if math.isnan(v) else f"{v:.4f}"),
         "pairs": verdicts.pairs,
+        "diverged": [f"{r.diverged}/{r.reference_diverged}"
+                     for r in verdicts.itertuples(index=False)],
         "cuts": verdicts.cuts.map(lambda v: "not recorded" if pd.isna(v) else f"{int(v)}"),
-        "verdict": verdicts.verdict})
+        "verdict": [_verdict_cell(r) for r in verdicts.itertuples(index=False)]})
     return shown.to_markdown(index=False) + "\n"
 
 
@@ -524,14 +581,14 @@ def machines_sentence(runs: pd.DataFrame) -> str:
             + (f"; {older} runs predate the machine record." if older else "."))
 
 
-def render(outputs: Outputs, params: Params) -> str:
-    """``REPORT.md`` from the pipeline's outputs."""
+def render(outputs: Outputs, params: Params, registration: Preregistration, record: Record
+           ) -> str:
+    """``REPORT.md`` from the pipeline's outputs, judged by ``registration`` (``record``: where
+    it was set, and whether it came before the runs)."""
     level = params.evaluate.confidence
     summary = outputs.summary
-    verdicts = method_against_references(outputs.paired)
-    sentences = [overall_verdict(verdicts, setting, reference)
-                 for setting in ("fair", "traditional") for reference in REFERENCES
-                 if reference in set(verdicts.reference)]
+    verdicts = method_against_references(outputs.paired, registration)
+    sentences = verdict_sentences(verdicts, registration)
     check = beats_baseline(summary)
     missing = check[~check.beats_baseline].task.tolist()
     signal = ("every trained task's best cell beats its trivial baseline" if not missing else
@@ -548,22 +605,29 @@ def render(outputs: Outputs, params: Params) -> str:
         "do not edit by hand. Every cell's detail is in `results/summary.md`.\n\n"
         "## Verdict\n\n" + "".join(f"* {sentence}\n" for sentence in sentences) +
         f"* Signal: {signal}.\n* {machines_sentence(outputs.runs)}\n\n"
+        "### The rule, fixed before the runs\n\n"
+        f"{registration_markdown(registration, record, params)}\n"
         "## The paper's table\n\n"
         f"Dev set, mean over finished seeds ± half-width of the {level:.0%} t-interval "
         "(finished/run seeds).\n\n"
         f"{headline_markdown(summary)}\n{_squad_exact_match(summary)}"
-        "## AdaptiveAdam against Adam and AdamW\n\n"
-        f"Dev score of AdaptiveAdam minus the reference's, paired by seed and by dev example "
-        f"(the same bootstrap draws for both), {level:.0%} interval. Each family (one reference "
-        "in one setting, over the tasks) is Holm-corrected: better or worse where the corrected "
-        "p of no difference is below "
-        f"{1 - level:.2g}; equivalent where the corrected two one-sided tests put the difference "
-        "within the task's margin (`evaluate.margins`, declared before the run); inconclusive "
-        "otherwise, with the smallest difference this budget could have detected (80% power, "
-        "at the family's strictest level); identical where the dev predictions are "
-        "bit-identical on every seed. In the fair setting every optimizer gets AdaptiveAdam's "
-        "warmup and exponential decay, so AdaptiveAdam differs from AdamW only by its "
-        "metric-driven cuts (`cuts`: over the paired runs).\n\n"
+        "## AdaptiveAdam against each baseline\n\n"
+        "Dev score of AdaptiveAdam minus the reference's, paired by seed and by dev example: a "
+        "paired t-test over seeds (the training run is the unit) whose variance also carries "
+        f"the dev set's sampling noise, {1 - registration.alpha:.0%} interval. The primary "
+        "family is Holm-corrected over its full declared size; every other comparison is "
+        "exploratory, corrected within its own (setting, reference) family over the tasks. In "
+        "order: identical (bit-identical dev predictions on every seed; it votes, as "
+        "equivalent, only where the controller cut); no signal (the task's best cell does not "
+        "beat its trivial baseline: it does not vote); equivalent where the corrected two "
+        "one-sided tests put the difference within the task's registered margin, whether or "
+        "not it excludes zero (shown with its sign and size); better or worse where the "
+        "corrected p of no difference is below alpha; inconclusive otherwise, with the "
+        "smallest difference this budget could detect and the smallest margin it could have "
+        "called equivalent. A diverged seed stands in as its cell's worst finished seed "
+        "(`diverged`: the method's / the reference's). In the fair setting every optimizer "
+        "gets AdaptiveAdam's warmup and exponential decay, so AdaptiveAdam differs from AdamW "
+        "only by its metric-driven cuts (`cuts`: over the paired runs).\n\n"
         f"{verdict_markdown(verdicts)}\n"
         "The controller's learning-rate cuts, per run (seeds in order):\n\n"
         f"{cuts_markdown(summary)}\n"
@@ -598,3 +662,16 @@ def render(outputs: Outputs, params: Params) -> str:
         "runs read a small part of it once:\n\n"
         f"{data_markdown(outputs.prepared, params)}"
     )
+
+
+def report_text(root: str | Path, params: Params, preregistration: str | Path = PREREGISTRATION
+                ) -> str:
+    """``REPORT.md`` for the outputs under ``root``, judged by its pre-registration, with where
+    that was set against when the runs' records were last committed."""
+    root = Path(root)
+    outputs = load_outputs(root, params)
+    registration = load_preregistration(root / preregistration)
+    run_files = [f"runs/{r.task}/{r.optimizer}/{r.setting}/seed{r.seed}/metrics.json"
+                 for r in outputs.runs.itertuples(index=False)]
+    record = registration_record(root, run_files, str(preregistration))
+    return render(outputs, params, registration, record)

@@ -1,20 +1,21 @@
-"""The statistics behind the comparison: intervals over seeds, paired tests, the bootstrap.
+"""The statistics behind the comparison: intervals over seeds, the paired test, the verdicts.
 
 Three questions, three tools. How precisely do the seeds pin down an optimizer's mean? A
 Student-t interval over seeds. How much would the number move on another dev set of the same
 size? A bootstrap that resamples the seeds and the dev examples together, recomputing the
 metric from the saved predictions. Is optimizer A better than B, worse, equivalent within a
-declared margin, or can this budget not tell? :func:`paired_bootstrap`: the same bootstrap,
-paired (both optimizers take the same seeds and the same dev examples in every draw, since the
-same seed gives both the same initialization and data order), so that the dev set's noise is in
-the interval and runs that differ by the same amount on every seed cannot look certain; then
-:func:`decide` corrects each family of comparisons for its size (Holm).
+declared margin, or can this budget not tell? :func:`paired_test`: a paired t-test over seeds
+(the training run is the unit of replication) whose variance also carries the dev set's
+sampling noise, estimated from resampled dev sets; its size holds at three, five and ten
+seeds (``benchmarks/test_size.py``, ``benchmarks/results/test_size.md``). Then
+:func:`decide` turns a family of comparisons into verdicts, Holm-corrected over the family's
+declared size.
 
-Why by hand: the field's tools (``deepsig``: almost stochastic order, paired bootstrap and
-permutation tests over one score per run, Bonferroni) take per-run or per-example scores of a
-mean metric; Matthews and Pearson correlations are not means of per-example scores, and a
-handful of seeds gives per-run tests nothing to resample. Holm's correction comes from
-``statsmodels``.
+Why partly by hand: ``scipy.stats.ttest_rel`` is the seed-level test, and ``deepsig``'s tools
+(almost stochastic order, paired bootstrap and permutation tests over one score per run) take
+per-run scores: neither carries the dev set's noise, and Matthews and Pearson correlations are
+not means of per-example scores. The t distribution comes from ``scipy``, Holm's correction
+from ``statsmodels``; only the two variance terms are computed here.
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def _matthews(predictions: np.ndarray, labels: np.ndarray, weights: np.ndarray) 
 
 
 def _pearson(predictions: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Pearson correlation from weighted moments; NaN where either side is constant."""
+    """Pearson correlation from weighted moments; 0 where either side is constant (as
+    Matthews' correlation is, and as :func:`adaopt.metrics.glue_metrics` scores it)."""
     x = np.atleast_2d(predictions).astype(float)
     x = x - x.mean(axis=1, keepdims=True)  # centred first: the moments below lose no digits
     y = labels.astype(float) - labels.mean()
@@ -173,7 +175,7 @@ def _pearson(predictions: np.ndarray, labels: np.ndarray, weights: np.ndarray) -
     variance_y = _weighted(weights, y**2) / total - mean_y**2
     with np.errstate(invalid="ignore", divide="ignore"):
         r = covariance / np.sqrt(variance_x * variance_y)
-    return np.where((variance_x > 0) & (variance_y > 0), np.clip(r, -1, 1), math.nan)
+    return np.where((variance_x > 0) & (variance_y > 0), np.clip(r, -1, 1), 0.0)
 
 
 RESAMPLED: dict[str, Resampled] = {
@@ -217,23 +219,25 @@ def bootstrap_interval(metric: str, predictions: np.ndarray, labels: np.ndarray 
     return float(low), float(high)
 
 
-# ----------------------------------------------------------------------------- paired bootstrap
+# ----------------------------------------------------------------------------- the paired test
 
 
-#: Power at which :attr:`PairedComparison.detectable` is stated.
-POWER = 0.8
+#: The test that decides every comparison, named and versioned for the pre-registration
+#: (``preregistration.yaml``): a change of the rule is a new version.
+TEST_NAME = "paired two-level t-test (seeds and dev examples)"
+TEST_VERSION = 1
 
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """``a - b`` on the dev set, paired by seed and by dev example.
+    """``a - b`` on the dev set, paired by seed and by dev example (:func:`paired_test`).
 
-    ``difference`` is the observed mean over the paired seeds; ``low``/``high`` the percentile
-    interval of the paired draws; ``p_value`` the two-sided bootstrap p of no difference and
-    ``p_equivalent`` the p of the two one-sided tests that the difference lies within
-    ``±margin`` (NaN without a margin); neither is ever below ``1 / (samples + 1)``. ``se`` is
-    the draws' standard deviation, from which :func:`decide` states the smallest difference
-    the comparison could have detected.
+    ``difference`` is the mean over the paired seeds of the per-seed differences
+    (``per_seed``); ``se`` its standard error with the seeds' spread and the dev set's
+    together, ``df`` the degrees of freedom of its t distribution; ``low``/``high`` the
+    ``level`` interval; ``p_value`` the two-sided p of no difference and ``p_equivalent`` the
+    p of the two one-sided tests that the difference lies within ``±margin`` (NaN without a
+    margin).
     """
 
     difference: float
@@ -242,112 +246,182 @@ class PairedComparison:
     p_value: float
     p_equivalent: float
     se: float
+    df: float
     pairs: int
+    per_seed: tuple[float, ...] = ()
 
     @classmethod
-    def untested(cls, difference: float = math.nan, pairs: int = 0) -> PairedComparison:
-        """A comparison with nothing to resample: every statistic NaN."""
-        return cls(difference, math.nan, math.nan, math.nan, math.nan, math.nan, pairs)
-
-
-def _tail(draws: np.ndarray, mask: np.ndarray) -> float:
-    """A bootstrap tail probability, counted as (k + 1) / (B + 1): never 0 from B draws."""
-    return (int(mask.sum()) + 1) / (len(draws) + 1)
+    def untested(cls, difference: float = math.nan, pairs: int = 0,
+                 per_seed: tuple[float, ...] = ()) -> PairedComparison:
+        """A comparison with nothing to estimate the spread from: every statistic NaN."""
+        return cls(difference, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan,
+                   pairs, per_seed)
 
 
 @functools.lru_cache(maxsize=4)
-def _draws_and_weights(n_seeds: int, n_examples: int, samples: int, seed: int
-                       ) -> tuple[BootstrapDraws, np.ndarray]:
-    """The draws and their example weights, shared by every comparison of one shape: each
-    comparison of a task's cells resamples the same dev examples and seeds."""
-    draws = bootstrap_draws(n_seeds, n_examples, samples, seed)
-    return draws, draws.example_weights()
+def _example_weights(n_examples: int, samples: int, seed: int) -> np.ndarray:
+    """Resampled dev sets (draws, n_examples counts), shared by every comparison of one size."""
+    return bootstrap_draws(1, n_examples, samples, seed).example_weights()
 
 
-def paired_bootstrap(metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray | None,
-                     level: float, samples: int, margin: float | None = None, seed: int = 0
-                     ) -> PairedComparison:
-    """Paired bootstrap of ``metric(a) - metric(b)``, rows of ``a`` and ``b`` paired by seed.
+def paired_test(metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray | None,
+                level: float, samples: int, margin: float | None = None, seed: int = 0
+                ) -> PairedComparison:
+    """A paired t-test over seeds whose variance also carries the dev set's sampling noise.
 
-    Every draw takes the same seeds and the same dev examples for both sides, recomputes the
-    metric on each (:data:`RESAMPLED`), and averages the per-seed differences. ``a`` and ``b``
-    hold predictions (or per-example scores for ``metric="mean"``), one row per seed where both
-    finished. Draws where the metric is undefined (a constant predictor's Pearson) are dropped.
+    Rows of ``a`` and ``b`` are paired by seed (the same seed gives both optimizers the same
+    initialization and data order), columns by dev example. The unit of replication is the
+    training run, so the seeds' spread enters as in a paired t-test (``s^2 / n``, ``n - 1``
+    degrees of freedom: no bootstrap of a handful of seeds, which shrinks their variance and
+    reads normal quantiles where a t-quantile is due). The dev set is one sample of the task:
+    ``samples`` resampled dev sets give the variance of the seed-mean difference across dev
+    sets, from which the part the seed term already holds (each run's own per-example noise,
+    estimated from the per-seed draws) is taken out, as in a two-way crossed random-effects
+    design (Searle, Casella and McCulloch, *Variance Components*, ch. 4). The two are added
+    and the t distribution keeps the seeds' ``n - 1`` degrees of freedom: the dev set's term,
+    a difference of two noisy estimates, earns none. Welch and Satterthwaite's rule, which
+    would credit it with the dev set's size, over-rejects at three seeds when the seeds'
+    spread dominates (``benchmarks/verdict_size.py`` measured it); without the credit the test
+    is conservative where the dev set's spread dominates. Works for any metric in
+    :data:`RESAMPLED`, including the correlations, which are not means over examples.
     """
     a, b = np.atleast_2d(a), np.atleast_2d(b)
     pairs = a.shape[0] if a.size else 0
     if pairs == 0:
         return PairedComparison.untested()
     whole = np.ones((1, a.shape[1]))
-    observed = (RESAMPLED[metric](a, labels, whole) - RESAMPLED[metric](b, labels, whole))
-    difference = float(observed.mean())
-    draws, weights = _draws_and_weights(pairs, a.shape[1], samples, seed)
-    per_seed = RESAMPLED[metric](a, labels, weights) - RESAMPLED[metric](b, labels, weights)
-    values = np.take_along_axis(per_seed.T, draws.seeds, axis=1).mean(axis=1)
-    values = values[np.isfinite(values)]
-    if math.isnan(difference) or len(values) == 0:
-        return PairedComparison.untested(difference, pairs)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    p_value = min(1.0, 2 * min(_tail(values, values <= 0), _tail(values, values >= 0)))
+    per_seed = (RESAMPLED[metric](a, labels, whole) - RESAMPLED[metric](b, labels, whole))[:, 0]
+    difference = float(per_seed.mean())
+    seeds = tuple(float(d) for d in per_seed)
+    if pairs < 2 or math.isnan(difference):
+        return PairedComparison.untested(difference, pairs, seeds)
+    weights = _example_weights(a.shape[1], samples, seed)
+    drawn = RESAMPLED[metric](a, labels, weights) - RESAMPLED[metric](b, labels, weights)
+    drawn = drawn[:, np.isfinite(drawn).all(axis=0)]  # (seeds, draws)
+    seed_term = float(per_seed.var(ddof=1)) / pairs
+    example_term = float(drawn.mean(axis=0).var(ddof=1)) if drawn.shape[1] > 1 else 0.0
+    own_noise = float(drawn.var(axis=1, ddof=1).mean()) - example_term if drawn.shape[1] > 1 \
+        else 0.0
+    run_noise = max(own_noise, 0.0) / (pairs - 1)  # each run's own per-example noise, / n
+    dev_term = max(example_term - run_noise, 0.0)  # the dev set's own
+    # The seeds' term holds each run's per-example noise in expectation: seeds that agree more
+    # closely than that (one different example on every seed) are luck, not certainty.
+    variance = max(seed_term, run_noise) + dev_term
+    if variance <= 0:
+        return PairedComparison.untested(difference, pairs, seeds)
+    se = math.sqrt(variance)
+    df = float(pairs - 1)
+    t = stats.t(df)
+    half = float(t.ppf(0.5 + level / 2)) * se
+    p_value = float(2 * t.sf(abs(difference) / se))
     p_equivalent = (math.nan if margin is None else
-                    max(_tail(values, values >= margin), _tail(values, values <= -margin)))
-    return PairedComparison(difference, float(low), float(high), p_value, p_equivalent,
-                            float(values.std(ddof=1)) if len(values) > 1 else math.nan, pairs)
+                    float(max(t.sf((difference + margin) / se), t.cdf((difference - margin) / se))))
+    return PairedComparison(difference, difference - half, difference + half, p_value,
+                            p_equivalent, se, float(df), pairs, seeds)
 
 
 # ----------------------------------------------------------------------------- verdicts
 
 
-BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, IDENTICAL, UNTESTED = (
-    "better", "worse", "equivalent", "inconclusive", "identical", "not testable")
+BETTER, WORSE, EQUIVALENT, INCONCLUSIVE, IDENTICAL, NO_SIGNAL, UNTESTED = (
+    "better", "worse", "equivalent", "inconclusive", "identical", "no signal", "not testable")
+#: Verdicts that count as evidence about the claim (an identical pair counts, as equivalent,
+#: only where the controller cut in its runs: :func:`votes`).
+EVIDENCE = (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE)
 
 
-def holm(p_values: np.ndarray, alpha: float) -> np.ndarray:
-    """Holm's step-down adjustment of a family of p-values (NaN: not tested, left out)."""
-    p_values = np.asarray(p_values, dtype=float)
-    adjusted = np.full(len(p_values), math.nan)
-    tested = np.isfinite(p_values)
-    if tested.any():
-        adjusted[tested] = multipletests(p_values[tested], alpha=alpha, method="holm")[1]
-    return adjusted
+@dataclass(frozen=True)
+class Member:
+    """One comparison of a declared family, with what decides whether it can vote.
 
-
-def detectable_difference(se: float, alpha: float) -> float:
-    """The smallest true difference a two-sided test at ``alpha`` finds with :data:`POWER`,
-    for a difference estimated with standard error ``se`` (normal approximation)."""
-    return float((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)) * se)
-
-
-def decide(comparisons: list[PairedComparison], identical: list[bool],
-           greater_is_better: list[bool], alpha: float) -> list[dict[str, Any]]:
-    """The verdict of each comparison of one family (e.g. one method against one reference in
-    one setting, over the tasks), Holm-corrected for the family's size.
-
-    ``identical``: the two sides' dev predictions are bit-identical on every seed; nothing is
-    tested. Otherwise better or worse where the corrected p of no difference is below
-    ``alpha``, equivalent where the corrected equivalence p is, inconclusive else, with the
-    smallest difference detectable at the family's strictest level (``alpha`` over its size).
+    ``identical``: bit-identical dev predictions on every paired seed; ``cuts``: the method's
+    controller cuts over those runs (NaN: not recorded); ``signal``: the task's best cell beats
+    its trivial baseline (a task where nothing learned is no evidence about any optimizer).
     """
-    tested = [c.pairs >= 2 and not same for c, same in zip(comparisons, identical, strict=True)]
-    size = max(1, sum(tested))
-    p = holm(np.array([c.p_value if t else math.nan for c, t in zip(comparisons, tested,
-                                                                      strict=True)]), alpha)
-    p_eq = holm(np.array([c.p_equivalent if t else math.nan
-                          for c, t in zip(comparisons, tested, strict=True)]), alpha)
+
+    comparison: PairedComparison
+    greater_is_better: bool
+    identical: bool = False
+    cuts: float = math.nan
+    signal: bool = True
+
+
+def votes(verdict: str, cuts: float) -> bool:
+    """Whether a verdict counts as evidence: every tested one, and an identical one where the
+    controller cut (it acted, and changed nothing: the method equals its base here)."""
+    return verdict in EVIDENCE or (verdict == IDENTICAL and cuts > 0)
+
+
+def holm(p_values: np.ndarray, alpha: float, size: int | None = None) -> np.ndarray:
+    """Holm's step-down adjustment over a family of ``size`` declared members (default: the
+    values given). A NaN (a member that was not tested) counts as p = 1: it keeps its place in
+    the family, so a family does not shrink when a member comes out identical or untested."""
+    p_values = np.asarray(p_values, dtype=float)
+    size = len(p_values) if size is None else size
+    if size < len(p_values):
+        raise ValueError(f"a family of {size} declared members cannot hold {len(p_values)}")
+    filled = np.concatenate([np.where(np.isfinite(p_values), p_values, 1.0),
+                             np.ones(size - len(p_values))])
+    if not len(filled):
+        return p_values
+    adjusted = multipletests(filled, alpha=alpha, method="holm")[1][:len(p_values)]
+    return np.where(np.isfinite(p_values), adjusted, math.nan)
+
+
+def detectable_difference(se: float, df: float, alpha: float, power: float) -> float:
+    """The smallest true difference a two-sided t-test at ``alpha`` finds with ``power``, for a
+    difference estimated with standard error ``se`` on ``df`` degrees of freedom."""
+    t = stats.t(df)
+    return float((t.ppf(1 - alpha / 2) + t.ppf(power)) * se)
+
+
+def equivalence_bound(comparison: PairedComparison, alpha: float) -> float:
+    """The smallest margin within which the two one-sided tests at ``alpha`` would call this
+    difference equivalent: whether a declared margin was reachable at this budget."""
+    return float(abs(comparison.difference)
+                 + stats.t(comparison.df).ppf(1 - alpha) * comparison.se)
+
+
+def decide(members: list[Member], alpha: float, power: float, size: int | None = None
+           ) -> list[dict[str, Any]]:
+    """The verdict of each member of one family, Holm-corrected over the family's declared
+    ``size`` (default: its members), untested and non-voting members included.
+
+    In order: identical (bit-identical dev predictions); no signal (the task's best cell is not
+    above its trivial baseline); not testable (fewer than two pairs, or no spread); equivalent
+    where the corrected two one-sided tests put the difference within the margin, whether or
+    not it excludes zero (the margin is the smallest difference that matters); better or worse
+    where the corrected p of no difference is below ``alpha``; inconclusive otherwise, with the
+    smallest difference detectable at the family's strictest level (``alpha`` over its size).
+    A member that was not tested counts as p = 1 in the correction.
+    """
+    size = len(members) if size is None else size
+    tested = [not m.identical and m.signal and m.comparison.pairs >= 2
+              and math.isfinite(m.comparison.p_value) for m in members]
+    p = holm(np.array([m.comparison.p_value if t else math.nan
+                       for m, t in zip(members, tested, strict=True)]), alpha, size)
+    p_eq = holm(np.array([m.comparison.p_equivalent if t else math.nan
+                          for m, t in zip(members, tested, strict=True)]), alpha, size)
+    strictest = alpha / max(size, 1)
     rows = []
-    for i, comparison in enumerate(comparisons):
-        detectable = detectable_difference(comparison.se, alpha / size) if tested[i] else math.nan
-        if identical[i]:
+    for i, member in enumerate(members):
+        c = member.comparison
+        spread = math.isfinite(c.se) and c.se > 0
+        detectable = detectable_difference(c.se, c.df, strictest, power) if spread else math.nan
+        bound = equivalence_bound(c, strictest) if spread else math.nan
+        if member.identical:
             verdict = IDENTICAL
-        elif not tested[i] or math.isnan(p[i]):
+        elif not member.signal:
+            verdict = NO_SIGNAL
+        elif not tested[i]:
             verdict = UNTESTED
-        elif p[i] < alpha:
-            verdict = BETTER if (comparison.difference > 0) == greater_is_better[i] else WORSE
         elif p_eq[i] < alpha:
             verdict = EQUIVALENT
+        elif p[i] < alpha:
+            verdict = BETTER if (c.difference > 0) == member.greater_is_better else WORSE
         else:
             verdict = INCONCLUSIVE
         rows.append({"p_adjusted": p[i], "p_equivalent_adjusted": p_eq[i],
-                     "detectable": detectable, "verdict": verdict})
+                     "detectable": detectable, "equivalence_bound": bound, "verdict": verdict,
+                     "votes": votes(verdict, member.cuts), "family_size": size})
     return rows

@@ -22,13 +22,15 @@ import pandas as pd
 from adaopt.config import SETTINGS, Params
 from adaopt.hparams import CONTROLLED, in_table_order
 from adaopt.metrics.squad import exact_match_score, f1_score, metric_max_over_ground_truths
+from adaopt.preregistration import Preregistration
 from adaopt.protocol.splits import DEV, examples_split
 from adaopt.statistics import (
+    Member,
     PairedComparison,
     bootstrap_interval,
     confidence_interval,
     decide,
-    paired_bootstrap,
+    paired_test,
 )
 from adaopt.tasks import get_task
 from adaopt.training import EFFICIENCY
@@ -69,6 +71,20 @@ def _run_dirs(runs_dir: str | Path, cells: Iterable[Run]) -> list[tuple[Run, Pat
     return runs
 
 
+#: Metrics that are undefined (NaN, as scipy and HF ``evaluate`` give them) for a constant
+#: predictor; a finished run scores 0 there, as Matthews' correlation does, and is flagged
+#: (``constant_predictions``), instead of dropping out of its cell's seeds.
+CORRELATIONS = ("pearson", "spearmanr")
+
+
+def _score(run: dict[str, Any], split: str) -> float:
+    """A run's score on ``split`` on its model-selection metric: NaN only for a diverged run."""
+    score = run[split].get(run["metric"], math.nan)
+    if math.isnan(score) and run["status"] != "diverged" and run["metric"] in CORRELATIONS:
+        return 0.0
+    return score
+
+
 def _run_row(path: Path) -> dict[str, Any]:
     """One run's ``metrics.json`` and ``efficiency.json`` as a flat row."""
     run = json.loads((path / "metrics.json").read_text())
@@ -84,8 +100,10 @@ def _run_row(path: Path) -> dict[str, Any]:
         "cuts": math.nan if cuts is None else len(cuts),
         "cut_steps": "" if not cuts else " ".join(str(cut["step"]) for cut in cuts),
         **{f"machine.{key}": value for key, value in run.get("machine", {}).items()},
-        "score": run["dev"].get(metric, math.nan),
-        "selection_score": run["selection"].get(metric, math.nan),
+        "score": _score(run, "dev"),
+        "selection_score": _score(run, "selection"),
+        "constant_predictions": run["status"] != "diverged" and math.isnan(
+            run["dev"].get(metric, math.nan)) and metric in CORRELATIONS,
         "last_finite_loss": run["last_finite_loss"],
         **{key: run[key] for key in ("train_examples", "selection_examples", "dev_examples")},
         **{key: cost.get(key, math.nan) for key in EFFICIENCY},  # runs predating a key: NaN
@@ -363,61 +381,125 @@ def summarize(runs: pd.DataFrame, ttt: pd.DataFrame, level: float,
     return summary
 
 
-PAIRED_COLUMNS = ["task", "setting", "reference", "optimizer", "pairs", "difference", "low",
-                  "high", "p_value", "p_equivalent", "margin", "p_adjusted",
-                  "p_equivalent_adjusted", "detectable", "identical", "cuts", "verdict",
-                  "confidence"]
+def best_constant(task: str, baseline: float) -> float:
+    """The best dev score of any constant prediction, given the trivial baseline's: on a
+    two-class task scored by accuracy, the better of the two classes (the training split's
+    majority class is dev's minority on RTE); elsewhere the baseline itself."""
+    spec = get_task(task)
+    if spec.metric == "accuracy" and spec.label_names is not None and len(spec.label_names) == 2:
+        return max(baseline, 1 - baseline)
+    return baseline
+
+
+def beats_baseline(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per task, the best cell by its mean selection-split score (dev chooses nothing) and
+    whether its bootstrap interval over seeds and dev examples excludes, on the better side,
+    the task's trivial baseline and every other constant prediction (``bar``)."""
+    rows = []
+    for task, cells in summary.groupby("task", sort=False):
+        greater = get_task(task).greater_is_better
+        finished = cells[cells.finished > 0]
+        chosen = finished.selection_mean
+        best = finished.loc[chosen.idxmax() if greater else chosen.idxmin()]
+        baseline = best.get("baseline", math.nan)
+        bar = best_constant(task, baseline)
+        beats = (bool(best.bootstrap_low > bar) if greater
+                 else bool(best.bootstrap_high < bar))
+        rows.append({"task": task, "optimizer": best.optimizer, "setting": best.setting,
+                     "metric": best.metric, "mean": best["mean"],
+                     "ci_low": best.bootstrap_low, "ci_high": best.bootstrap_high,
+                     "baseline": baseline,
+                     "baseline_rule": best.get("baseline_rule", ""), "bar": bar,
+                     "beats_baseline": beats and not math.isnan(baseline)})
+    return pd.DataFrame(rows)
+
+
+PAIRED_COLUMNS = ["task", "setting", "reference", "optimizer", "family", "family_size", "pairs",
+                  "diverged", "reference_diverged", "difference", "low", "high", "se", "df",
+                  "p_value", "p_equivalent", "margin", "p_adjusted", "p_equivalent_adjusted",
+                  "detectable", "equivalence_bound", "identical", "cuts", "signal", "verdict",
+                  "votes", "confidence", "per_seed"]
+PRIMARY = "primary"
+
+
+def _side(runs: pd.DataFrame, task: str, setting: str, optimizer: str, seeds: list[int]
+          ) -> tuple[list[Run], int]:
+    """The runs that stand for ``optimizer``'s ``seeds``, and how many of those diverged: a
+    diverged seed counts with its cell's worst finished seed (the pre-registered rule), so a
+    method that diverges is not spared its worst seeds. Empty when no seed finished."""
+    cell = runs[(runs.task == task) & (runs.setting == setting) & (runs.optimizer == optimizer)
+                & runs.seed.isin(seeds)].set_index("seed")
+    finished = cell[cell.status != "diverged"]
+    if finished.empty:
+        return [], len(cell)
+    greater = get_task(task).greater_is_better
+    worst = int(finished.score.idxmin() if greater else finished.score.idxmax())
+    stand_in = [seed if cell.status[seed] != "diverged" else worst for seed in seeds]
+    return [(task, optimizer, setting, seed) for seed in stand_in], int(len(cell) - len(finished))
 
 
 def _pair(runs: pd.DataFrame, predictions: DevPredictions, task: str, setting: str,
-          optimizer: str, reference: str, level: float, samples: int, margin: float | None
+          optimizer: str, reference: str, registration: Preregistration
           ) -> tuple[dict[str, Any], PairedComparison]:
-    """One comparison, ``optimizer - reference`` over the seeds where both finished: its row
-    and the comparison its verdict is decided from."""
-    finished = runs[(runs.task == task) & (runs.setting == setting)
-                    & (runs.status != "diverged")]
-    seeds = sorted(set(finished[finished.optimizer == optimizer].seed)
-                   & set(finished[finished.optimizer == reference].seed))
-    own = [(task, optimizer, setting, seed) for seed in seeds]
-    other = [(task, reference, setting, seed) for seed in seeds]
+    """One comparison, ``optimizer - reference`` over the seeds both ran (a diverged seed
+    standing in as its cell's worst): its row and the comparison its verdict comes from."""
+    here = runs[(runs.task == task) & (runs.setting == setting)]
+    seeds = sorted(set(here[here.optimizer == optimizer].seed)
+                   & set(here[here.optimizer == reference].seed))
+    own, diverged = _side(runs, task, setting, optimizer, seeds)
+    other, reference_diverged = _side(runs, task, setting, reference, seeds)
     metric = runs[runs.task == task].metric.iloc[0]
-    comparison = PairedComparison.untested()
+    comparison = PairedComparison.untested(pairs=len(seeds) if own and other else 0)
     identical = False
-    if seeds:
-        identical = all(predictions.run(a) == predictions.run(b)
-                        for a, b in zip(own, other, strict=True))
+    margin = registration.margins.get(task)
+    if own and other:
+        identical = not diverged and not reference_diverged and all(
+            predictions.run(a) == predictions.run(b) for a, b in zip(own, other, strict=True))
         kind, values, labels = predictions.arrays(task, metric, own)
         _, reference_values, _ = predictions.arrays(task, metric, other)
-        comparison = paired_bootstrap(kind, values, reference_values, labels, level, samples,
-                                      margin)
-    cuts = runs[(runs.task == task) & (runs.setting == setting) & (runs.optimizer == optimizer)
-                & runs.seed.isin(seeds)].cuts
+        comparison = paired_test(kind, values, reference_values, labels,
+                                 1 - registration.alpha, registration.bootstrap.samples,
+                                 margin, registration.bootstrap.seed)
+    cuts = here[(here.optimizer == optimizer) & here.seed.isin(seeds)].cuts
     row = {"task": task, "setting": setting, "reference": reference, "optimizer": optimizer,
-           "pairs": comparison.pairs, "difference": comparison.difference,
-           "low": comparison.low, "high": comparison.high, "p_value": comparison.p_value,
+           "pairs": comparison.pairs, "diverged": diverged,
+           "reference_diverged": reference_diverged, "difference": comparison.difference,
+           "low": comparison.low, "high": comparison.high, "se": comparison.se,
+           "df": comparison.df, "p_value": comparison.p_value,
            "p_equivalent": comparison.p_equivalent,
            "margin": math.nan if margin is None else margin, "identical": identical,
-           "cuts": cuts.sum(min_count=1), "confidence": level}
+           "cuts": cuts.sum(min_count=1), "confidence": 1 - registration.alpha,
+           "per_seed": " ".join(f"{d:+.4g}" for d in comparison.per_seed)}
     return row, comparison
 
 
-def paired_comparisons(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: str | Path,
-                       level: float, samples: int, margins: Mapping[str, float],
-                       references: Iterable[str] = REFERENCES) -> pd.DataFrame:
-    """Per task, setting and reference in the sweep: every other optimizer minus the reference,
-    paired by seed and by dev example (:func:`adaopt.statistics.paired_bootstrap`), with its
-    verdict (:func:`adaopt.statistics.decide`).
+def _family(row: dict[str, Any], registration: Preregistration) -> str:
+    """The primary family, or the exploratory family of one optimizer against one reference in
+    one setting over the tasks."""
+    if registration.primary_member(row["task"], row["setting"], row["reference"],
+                                   row["optimizer"]):
+        return PRIMARY
+    return f"{row['setting']}: {row['optimizer']} - {row['reference']}"
 
-    A family is one optimizer against one reference in one setting, over the tasks: Holm's
-    correction is for its size. ``identical`` marks bit-identical dev predictions on every
-    paired seed (nothing to test); ``cuts`` counts the optimizer's controller cuts over those
-    runs (NaN where the runs did not record them); ``margin`` is the task's declared
-    equivalence margin (``evaluate.margins``; NaN: no equivalence test).
+
+def paired_comparisons(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: str | Path,
+                       registration: Preregistration, signal: Mapping[str, bool]
+                       ) -> pd.DataFrame:
+    """Per task and setting, every optimizer minus each registered reference in the sweep,
+    paired by seed and by dev example (:func:`adaopt.statistics.paired_test`), with its verdict
+    (:func:`adaopt.statistics.decide`).
+
+    The primary family (``registration.primary``) is corrected over its declared size, members
+    this profile does not train included; every other comparison belongs to the exploratory
+    family of its optimizer, reference and setting over the swept tasks. ``signal`` says per
+    task whether its best cell beats its trivial baseline (:func:`beats_baseline`): a task
+    where nothing learned gets the verdict "no signal". ``cuts`` counts the optimizer's
+    controller cuts over the paired runs; ``diverged`` the seeds that stood in as their
+    cell's worst.
     """
     predictions = DevPredictions(runs_dir, prepared_dir)
-    present = [name for name in references if name in set(runs.optimizer)]
-    pairs = [_pair(runs, predictions, task, setting, optimizer, reference, level, samples,
-                   margins.get(task))
+    present = [name for name in registration.references if name in set(runs.optimizer)]
+    pairs = [_pair(runs, predictions, task, setting, optimizer, reference, registration)
              for task, setting in runs[["task", "setting"]].drop_duplicates()
              .itertuples(index=False)
              for reference, optimizer in itertools.product(present, runs.optimizer.unique())
@@ -425,12 +507,14 @@ def paired_comparisons(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: s
     table = pd.DataFrame([row for row, _ in pairs])
     if table.empty:
         return pd.DataFrame(columns=PAIRED_COLUMNS)
-    alpha = 1 - level
+    table["family"] = [_family(row, registration) for row, _ in pairs]
+    table["signal"] = table.task.map(lambda task: bool(signal.get(task, True)))
     verdicts = []
-    for _, family in table.groupby(["setting", "reference", "optimizer"], sort=False):
-        comparisons = [pairs[i][1] for i in family.index]
-        greater = [get_task(task).greater_is_better for task in family.task]
-        decided = decide(comparisons, list(family.identical), greater, alpha)
+    for name, family in table.groupby("family", sort=False):
+        members = [Member(pairs[i][1], get_task(row.task).greater_is_better, bool(row.identical),
+                          row.cuts, bool(row.signal)) for i, row in family.iterrows()]
+        size = registration.primary.size if name == PRIMARY else None
+        decided = decide(members, registration.alpha, registration.power, size)
         verdicts.append(pd.DataFrame(decided, index=family.index))
     return table.join(pd.concat(verdicts))[PAIRED_COLUMNS]
 

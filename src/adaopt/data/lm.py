@@ -118,13 +118,20 @@ def block_dataset(block_ids: np.ndarray) -> Dataset:
     )
 
 
-def unigram_loss(train_blocks: np.ndarray, dev_blocks: np.ndarray, vocab_size: int) -> float:
-    """Cross-entropy (nats per token) on the dev tokens the model predicts (all but each block's
-    first) of the training tokens' frequencies, add-one smoothed: a model that learns no context.
-    """
+def unigram_block_losses(train_blocks: np.ndarray, blocks: np.ndarray, vocab_size: int
+                         ) -> np.ndarray:
+    """Per block, the cross-entropy (nats per token) on the tokens a model predicts (all but the
+    block's first) of the training tokens' frequencies, add-one smoothed: a model that learns no
+    context. Their spread over blocks sizes the noise of a split's mean loss."""
     counts = np.bincount(train_blocks.ravel(), minlength=vocab_size) + 1.0
     log_probs = np.log(counts / counts.sum())
-    return float(-log_probs[dev_blocks[:, 1:]].mean())
+    return -log_probs[blocks[:, 1:]].mean(axis=1)
+
+
+def unigram_loss(train_blocks: np.ndarray, dev_blocks: np.ndarray, vocab_size: int) -> float:
+    """The unigram model's loss on dev (nats per token): :func:`unigram_block_losses`' mean
+    (every block has the same length)."""
+    return float(unigram_block_losses(train_blocks, dev_blocks, vocab_size).mean())
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,11 @@
       lr_t     = warm(t) * max(min(min_lr, lr0), lr0 * scale * decay(t))
 
   ``scale`` starts at 1 and is multiplied by ``factor`` each time :meth:`AdaptiveLR.report` sees
-  ``patience`` evaluations in a row without an improvement larger than ``min_delta``. ``lr_t`` is a
-  closed form of ``t`` and ``scale``, so nothing drifts and a checkpoint restores it exactly.
+  ``patience`` evaluations in a row without an improvement larger than ``min_delta``. Evaluations
+  made during warmup (fewer than ``warmup_steps`` steps taken) are ignored: a score taken while
+  the rate is still rising says little about the run, and a lucky one set as the best would
+  make every later real gain look like a plateau. ``lr_t`` is a closed form of ``t`` and
+  ``scale``, so nothing drifts and a checkpoint restores it exactly.
 * The method is ``torch.optim.AdamW`` (fused where supported) plus an :class:`AdaptiveLR` on it,
   built by :func:`adaopt.optim.build_method` from one flat set of hyperparameters that
   :func:`split_controller_kwargs` divides between the two. The controller references the
@@ -119,6 +122,10 @@ class AdaptiveLR(LRScheduler):
 
     # -- metric-driven adaptation ---------------------------------------------------------------
 
+    def in_warmup(self) -> bool:
+        """Whether fewer than ``warmup_steps`` steps have been taken (the rate still rising)."""
+        return self.last_epoch < self.warmup_steps
+
     def is_improvement(self, metric: float) -> bool:
         """Whether ``metric`` beats the best so far by more than ``min_delta`` (NaN never does)."""
         if math.isnan(metric):
@@ -134,8 +141,11 @@ class AdaptiveLR(LRScheduler):
 
         After ``patience`` reports in a row without improvement, ``scale *= factor`` (applied to
         the optimizer at once) and the counter restarts. The best value is kept across reductions.
+        A report made during warmup is ignored (:meth:`in_warmup`).
         """
         metric = float(metric)
+        if self.in_warmup():
+            return False
         if self.is_improvement(metric):
             self.best = metric
             self.num_bad_evals = 0
