@@ -424,7 +424,10 @@ class _Step:
     finite: torch.Tensor | None = None  # every parameter still finite after the step
 
     def values(self) -> torch.Tensor:
-        return torch.stack([value.double() for value in (
+        """Loss, gradient norm, parameters finite and tokens as one float64 vector on the loss's
+        device, wherever each was made: a stack of tensors on two devices raises on a GPU."""
+        where = self.loss.device  # type: ignore[union-attr]
+        return torch.stack([value.to(where, torch.float64) for value in (
             self.loss, self.grad_norm, self.finite, self.tokens)])  # type: ignore[union-attr]
 
 
@@ -525,10 +528,11 @@ def _optimizer_step(model: torch.nn.Module, optimizer: Optimizer, scheduler: LRS
     scaler.unscale_(optimizer)  # true gradients for the norm and clipping (fp16 only)
     step.grad_norm = _grad_norm(model, max_grad_norm)
     step.lr = _first_lr(optimizer)
-    if guard and _diverges(*torch.stack([step.loss, step.grad_norm.double()]).tolist(),
-                           fp16=scaler.is_enabled()):
+    where = step.loss.device  # type: ignore[union-attr]
+    if guard and _diverges(*torch.stack([step.loss, step.grad_norm.to(where, torch.float64)])
+                           .tolist(), fp16=scaler.is_enabled()):
         optimizer.zero_grad(set_to_none=True)
-        step.finite = torch.ones((), dtype=torch.bool)  # not stepped: parameters unchanged
+        step.finite = torch.ones((), dtype=torch.bool, device=where)  # not stepped: unchanged
         return
     scaler.step(optimizer)
     scaler.update()
@@ -622,7 +626,12 @@ def train(
     the best evaluation's weights are kept and loaded back into ``model`` at the end, so the
     caller holds the selected weights. The loop stops early when ``metric`` has not improved for
     ``early_stopping_patience`` evaluations, and at once (``diverged``) when the loss, the
-    gradient norm or a parameter stops being finite. ``scheduler.report(metric)`` is called after
+    gradient norm or a parameter stops being finite. A diverged run is not rolled back: with
+    ``log_every`` 1 a step whose loss or gradient norm is not finite is not applied (weights,
+    optimizer and schedule stay as the last finite step left them), but a step that makes a
+    parameter non-finite is, and with a larger ``log_every`` so are the steps up to the
+    read-back that finds it. The model keeps those last weights (the best ones are not loaded
+    back) and the caller never scores them. ``scheduler.report(metric)`` is called after
     each evaluation when the scheduler has it: that is how AdaptiveAdam's controller sees the
     selection metric.
 
