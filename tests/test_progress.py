@@ -127,3 +127,26 @@ def test_the_time_left_is_the_plans_estimate_of_the_stages_without_outputs(
     assert time_left(PARAMS, done, tmp_path) == f"about {total - 2} s left (plan)"
     io.write_json(tmp_path / plan.CALIBRATION, {**calibration.to_dict(), "machine": {}})
     assert time_left(PARAMS, done, tmp_path) == NO_PLAN
+
+
+def test_the_closing_line_says_what_could_not_be_computed_instead_of_failing(
+    tmp_path: Path, monkeypatch,
+) -> None:
+    """It comes after a finished stage cleared its checkpoints: a raise there would train the
+    stage again. An up-to-date count or a time left that raises is named, not raised."""
+    import adaopt.progress as progress
+
+    total = 2 * len(PARAMS.sweep.tasks) * len(PARAMS.sweep.optimizers) * 2
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("lock file damaged\nsecond line")
+
+    monkeypatch.setattr(progress, "time_left", broken)
+    assert standing(PARAMS, tmp_path) == (
+        f"0 of {total} tune and train stages have outputs, the time left could not be computed "
+        "(RuntimeError: lock file damaged)")
+    monkeypatch.setattr(progress, "up_to_date", broken)
+    line = stage_line("tune", PARAMS, "sst2", "adamw", "fair", "lr 0.001", tmp_path)
+    assert line == (f"tune@sst2-adamw-fair: lr 0.001; how many of the {total} tune and train "
+                    "stages are up to date could not be computed (RuntimeError: lock file "
+                    "damaged)")
