@@ -112,7 +112,13 @@ def _notebook(args: argparse.Namespace) -> None:
 def _slice(args: argparse.Namespace) -> None:
     from adaopt.slices import slice_stages
 
-    print("\n".join(slice_stages(load_params(args.params), args.of, args.index)))
+    params = load_params(args.params)
+    costs = None
+    if args.calibration is not None:
+        from adaopt.plan import cell_seconds  # pandas; only where the slices are dealt by it
+
+        costs = cell_seconds(params, args.calibration)
+    print("\n".join(slice_stages(params, args.of, args.index, base=args.base, costs=costs)))
 
 
 def _gather(args: argparse.Namespace) -> None:
@@ -183,7 +189,12 @@ def main(argv: list[str] | None = None) -> int:
                                   "slice of the sweep, for `dvc repro` (docs/scaling.md)")
     slicing.add_argument("--params", default="params.yaml")
     slicing.add_argument("--of", type=int, required=True, help="how many slices")
-    slicing.add_argument("--index", type=int, required=True, help="this slice, from 0")
+    slicing.add_argument("--index", type=int, required=True, help="this slice, from --base")
+    slicing.add_argument("--base", type=int, default=0, help="the first slice's index: 1 for "
+                         "SLURM's --array=1-K ($SLURM_ARRAY_TASK_MIN)")
+    slicing.add_argument("--calibration", type=Path, default=None,
+                         help="a calibration `python -m adaopt plan` wrote, the same file on "
+                         "every machine: deal the longest cells first (default: round-robin)")
     slicing.set_defaults(run=_slice)
     gather = commands.add_parser("gather", help="copy the slices' lock entries of their tune "
                                  "and train stages into this dvc.lock")

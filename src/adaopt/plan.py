@@ -312,6 +312,25 @@ def calibrate(params: Params, params_path: str | Path, prepared_dir: str | Path,
     return calibration, measured
 
 
+def cell_seconds(params: Params, calibration_path: str | Path) -> dict[str, float]:
+    """Per trained task, one cell's estimate in seconds (its tune and its train stage), from the
+    calibration at ``calibration_path`` whichever machine measured it: what the slices of a
+    sweep are dealt by (:func:`adaopt.slices.slice_stages`), so every machine reading the file
+    deals alike. A task the file lacks is left out; an unreadable file is refused in one line."""
+    try:
+        calibration = Calibration.from_dict(json.loads(Path(calibration_path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{calibration_path}: not a calibration written by `python -m adaopt "
+                         f"plan` ({type(error).__name__}: {error})") from error
+    seconds: dict[str, float] = {}
+    for stages in stage_kinds(params):
+        rates = calibration.tasks.get(stages.task)
+        if rates is not None:
+            seconds[stages.task] = (seconds.get(stages.task, 0.0)
+                                    + estimate(stages, rates, calibration.startup).total_s)
+    return seconds
+
+
 # --------------------------------------------------------------------------- dvc status
 
 
