@@ -39,7 +39,7 @@ from adaopt.checkpoint import (
     save_checkpoint,
 )
 from adaopt.config import TrainConfig
-from adaopt.devices import claim_gpu
+from adaopt.devices import BusyPolicy, claim_gpu
 from adaopt.logbar import LogBar
 from adaopt.precision import autocast, check_precision, grad_scaler, use_tf32
 
@@ -77,18 +77,19 @@ def _on_gpu() -> bool:
 
 
 @contextmanager
-def own_gpu(config: TrainConfig) -> Iterator[None]:
+def own_gpu(config: TrainConfig, busy: BusyPolicy | None = None) -> Iterator[None]:
     """Train the block's runs on a GPU that no other run on this machine holds
     (:mod:`adaopt.devices`): several stages started at once (``dvc queue start -j N``, several
     ``dvc repro``) spread over the GPUs instead of all landing on the first. With every GPU
-    held, wait for one or train on the CPU (``train.busy_gpus``). Nothing to claim without CUDA,
-    or for data-parallel runs, whose processes own ``cuda:LOCAL_RANK`` (torchrun's)."""
+    held, wait for one or train on the CPU (``busy``, else ``train.busy_gpus``: a stage that
+    times the GPU, or must retrain the train stage's weights, waits). Nothing to claim without
+    CUDA, or for data-parallel runs, whose processes own ``cuda:LOCAL_RANK`` (torchrun's)."""
     global _assigned
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0 or config.nproc > 1 or distributed.launched():
         yield
         return
-    with claim_gpu(count, config.busy_gpus) as name:
+    with claim_gpu(count, busy or config.busy_gpus) as name:
         if name != "cpu":
             torch.cuda.set_device(name)
         _assigned = name
