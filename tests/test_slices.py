@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,32 @@ def test_one_stage_recorded_differently_by_two_slices_is_refused(tmp_path: Path)
     with pytest.raises(ValueError, match=r"tune@x: .*a\.lock and .*b\.lock hold different"):
         gather_locks(target, [first, second], ["tune@x"])
     assert yaml.safe_load(target.read_text())["stages"] == {}  # nothing written
+
+
+RUN_CACHE_YAML = """
+stages:
+""" + "".join(f"""  {name}:
+    cmd: cat in > {name}.out && echo ran >> {name}.log
+    deps: [in]
+    outs: [{{{name}.out: {{cache: {str(cache).lower()}, persist: {str(persist).lower()}}}}}]
+""" for name, cache, persist in [("cached", True, False), ("uncached", False, False),
+                                 ("persisted", True, True), ("both", False, True)])
+
+
+def test_dvc_keeps_no_run_cache_for_a_stage_with_an_uncached_or_a_persisted_output(
+    tmp_path: Path,
+) -> None:
+    """Why the sweep gathers locks (docs/scaling.md): back to an input seen before, only the
+    stage whose output is cached and not persisted is restored from DVC's run cache."""
+    def dvc(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    dvc("init", "--no-scm")
+    (tmp_path / "dvc.yaml").write_text(RUN_CACHE_YAML)
+    for value in ("1", "2", "1"):
+        (tmp_path / "in").write_text(value)
+        dvc("repro")
+    runs = {name: len((tmp_path / f"{name}.log").read_text().split())
+            for name in ("cached", "uncached", "persisted", "both")}
+    assert runs == {"cached": 2, "uncached": 3, "persisted": 3, "both": 3}

@@ -2,8 +2,9 @@
 gathers their outputs and lock entries, so that ``dvc repro`` there runs none of them again.
 
 The training outputs are git-tracked (``cache: false``), so that every clone holds the
-committed results; DVC keeps no run cache for such stages, and ``dvc repro`` on the gathering
-machine would otherwise train everything again. Each slice therefore commits its outputs and its
+committed results, and persist (``persist: true``), so that a stage resumes; DVC keeps no run
+cache for a stage with either kind of output, and ``dvc repro`` on the gathering machine would
+otherwise train everything again. Each slice therefore commits its outputs and its
 ``dvc.lock`` on a branch of its own; the gatherer checks the outputs out of every branch (they
 are disjoint: one folder per cell) and copies each slice's lock entries for its own stages into
 its ``dvc.lock`` (:func:`gather_locks`), exactly as the slice recorded them. ``dvc status`` then
