@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from adaopt.devices import LOCK_DIR_ENV, claim_gpu, lock_name, physical_gpus, visible_gpus
+from adaopt.runner import hooks as runner_hooks
+from adaopt.runner.devices import LOCK_DIR_ENV, claim_gpu, lock_name, physical_gpus, visible_gpus
 
 HOLDER = """
 import sys, time
 from pathlib import Path
 from types import SimpleNamespace
-from adaopt.devices import announce, claim_gpu
+from adaopt.runner.devices import announce, claim_gpu
 count, busy, release, uuids = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
 if uuids:  # what CUDA would report for the devices this process sees
     import torch
@@ -138,7 +139,7 @@ def test_a_mig_instance_makes_a_valid_lock_of_its_own(holders: Holders) -> None:
 
 def test_a_run_waiting_for_a_gpu_says_so_in_its_log(holders: Holders) -> None:
     """The line goes to the process's standard error, which in a stage's kernel is the log
-    ``dvc repro`` writes (:func:`adaopt.logbar.write_log`), not to the notebook alone."""
+    ``dvc repro`` writes (:func:`adaopt.runner.logbar.write_log`), not to the notebook alone."""
     holders.device(holders.start(1, uuids="GPU-cccc"))
     waiting = holders.start(1, uuids="GPU-cccc", log=True)
     assert waiting.stderr.readline() == (
@@ -237,7 +238,7 @@ def test_the_stages_that_time_or_retrain_on_a_gpu_hold_one_and_wait_for_it(
         with claim_gpu(1, busy="cpu", log=lambda line: None) as other:  # another stage
             seen.append(other)
 
-    monkeypatch.setattr(training, "claim_gpu", claim)
+    monkeypatch.setattr(runner_hooks, "claim_gpu", claim)
     monkeypatch.setattr(ablation, "_ablation", body)
     monkeypatch.setattr(compress, "_compress", body)
     if stage == "precision":

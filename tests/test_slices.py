@@ -1,4 +1,4 @@
-"""Slicing a sweep over machines and gathering the slices' locks (adaopt.slices)."""
+"""Slicing a sweep over machines and gathering the slices' locks (adaopt.runner.slices)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from adaopt import io, plan
-from adaopt.__main__ import main
+from adaopt import io
 from adaopt.config import load_params
-from adaopt.slices import deal, gather_locks, slice_stages, sweep_stages
+from adaopt.runner import plan
+from adaopt.runner.cli import main
+from adaopt.runner.slices import deal, gather_locks, slice_stages, sweep_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = ROOT / "profiles" / "cpu.yaml"

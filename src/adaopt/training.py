@@ -39,8 +39,7 @@ from adaopt.checkpoint import (
     save_checkpoint,
 )
 from adaopt.config import TrainConfig
-from adaopt.devices import BusyPolicy, claim_gpu
-from adaopt.logbar import LogBar
+from adaopt.hooks import BusyPolicy, runner
 from adaopt.precision import autocast, check_precision, grad_scaler, use_tf32
 
 MODEL_INPUTS = (
@@ -79,17 +78,18 @@ def _on_gpu() -> bool:
 @contextmanager
 def own_gpu(config: TrainConfig, busy: BusyPolicy | None = None) -> Iterator[None]:
     """Train the block's runs on a GPU that no other run on this machine holds
-    (:mod:`adaopt.devices`): several stages started at once (``dvc queue start -j N``, several
-    ``dvc repro``) spread over the GPUs instead of all landing on the first. With every GPU
-    held, wait for one or train on the CPU (``busy``, else ``train.busy_gpus``: a stage that
-    times the GPU, or must retrain the train stage's weights, waits). Nothing to claim without
-    CUDA, or for data-parallel runs, whose processes own ``cuda:LOCAL_RANK`` (torchrun's)."""
+    (:mod:`adaopt.runner.devices`, through :mod:`adaopt.hooks`): several stages started at
+    once (``dvc queue start -j N``, several ``dvc repro``) spread over the GPUs instead of all
+    landing on the first. With every GPU held, wait for one or train on the CPU (``busy``, else
+    ``train.busy_gpus``: a stage that times the GPU, or must retrain the train stage's weights,
+    waits). Nothing to claim without CUDA, or for data-parallel runs, whose processes own
+    ``cuda:LOCAL_RANK`` (torchrun's)."""
     global _assigned
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0 or config.nproc > 1 or distributed.launched():
         yield
         return
-    with claim_gpu(count, busy or config.busy_gpus) as name:
+    with runner().claim_gpu(count, busy or config.busy_gpus) as name:
         if name != "cpu":
             torch.cuda.set_device(name)
         _assigned = name
@@ -649,7 +649,7 @@ def train(
     model, so it resumes a run of any process count; the timings are rank 0's.
 
     With ``progress``, rank 0 reports the run's progress under ``label`` in lines a log keeps
-    readable (:class:`adaopt.logbar.LogBar`).
+    readable (:mod:`adaopt.hooks`' progress bar).
     """
     dev = device()
     check_precision(config.precision, dev.type)
@@ -664,7 +664,8 @@ def train(
         scaler.load_state_dict(state.scaler)
     every = config.checkpoint_every or config.eval_every
     status = "ok"
-    bar = LogBar(label, config.max_steps, done, enabled=progress and distributed.is_main())
+    bar = runner().progress_bar(label, config.max_steps, done,
+                                enabled=progress and distributed.is_main())
     pending: list[_Step] = []  # steps not yet read back
     step = done
     for step in range(done + 1, config.max_steps + 1):

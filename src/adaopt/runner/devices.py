@@ -23,12 +23,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
 
-from adaopt.logbar import in_kernel, write_log
+from adaopt.hooks import BusyPolicy
+from adaopt.runner.logbar import in_kernel, write_log
 
 LOCK_DIR_ENV = "ADAOPT_DEVICE_LOCKS"
-BusyPolicy = Literal["wait", "cpu"]
 
 
 def lock_dir() -> Path:
@@ -70,7 +69,7 @@ def lock_name(gpu: str) -> str:
 
 
 def announce(line: str) -> None:
-    """Say ``line`` in the stage's log (:func:`adaopt.logbar.write_log`), and in the notebook
+    """Say ``line`` in the stage's log (:func:`adaopt.runner.logbar.write_log`), and in the notebook
     when in one: a stage waiting for a GPU must not look hung in ``dvc queue logs``."""
     write_log(f"{line}\n")
     if in_kernel():

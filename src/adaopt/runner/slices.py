@@ -58,8 +58,8 @@ def slice_stages(params: Params, count: int, index: int, *, base: int = 0,
     """The stages of slice ``index`` of ``count`` (numbered from ``base``: 1 for a SLURM array
     ``--array=1-K``), each cell's tune stage, then its train stage (which reads the tune
     stage's choice). Cells are dealt by :func:`deal` on ``costs``, a cell's estimated seconds
-    per task (:func:`adaopt.plan.cell_seconds`); without them every cell costs the same, which
-    deals round-robin in the pipeline's order (cell ``k``, ``k + count``, ...).
+    per task (:func:`adaopt.runner.plan.cell_seconds`); without them every cell costs the same,
+    which deals round-robin in the pipeline's order (cell ``k``, ``k + count``, ...).
 
     Refused in one line, before anything runs: a count below 1, an index outside
     ``base..base + count - 1``, a task ``costs`` lacks, and a slice with no cell (more slices
