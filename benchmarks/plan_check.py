@@ -33,8 +33,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from adaopt import io, plan
+from adaopt import io
 from adaopt.config import SETTINGS, Params, parse_params
+from adaopt.runner import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 1.3  # the issue's: within this factor of the measured stage times

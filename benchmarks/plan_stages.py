@@ -25,8 +25,9 @@ from pathlib import Path
 import pandas as pd
 from pipeline_overhead import dvc, project_copy
 
-from adaopt import io, plan
+from adaopt import io
 from adaopt.config import load_params
+from adaopt.runner import plan
 from adaopt.training import machine
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -342,7 +342,7 @@ def test_the_stage_check_validates_without_importing_torch() -> None:
     """`python -m adaopt check` opens every stage: it must not pay torch's import (measured: 1.7 s
     with it, 0.17 s without)."""
     code = (
-        "import sys; from adaopt.__main__ import main; rc = main(['check', '--params', "
+        "import sys; from adaopt.runner.cli import main; rc = main(['check', '--params', "
         f"{str(ROOT / 'profiles' / 'cpu.yaml')!r}]); "
         "heavy = sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules); "
         "print(rc, heavy)"

@@ -1,4 +1,4 @@
-"""The progress lines a long stage writes to its log (:mod:`adaopt.logbar`)."""
+"""The progress lines a long stage writes to its log (:mod:`adaopt.runner.logbar`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from adaopt import logbar
-from adaopt.logbar import EVERY_S_ENV, LogBar
+from adaopt.runner import logbar
+from adaopt.runner.logbar import EVERY_S_ENV, LogBar
 
 LINE = re.compile(r"^run: +(\d+)%\|[# ]{20}\| (\d+)/10 \[")
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from adaopt import plan
-from adaopt.__main__ import main
 from adaopt.config import Params, load_params, parse_params
-from adaopt.plan import Calibration, Stages, Startup, TaskRates
+from adaopt.runner import plan
+from adaopt.runner.cli import main
+from adaopt.runner.plan import Calibration, Stages, Startup, TaskRates
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "profiles" / "smoke.yaml"

@@ -1,4 +1,4 @@
-"""The line a tune or train stage ends with (adaopt.progress)."""
+"""The line a tune or train stage ends with (adaopt.runner.progress)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adaopt import io, plan
+from adaopt import io
 from adaopt.config import load_params
-from adaopt.progress import (
+from adaopt.runner import plan
+from adaopt.runner.progress import (
     stage_line,
     stages_with_outputs,
     standing,
@@ -82,7 +83,7 @@ stages:
   train:
     matrix: {task: [sst2], optimizer: [adamw], setting: [fair]}
     cmd: >-
-      %(python)s -c "from adaopt.progress import up_to_date; from adaopt.config import
+      %(python)s -c "from adaopt.runner.progress import up_to_date; from adaopt.config import
       load_params; open('seen', 'w').write(repr(sorted(up_to_date(load_params('%(params)s')))))"
     deps: [chosen]
     outs: [{seen: {cache: false}}]
@@ -127,3 +128,26 @@ def test_the_time_left_is_the_plans_estimate_of_the_stages_without_outputs(
     assert time_left(PARAMS, done, tmp_path) == f"about {total - 2} s left (plan)"
     io.write_json(tmp_path / plan.CALIBRATION, {**calibration.to_dict(), "machine": {}})
     assert time_left(PARAMS, done, tmp_path) == NO_PLAN
+
+
+def test_the_closing_line_says_what_could_not_be_computed_instead_of_failing(
+    tmp_path: Path, monkeypatch,
+) -> None:
+    """It comes after a finished stage cleared its checkpoints: a raise there would train the
+    stage again. An up-to-date count or a time left that raises is named, not raised."""
+    import adaopt.runner.progress as progress
+
+    total = 2 * len(PARAMS.sweep.tasks) * len(PARAMS.sweep.optimizers) * 2
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("lock file damaged\nsecond line")
+
+    monkeypatch.setattr(progress, "time_left", broken)
+    assert standing(PARAMS, tmp_path) == (
+        f"0 of {total} tune and train stages have outputs, the time left could not be computed "
+        "(RuntimeError: lock file damaged)")
+    monkeypatch.setattr(progress, "up_to_date", broken)
+    line = stage_line("tune", PARAMS, "sst2", "adamw", "fair", "lr 0.001", tmp_path)
+    assert line == (f"tune@sst2-adamw-fair: lr 0.001; how many of the {total} tune and train "
+                    "stages are up to date could not be computed (RuntimeError: lock file "
+                    "damaged)")

@@ -1,35 +1,128 @@
-"""Slicing a sweep over machines and gathering the slices' locks (adaopt.slices)."""
+"""Slicing a sweep over machines and gathering the slices' locks (adaopt.runner.slices)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from adaopt import io
 from adaopt.config import load_params
-from adaopt.slices import gather_locks, slice_stages, sweep_stages
+from adaopt.runner import plan
+from adaopt.runner.cli import main
+from adaopt.runner.slices import deal, gather_locks, slice_stages, sweep_stages
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = load_params(ROOT / "profiles" / "cpu.yaml")
+CPU = ROOT / "profiles" / "cpu.yaml"
+PARAMS = load_params(CPU)
+CELLS = 6 * 8 * 2  # tasks x optimizers x settings
+#: One cell's seconds per task: the language model's cells far the longest.
+COSTS = {task: 100.0 * (task == "lm_pretrain") + index + 1.0
+         for index, task in enumerate(PARAMS.sweep.tasks)}
 
 
-@pytest.mark.parametrize("count", [1, 3, 7, 200])
-def test_the_slices_cover_every_stage_once_each_cell_tuned_before_trained(count: int) -> None:
-    slices = [slice_stages(PARAMS, count, index) for index in range(count)]
+@pytest.mark.parametrize("costs", [None, COSTS])
+@pytest.mark.parametrize("count", [1, 3, 7, CELLS])
+def test_the_slices_cover_every_stage_once_each_cell_tuned_before_trained(
+    count: int, costs: dict[str, float] | None,
+) -> None:
+    slices = [slice_stages(PARAMS, count, index, costs=costs) for index in range(count)]
     everything = [stage for stages in slices for stage in stages]
     assert sorted(everything) == sorted(sweep_stages(PARAMS))
-    assert len(set(everything)) == len(everything) == 2 * 6 * 8 * 2  # tasks x optimizers x 2
+    assert len(set(everything)) == len(everything) == 2 * CELLS
     for stages in slices:
         for tune, train in zip(stages[::2], stages[1::2], strict=True):
             assert (tune.split("@")[0], train) == ("tune", tune.replace("tune@", "train@"))
-    sizes = [len(stages) for stages in slices]
-    assert max(sizes) - min(sizes) <= 2  # one cell at most between two slices
+    if costs is None:
+        sizes = [len(stages) for stages in slices]
+        assert max(sizes) - min(sizes) <= 2  # one cell at most between two slices
+
+
+def test_without_estimates_the_cells_are_dealt_round_robin_in_the_pipelines_order() -> None:
+    assert slice_stages(PARAMS, CELLS // 2, 1)[::2] == [sweep_stages(PARAMS)[2],
+                                                        sweep_stages(PARAMS)[2 + CELLS]]
+    assert deal([1.0] * 7, 3) == [[0, 3, 6], [1, 4], [2, 5]]
+
+
+def test_the_longest_cells_are_dealt_first_each_to_the_least_loaded_slice() -> None:
+    assert deal([5.0, 1.0, 4.0, 2.0, 3.0, 3.0], 2) == [[0, 5, 1], [2, 4, 3]]  # 9 s and 9 s
+    assert deal([2.0, 2.0, 0.0, 0.0], 3) == [[0], [1], [2, 3]]  # no slice left empty
+
+
+def test_slices_dealt_by_the_estimates_end_together_where_round_robin_would_not() -> None:
+    def totals(costs: dict[str, float] | None) -> list[float]:
+        return [sum(COSTS[stage.split("@")[1].split("-")[0]]
+                    for stage in slice_stages(PARAMS, 7, index, costs=costs)[::2])
+                for index in range(7)]
+
+    dealt, round_robin = totals(COSTS), totals(None)
+    assert max(dealt) - min(dealt) <= max(COSTS.values())  # the greedy deal's bound
+    assert max(dealt) < max(round_robin)
+    assert [slice_stages(PARAMS, 7, 3, costs=COSTS)] * 2 == [
+        slice_stages(PARAMS, 7, 3, costs=dict(COSTS)) for _ in range(2)]  # deterministic
+
+
+def test_slurms_one_based_array_ids_name_the_same_slices() -> None:
+    for index in range(3):
+        assert slice_stages(PARAMS, 3, index + 1, base=1) == slice_stages(PARAMS, 3, index)
+    with pytest.raises(ValueError, match=r"^slice 0 of 3: the index must be in 1\.\.3$"):
+        slice_stages(PARAMS, 3, 0, base=1)
 
 
 def test_a_slice_outside_the_count_is_one_line() -> None:
     with pytest.raises(ValueError, match=r"^slice 3 of 3: the index must be in 0\.\.2$"):
         slice_stages(PARAMS, 3, 3)
+    with pytest.raises(ValueError, match=r"^--of 0: the number of slices must be at least 1$"):
+        slice_stages(PARAMS, 0, 0)
+    with pytest.raises(ValueError, match=r"^the calibration has no estimate for sst2: "):
+        slice_stages(PARAMS, 3, 0, costs={k: v for k, v in COSTS.items() if k != "sst2"})
+
+
+def test_an_empty_slice_exits_non_zero_with_one_line_before_anything_runs(capsys) -> None:
+    """More slices than cells (a SLURM array too large): the slice past the cells would give
+    ``dvc repro`` no stage, i.e. the whole pipeline."""
+    assert main(["slice", "--params", str(CPU), "--of", "500", "--index", "499"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (f"error: slice 499 of 500 is empty: the profile has {CELLS} cells, so --of "
+                   f"can be at most {CELLS}\n")
+    assert main(["slice", "--params", str(CPU), "--of", "500", "--index", "500"]) == 2
+    assert capsys.readouterr().err == "error: slice 500 of 500: the index must be in 0..499\n"
+
+
+def _calibration(path: Path) -> Path:
+    """A calibration of another machine in which each task's steps cost as COSTS says."""
+    rates = {"workload_s": 0.0, "run_setup_s": 0.0, "warmup_s": 0.0, "selection_s": 0.0,
+             "dev_s": 0.0, "tokens_per_example": 1.0, "selection_tokens": 1, "dev_tokens": 1}
+    calibration = plan.Calibration(
+        machine={"device": "elsewhere"}, startup=plan.Startup(0.0, 0.0, 0.0),
+        tasks={task: plan.TaskRates(shape={}, step_s=cost, **rates)
+               for task, cost in COSTS.items()})
+    io.write_json(path, calibration.to_dict())
+    return path
+
+
+def test_the_command_deals_by_a_calibration_file_and_refuses_an_unreadable_one(
+    tmp_path: Path, capsys,
+) -> None:
+    calibration = _calibration(tmp_path / "calibration.json")
+    costs = plan.cell_seconds(PARAMS, calibration)
+    assert costs == pytest.approx({  # its steps are all a stage costs in this calibration
+        task: sum(stages.runs * stages.steps * COSTS[task]
+                  for stages in plan.stage_kinds(PARAMS) if stages.task == task)
+        for task in COSTS})
+    assert main(["slice", "--params", str(CPU), "--of", "4", "--index", "2", "--base", "1",
+                 "--calibration", str(calibration)]) == 0
+    assert capsys.readouterr().out.split() == slice_stages(PARAMS, 4, 1, costs=costs)
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["slice", "--params", str(CPU), "--of", "4", "--index", "0",
+                 "--calibration", str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'bad.json'}: not a calibration written by ")
+    assert err.count("\n") == 1
 
 
 def _lock(path: Path, stages: dict[str, object]) -> Path:
@@ -54,3 +147,32 @@ def test_one_stage_recorded_differently_by_two_slices_is_refused(tmp_path: Path)
     with pytest.raises(ValueError, match=r"tune@x: .*a\.lock and .*b\.lock hold different"):
         gather_locks(target, [first, second], ["tune@x"])
     assert yaml.safe_load(target.read_text())["stages"] == {}  # nothing written
+
+
+RUN_CACHE_YAML = """
+stages:
+""" + "".join(f"""  {name}:
+    cmd: cat in > {name}.out && echo ran >> {name}.log
+    deps: [in]
+    outs: [{{{name}.out: {{cache: {str(cache).lower()}, persist: {str(persist).lower()}}}}}]
+""" for name, cache, persist in [("cached", True, False), ("uncached", False, False),
+                                 ("persisted", True, True), ("both", False, True)])
+
+
+def test_dvc_keeps_no_run_cache_for_a_stage_with_an_uncached_or_a_persisted_output(
+    tmp_path: Path,
+) -> None:
+    """Why the sweep gathers locks (docs/scaling.md): back to an input seen before, only the
+    stage whose output is cached and not persisted is restored from DVC's run cache."""
+    def dvc(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    dvc("init", "--no-scm")
+    (tmp_path / "dvc.yaml").write_text(RUN_CACHE_YAML)
+    for value in ("1", "2", "1"):
+        (tmp_path / "in").write_text(value)
+        dvc("repro")
+    runs = {name: len((tmp_path / f"{name}.log").read_text().split())
+            for name in ("cached", "uncached", "persisted", "both")}
+    assert runs == {"cached": 2, "uncached": 3, "persisted": 3, "both": 3}

@@ -13,13 +13,24 @@ import torch
 from datasets import Dataset, DatasetDict
 from scipy.stats import spearmanr
 from torch.optim.lr_scheduler import LambdaLR
+from torch.utils import _pytree as pytree
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
 from adaopt.config import SettingConfig, TrainConfig
 from adaopt.evaluation import Evaluator
 from adaopt.protocol.settings import build_optimization
 from adaopt.tasks import get_task
-from adaopt.training import LengthGroupedBatches, RunResult, make_loader, seed_everything, train
+from adaopt.training import (
+    LengthGroupedBatches,
+    LoopState,
+    RunResult,
+    _log_steps,
+    _read_back,
+    _Step,
+    make_loader,
+    seed_everything,
+    train,
+)
 
 SST2 = get_task("sst2")
 CONSTANT = SettingConfig(schedule="constant")
@@ -288,6 +299,60 @@ def test_the_loop_reads_the_device_once_per_read_back(dataset, tokenizer, monkey
            config(max_steps=10, eval_every=10, log_every=log_every),
            eval_fn=lambda model: ({"accuracy": 0.5}, {}))
     assert made[0] == reads
+
+
+class Elsewhere(torch.Tensor):
+    """CPU data on another device (it says ``meta``): an op mixing it with CPU tensors raises,
+    as one mixing a CPU tensor with CUDA ones does; a copy to the CPU reads it."""
+
+    @staticmethod
+    def __new__(cls, inner: torch.Tensor) -> Elsewhere:
+        return torch.Tensor._make_wrapper_subclass(cls, inner.shape, dtype=inner.dtype,
+                                                   device="meta")
+
+    def __init__(self, inner: torch.Tensor) -> None:
+        self.inner = inner
+
+    @classmethod
+    def __torch_dispatch__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._to_copy.default and kwargs.get("device") == torch.device("cpu"):
+            return args[0].inner.to(**{k: v for k, v in kwargs.items() if k != "device"})
+        tensors = [a for a in pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+        if not all(isinstance(tensor, Elsewhere) for tensor in tensors):
+            raise RuntimeError("Expected all tensors to be on the same device")
+        out = func(*pytree.tree_map(cls._inner, args), **pytree.tree_map(cls._inner, kwargs))
+        return pytree.tree_map(lambda a: cls(a) if isinstance(a, torch.Tensor) else a, out)
+
+    @staticmethod
+    def _inner(value: Any) -> Any:
+        return value.inner if isinstance(value, Elsewhere) else value
+
+
+def _pending_step(step: int, loss: float, finite: bool) -> _Step:
+    """A step whose loss, norm and tokens are on the CPU and its finiteness flag elsewhere."""
+    record = _Step(step, seconds_before=step - 1.0, seconds_after=float(step), lr=0.1, samples=4)
+    record.loss = torch.tensor(loss, dtype=torch.float64)
+    record.grad_norm, record.tokens = torch.tensor(1.0), torch.tensor(12)
+    record.finite = Elsewhere(torch.tensor(finite))
+    return record
+
+
+@pytest.mark.parametrize(("loss", "finite", "diverged_on", "last_finite"),
+                         [(math.nan, True, "loss", 0.7), (0.5, False, "parameters", 0.5)])
+def test_a_flag_on_another_device_than_the_loss_is_read_back_and_the_run_diverges(
+    loss: float, finite: bool, diverged_on: str, last_finite: float,
+) -> None:
+    """Step 2 diverges, its flag made on another device than its loss (a CPU flag beside a
+    GPU's loss): the read-back stacks them on the loss's device and ends the run at step 2."""
+    with pytest.raises(RuntimeError, match="same device"):  # what a plain stack does
+        torch.stack([torch.zeros(()), Elsewhere(torch.tensor(1.0))])
+    pending = [_pending_step(1, 0.7, True), _pending_step(2, loss, finite),
+               _pending_step(3, 0.6, True)]
+    state = LoopState()
+    assert _log_steps(pending, _read_back(pending), state, fp16=False) == diverged_on
+    assert [row["step"] for row in state.train_log] == [1]
+    assert (state.last_finite_loss, state.train_seconds, state.samples) == (last_finite, 1.0, 8)
 
 
 def test_every_step_logs_its_gradient_norm_before_clipping(dataset, tokenizer) -> None:

@@ -21,7 +21,7 @@ from adaopt.config import Params
 from adaopt.experiment import Workload, read_choice
 from adaopt.precision import native_bf16
 from adaopt.tasks import get_task
-from adaopt.training import device, machine
+from adaopt.training import device, machine, own_gpu
 
 COLUMNS = ("task", "optimizer", "precision", "device", "metric", "dev", "status", "steps",
            "train_samples_per_s", "train_tokens_per_s", "throughput_vs_fp32", "peak_memory_mb",
@@ -42,8 +42,17 @@ def precision_ablation(params: Params, prepared_dir: str | Path, tuning_dir: str
     """Train each (optimizer, precision) of ``params.precision_ablation``; one row per run.
 
     ``throughput_vs_fp32`` is the run's training samples/s over the fp32 run's of the same
-    optimizer (NaN without an fp32 run).
+    optimizer (NaN without an fp32 run). On CUDA the runs hold a GPU of their own, waiting for
+    one if need be (:func:`adaopt.training.own_gpu`): a GPU shared with another stage would
+    measure its throughput and memory too.
     """
+    with own_gpu(params.train_for(params.precision_ablation.task), busy="wait"):
+        return _ablation(params, prepared_dir, tuning_dir, progress)
+
+
+def _ablation(params: Params, prepared_dir: str | Path, tuning_dir: str | Path,
+              progress: bool) -> pd.DataFrame:
+    """:func:`precision_ablation` on the device it holds."""
     ablation = params.precision_ablation
     skipped = [] if native_bf16(device().type) else [p for p in ablation.precisions
                                                       if p == "bf16"]

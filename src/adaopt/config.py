@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from adaopt.hparams import OPTIMIZERS, resolve_hparams
+from adaopt.hparams import CLASS_KEY, REGISTRY, resolve_hparams
 from adaopt.tasks import get_task
 
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -243,10 +243,7 @@ class SweepConfig(_Section):
 
     @field_validator("optimizers")
     @classmethod
-    def _known_optimizers(cls, names: list[str]) -> list[str]:
-        unknown = [name for name in names if name not in OPTIMIZERS]
-        if unknown:
-            raise ValueError(f"unknown optimizer {unknown[0]!r}; allowed: {', '.join(OPTIMIZERS)}")
+    def _distinct_optimizers(cls, names: list[str]) -> list[str]:
         if len(set(names)) != len(names):
             raise ValueError("optimizers must not repeat")
         return names
@@ -540,6 +537,9 @@ class Params(_Section):
             if name not in self.settings:
                 raise ValueError(f"settings.{name} is missing; both settings are always run")
         for name in self.sweep.optimizers:
+            if name not in self.optimizers and name not in REGISTRY:
+                raise ValueError(f"sweep.optimizers: unknown optimizer {name!r}; allowed: "
+                                 f"{', '.join(REGISTRY)}, or a section with {CLASS_KEY}")
             if name not in self.optimizers:
                 raise ValueError(f"optimizers.{name} is missing; sweep.optimizers lists it")
         for name, hparams in self.optimizers.items():
@@ -653,8 +653,9 @@ def _check_optimizer(name: str, section: dict[str, Any], where: str | None = Non
     Nothing is built: building an optimizer makes torch import its compiler (seconds).
     """
     where = where or f"optimizers.{name}"
-    if name not in OPTIMIZERS:
-        raise ValueError(f"{where}: unknown optimizer; allowed: {', '.join(OPTIMIZERS)}")
+    if name not in REGISTRY and CLASS_KEY not in section:
+        raise ValueError(f"{where}: unknown optimizer; allowed: {', '.join(REGISTRY)}, or any "
+                         f"name with `{CLASS_KEY}: MODULE.CLASS`")
     for key in _STEP_KEYS:
         if key in section:
             raise ValueError(f"{where}: {key} is derived from max_steps; "

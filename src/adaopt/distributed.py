@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from adaopt.logbar import in_kernel, write_log
+from adaopt.hooks import runner
 
 
 def launched() -> bool:
@@ -156,7 +156,7 @@ def launch(nproc: int, args: list[str]) -> None:
     (``CalledProcessError``; the workers' tracebacks are in the output above it).
 
     Its output is copied to ``sys.stdout`` as it comes, so that a notebook cell shows it, and
-    from a notebook also to the stage's log (:func:`adaopt.logbar.log_fd`), where rank 0's
+    from a notebook also to the stage's log (:mod:`adaopt.hooks`), where rank 0's
     progress lines belong; the results are the files rank 0 wrote, which the caller reads back.
     """
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -169,8 +169,7 @@ def launch(nproc: int, args: list[str]) -> None:
                 text = decoder.decode(chunk)
                 sys.stdout.write(text)
                 sys.stdout.flush()
-                if in_kernel():
-                    write_log(text)
+                runner().log(text)
         except BaseException:  # an interrupted cell: torchrun stops its workers on SIGTERM
             child.terminate()
             raise

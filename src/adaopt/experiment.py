@@ -39,7 +39,7 @@ from adaopt.config import ModelConfig, Params, grid_values
 from adaopt.data.lm import Vocabulary
 from adaopt.data.prepare import MODEL_FILE
 from adaopt.evaluation import Evaluator
-from adaopt.logbar import every_s
+from adaopt.hooks import runner
 from adaopt.modeling import new_model, task_tokenizer
 from adaopt.protocol.settings import (
     build_optimization,
@@ -48,7 +48,6 @@ from adaopt.protocol.settings import (
 )
 from adaopt.protocol.splits import DEV, SELECTION, TRAIN
 from adaopt.protocol.tuning import Choice, Trial, choose, search_grid
-from adaopt.slices import stage_name
 from adaopt.tasks import get_task
 from adaopt.training import (
     RunResult,
@@ -149,7 +148,7 @@ def _stage(stage: Stage) -> Stage:
     progress lines' interval from the environment is known to be valid."""
     @functools.wraps(stage)
     def run(params: Params, task_name: str, *args: Any, **kwargs: Any) -> Any:
-        every_s()
+        runner().check_progress_interval()
         with own_gpu(params.train_for(task_name)):
             return stage(params, task_name, *args, **kwargs)
     return run  # type: ignore[return-value]
@@ -179,7 +178,7 @@ def tune(
         result = store.finished(key)
         if result is None:
             section = {**params.optimizers[optimizer], **point}
-            label = (f"{stage_name('tune', work.task.name, optimizer, setting)}, "
+            label = (f"{runner().stage_name('tune', work.task.name, optimizer, setting)}, "
                      f"trial {index + 1} of {len(points)}")
             result, model = work.train_run(optimizer, section, setting, params.tuning.seed,
                                            params.tuning_steps(work.task.name),
@@ -262,8 +261,8 @@ def run_setting(
     for number, seed in enumerate(seeds, 1):
         key, folder = f"seed{seed}", out_dir / f"seed{seed}"
         if store.finished(key) is None:
-            label = (f"{stage_name('train', work.task.name, optimizer, setting)}, seed {seed} "
-                     f"({number} of {len(seeds)})")
+            name = runner().stage_name("train", work.task.name, optimizer, setting)
+            label = f"{name}, seed {seed} ({number} of {len(seeds)})"
             _final_run(work, optimizer, section, setting, seed, folder, store, progress, label)
         metrics[seed] = json.loads((folder / "metrics.json").read_text())
     store.clear()

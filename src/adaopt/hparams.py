@@ -1,8 +1,11 @@
-"""The optimizers' names, default hyperparameters and value checks, without torch.
+"""The optimizer registry: each name's class, default hyperparameters and value checks, in one
+entry of :data:`REGISTRY`, without torch.
 
 ``python -m adaopt check`` validates ``params.yaml`` at the start of every stage from this module
-alone, so it does not pay torch's import (measured: the check took 1.7 s with it, 0.17 s
-without). :mod:`adaopt.optim` builds the optimizers from the same tables.
+alone, so it does not pay torch's import: an entry names its class by import path, and
+:mod:`adaopt.optim` imports it only to build the optimizer. A ``params.yaml`` section may instead
+name any installed optimizer class itself (``class: pytorch_optimizer.Lion``, :data:`CLASS_KEY`);
+checking that section imports the class, to read the hyperparameters its constructor takes.
 
 Every constructor in :mod:`adaopt.optim` (and :func:`~adaopt.optim.build_method`, before it hands
 anything to ``torch.optim``) calls :func:`validate_hparams`, so a bad value is reported the same way
@@ -11,20 +14,31 @@ everywhere: ``"lr=-0.1 is invalid: must be >= 0"``.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from numbers import Integral, Real
 from typing import Any
 
 __all__ = [
+    "CLASS_KEY",
     "CONTROLLED",
     "CONTROLLER_DEFAULTS",
     "DEFAULTS",
     "IMPL_FLAGS",
     "OPTIMIZERS",
+    "REGISTRY",
     "RULES",
+    "Entry",
+    "Rule",
+    "entry_for",
+    "flag",
     "in_table_order",
+    "int_at_least",
+    "real",
     "resolve_hparams",
     "split_controller_kwargs",
     "validate_hparam",
@@ -41,7 +55,7 @@ def _is_int(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class _Rule:
+class Rule:
     """``check(value)`` is True for a valid value; ``allowed`` is how the message words it."""
 
     allowed: str
@@ -49,7 +63,7 @@ class _Rule:
     number: bool = False  # a real number is expected (messages say so when the type is wrong)
 
 
-def _real(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> _Rule:
+def real(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> Rule:
     if lo is not None and hi is not None:
         allowed = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
     elif lo is not None:
@@ -64,17 +78,17 @@ def _real(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> _
             return False
         return not (hi is not None and (v >= hi if hi_open else v > hi))
 
-    return _Rule(allowed, check, number=True)
+    return Rule(allowed, check, number=True)
 
 
-def _int_at_least(lo: int, optional: bool = False) -> _Rule:
+def int_at_least(lo: int, optional: bool = False) -> Rule:
     allowed = f"an integer >= {lo}" + (" or None" if optional else "")
-    return _Rule(allowed, lambda v: (optional and v is None) or (_is_int(v) and v >= lo))
+    return Rule(allowed, lambda v: (optional and v is None) or (_is_int(v) and v >= lo))
 
 
-def _flag(optional: bool = False) -> _Rule:
+def flag(optional: bool = False) -> Rule:
     allowed = "True or False" + (" or None" if optional else "")
-    return _Rule(allowed, lambda v: isinstance(v, bool) or (optional and v is None))
+    return Rule(allowed, lambda v: isinstance(v, bool) or (optional and v is None))
 
 
 def _betas(v: Any) -> bool:
@@ -85,42 +99,42 @@ def _betas(v: Any) -> bool:
     )
 
 
-_UNIT = _real(0.0, 1.0, lo_open=False, hi_open=True)  # [0, 1)
+_UNIT = real(0.0, 1.0, lo_open=False, hi_open=True)  # [0, 1)
 
 #: Allowed range of every hyperparameter any registry optimizer or the controller accepts.
-RULES: dict[str, _Rule] = {
+RULES: dict[str, Rule] = {
     # optimizer hyperparameters (torch names)
-    "lr": _real(0.0, None, lo_open=False, hi_open=False),
-    "betas": _Rule("a pair (beta1, beta2), each in [0, 1)", _betas),
-    "eps": _real(0.0, None, lo_open=True, hi_open=False),
-    "weight_decay": _real(0.0, None, lo_open=False, hi_open=False),
+    "lr": real(0.0, None, lo_open=False, hi_open=False),
+    "betas": Rule("a pair (beta1, beta2), each in [0, 1)", _betas),
+    "eps": real(0.0, None, lo_open=True, hi_open=False),
+    "weight_decay": real(0.0, None, lo_open=False, hi_open=False),
     "momentum": _UNIT,
     "dampening": _UNIT,
     "alpha": _UNIT,
-    "lr_decay": _real(0.0, None, lo_open=False, hi_open=False),
-    "initial_accumulator_value": _real(0.0, None, lo_open=False, hi_open=False),
-    "nesterov": _flag(),
-    "centered": _flag(),
-    "amsgrad": _flag(),
-    "foreach": _flag(optional=True),
-    "fused": _flag(optional=True),
+    "lr_decay": real(0.0, None, lo_open=False, hi_open=False),
+    "initial_accumulator_value": real(0.0, None, lo_open=False, hi_open=False),
+    "nesterov": flag(),
+    "centered": flag(),
+    "amsgrad": flag(),
+    "foreach": flag(optional=True),
+    "fused": flag(optional=True),
     # learning-rate controller (AdaptiveLR)
-    "warmup_steps": _int_at_least(0),
-    "decay_start": _int_at_least(0, optional=True),
-    "decay_steps": _int_at_least(1),
-    "gamma": _real(0.0, 1.0, lo_open=True, hi_open=False),
-    "min_lr": _real(0.0, None, lo_open=False, hi_open=False),
-    "patience": _int_at_least(1),
-    "factor": _real(0.0, 1.0, lo_open=True, hi_open=True),
-    "min_delta": _real(0.0, None, lo_open=False, hi_open=False),
-    "mode": _Rule("one of 'max', 'min'", lambda v: v in ("max", "min")),
-    "adapt": _flag(),
+    "warmup_steps": int_at_least(0),
+    "decay_start": int_at_least(0, optional=True),
+    "decay_steps": int_at_least(1),
+    "gamma": real(0.0, 1.0, lo_open=True, hi_open=False),
+    "min_lr": real(0.0, None, lo_open=False, hi_open=False),
+    "patience": int_at_least(1),
+    "factor": real(0.0, 1.0, lo_open=True, hi_open=True),
+    "min_delta": real(0.0, None, lo_open=False, hi_open=False),
+    "mode": Rule("one of 'max', 'min'", lambda v: v in ("max", "min")),
+    "adapt": flag(),
 }
 
 
-def validate_hparam(name: str, value: Any) -> None:
+def validate_hparam(name: str, value: Any, rules: Mapping[str, Rule] = RULES) -> None:
     """Raise ``ValueError("NAME=VALUE is invalid: must be ALLOWED")`` for a disallowed value."""
-    rule = RULES.get(name)
+    rule = rules.get(name)
     if rule is None:
         raise KeyError(f"no validation rule for hyperparameter {name!r}")
     if not rule.check(value):
@@ -130,10 +144,10 @@ def validate_hparam(name: str, value: Any) -> None:
         raise ValueError(f"{name}={value!r} is invalid: must be {allowed}")
 
 
-def validate_hparams(hparams: Mapping[str, Any]) -> None:
+def validate_hparams(hparams: Mapping[str, Any], rules: Mapping[str, Rule] = RULES) -> None:
     """Validate each entry of ``hparams`` and the combinations torch would reject later."""
     for name, value in hparams.items():
-        validate_hparam(name, value)
+        validate_hparam(name, value, rules)
     if hparams.get("nesterov"):
         momentum = hparams.get("momentum", 0.0)
         dampening = hparams.get("dampening", 0.0)
@@ -168,84 +182,137 @@ def split_controller_kwargs(hparams: Mapping[str, Any]) -> tuple[dict[str, Any],
     return optimizer, controller
 
 
-#: Registry names, in the order the paper's tables list them.
-OPTIMIZERS: tuple[str, ...] = (
-    "sgd",
-    "momentum",
-    "adagrad",
-    "rmsprop",
-    "adam",
-    "adamw",
-    "lamb",
-    "adaptive_adam",
-)
-
-def in_table_order(names: Iterable[str]) -> list[str]:
-    """``names`` in the order every table and figure lists optimizers (:data:`OPTIMIZERS`)."""
-    present = set(names)
-    return [name for name in OPTIMIZERS if name in present]
-
-
-# Default hyperparameters per optimizer. The keys are also the only hyperparameters each name
-# accepts (plus the implementation switches in IMPL_FLAGS). The learning rates are starting
-# points for fine-tuning a pretrained MiniLM (small steps around pretrained weights); the
-# experiment configs sweep them. Adaptive methods share the BERT fine-tuning default 2e-5;
-# LAMB's lr is a relative step per tensor (||delta p|| = lr * ||p||), hence larger; SGD needs a
-# much larger raw lr.
-_ADAM_LIKE: dict[str, Any] = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False}
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"lr": 1e-1, "weight_decay": 0.0},
-    "momentum": {
-        "lr": 1e-2,
-        "momentum": 0.9,
-        "dampening": 0.0,
-        "nesterov": False,
-        "weight_decay": 0.0,
-    },
-    "adagrad": {
-        "lr": 1e-3,
-        "lr_decay": 0.0,
-        "eps": 1e-10,
-        "initial_accumulator_value": 0.0,
-        "weight_decay": 0.0,
-    },
-    "rmsprop": {
-        "lr": 1e-5,
-        "alpha": 0.99,
-        "eps": 1e-8,
-        "momentum": 0.0,
-        "centered": False,
-        "weight_decay": 0.0,
-    },
-    "adam": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.0},
-    "adamw": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01},
-    "lamb": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01},
-    "adaptive_adam": {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01, **CONTROLLER_DEFAULTS},
-}
-
-# Implementation switches every name accepts; None (the default) means "fastest available".
+# Implementation switches every registry entry takes; None (the default): the fastest available.
 IMPL_FLAGS = ("foreach", "fused")
 
-#: Names whose method is an optimizer plus an :class:`~adaopt.optim.AdaptiveLR` controller; they
-#: also accept the controller's keyword arguments (:data:`~adaopt.optim.CONTROLLER_DEFAULTS`).
-CONTROLLED: frozenset[str] = frozenset({"adaptive_adam"})
+
+@dataclass(frozen=True)
+class Entry:
+    """One optimizer of the registry: everything a new one needs is here, plus its ``params.yaml``
+    keys (``optimizers.<name>`` and ``tuning.spaces.<name>``).
+
+    ``cls`` is the class's import path, imported only when the optimizer is built. ``defaults`` are
+    also the only hyperparameters the name takes (with ``flags``). ``rules`` give the allowed
+    values of hyperparameters :data:`RULES` lacks (or narrow its own). ``controlled``: the method
+    is the optimizer plus an :class:`~adaopt.optim.AdaptiveLR` controller, whose arguments it also
+    takes (:data:`CONTROLLER_DEFAULTS`).
+    """
+
+    cls: str
+    defaults: Mapping[str, Any]
+    rules: Mapping[str, Rule] = field(default_factory=dict)
+    controlled: bool = False
+    flags: tuple[str, ...] = IMPL_FLAGS
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        return (*self.defaults, *self.flags)
+
+    @property
+    def all_rules(self) -> Mapping[str, Rule]:
+        return {**RULES, **self.rules}
+
+    def load(self) -> type:
+        """The class itself (imports its module, torch with it)."""
+        module, _, name = self.cls.rpartition(".")
+        return getattr(importlib.import_module(module), name)
 
 
-def _allowed(name: str) -> tuple[str, ...]:
-    return (*DEFAULTS[name], *IMPL_FLAGS)
+# The learning rates are starting points for fine-tuning a pretrained MiniLM (small steps around
+# pretrained weights); the experiment configs sweep them. Adaptive methods share the BERT
+# fine-tuning default 2e-5; LAMB's lr is a relative step per tensor (||delta p|| = lr * ||p||),
+# hence larger; SGD needs a much larger raw lr.
+_ADAM_LIKE: dict[str, Any] = {"betas": (0.9, 0.999), "eps": 1e-8, "amsgrad": False}
+
+#: Every registry optimizer, in the order the paper's tables list them.
+REGISTRY: dict[str, Entry] = {
+    "sgd": Entry("torch.optim.SGD", {"lr": 1e-1, "weight_decay": 0.0}),
+    "momentum": Entry("torch.optim.SGD", {
+        "lr": 1e-2, "momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}),
+    "adagrad": Entry("torch.optim.Adagrad", {
+        "lr": 1e-3, "lr_decay": 0.0, "eps": 1e-10, "initial_accumulator_value": 0.0,
+        "weight_decay": 0.0}),
+    "rmsprop": Entry("adaopt.optim.rmsprop.RMSprop", {
+        "lr": 1e-5, "alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False,
+        "weight_decay": 0.0}),
+    "adam": Entry("torch.optim.Adam", {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.0}),
+    "adamw": Entry("torch.optim.AdamW", {"lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01}),
+    "lamb": Entry("adaopt.optim.lamb.Lamb", {
+        "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.01}),
+    "adaptive_adam": Entry("torch.optim.AdamW", {
+        "lr": 2e-5, **_ADAM_LIKE, "weight_decay": 0.01, **CONTROLLER_DEFAULTS}, controlled=True),
+}
+
+#: The registry's names, in table order.
+OPTIMIZERS: tuple[str, ...] = tuple(REGISTRY)
+#: Each registry name's default hyperparameters.
+DEFAULTS: dict[str, dict[str, Any]] = {name: dict(e.defaults) for name, e in REGISTRY.items()}
+#: Names whose method is an optimizer plus an :class:`~adaopt.optim.AdaptiveLR` controller.
+CONTROLLED: frozenset[str] = frozenset(name for name, e in REGISTRY.items() if e.controlled)
+
+#: The key of a ``params.yaml`` optimizer section that names an installed optimizer class
+#: instead of a registry entry, e.g. ``lion: {class: pytorch_optimizer.Lion, lr: 1e-4}``.
+CLASS_KEY = "class"
 
 
-def resolve_hparams(name: str, hparams: dict[str, Any]) -> dict[str, Any]:
-    """Defaults merged with ``hparams``, checked for unknown names and invalid values."""
-    if name not in DEFAULTS:
-        raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(OPTIMIZERS)}")
-    allowed = _allowed(name)
-    unknown = [k for k in hparams if k not in allowed]
+def in_table_order(names: Iterable[str]) -> list[str]:
+    """``names`` in the order every table and figure lists optimizers: the registry's, then those
+    ``params.yaml`` names by class, alphabetically."""
+    present = set(names)
+    return [name for name in REGISTRY if name in present] + sorted(present - set(REGISTRY))
+
+
+_NOT_HPARAMS = ("self", "params")
+
+
+@cache
+def _class_entry(path: str) -> Entry:
+    """An entry for an installed optimizer class: its defaults and switches are its constructor's
+    keyword arguments; its values are checked by the class itself when built."""
+    from torch.optim import Optimizer
+
+    module, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name, None) if module else None
+    except ImportError as error:
+        raise ValueError(f"{CLASS_KEY}={path!r} is invalid: cannot import {module} "
+                         f"({str(error).splitlines()[0]})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+        raise ValueError(f"{CLASS_KEY}={path!r} is invalid: must be MODULE.CLASS of an installed "
+                         "torch.optim.Optimizer, e.g. pytorch_optimizer.Lion")
+    named = [p for p in inspect.signature(cls.__init__).parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _NOT_HPARAMS]
+    return Entry(path, {p.name: p.default for p in named if p.default is not p.empty
+                        and p.name not in IMPL_FLAGS},
+                 rules={p.name: Rule("any value", lambda v: True) for p in named},
+                 flags=tuple(p.name for p in named if p.name in IMPL_FLAGS))
+
+
+def entry_for(name: str, hparams: Mapping[str, Any]) -> Entry:
+    """The registry's entry for ``name``, or the one ``hparams[CLASS_KEY]`` names."""
+    if CLASS_KEY in hparams:
+        if name in REGISTRY:
+            raise ValueError(f"{CLASS_KEY}={hparams[CLASS_KEY]!r} is invalid for {name!r}, a "
+                             "registry optimizer: give the class another name")
+        path = hparams[CLASS_KEY]
+        return _class_entry(path if isinstance(path, str) else repr(path))
+    if name not in REGISTRY:
+        raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(REGISTRY)} "
+                         f"(or name a class: `{CLASS_KEY}: MODULE.CLASS`)")
+    return REGISTRY[name]
+
+
+def resolve_hparams(name: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults merged with ``hparams`` (less :data:`CLASS_KEY`), checked for unknown names and
+    invalid values."""
+    entry = entry_for(name, hparams)
+    given = {k: v for k, v in hparams.items() if k != CLASS_KEY}
+    unknown = [k for k in given if k not in entry.allowed]
     if unknown:
         raise ValueError(
             f"unknown hyperparameter(s) {', '.join(map(repr, unknown))} for optimizer {name!r}; "
-            f"allowed: {', '.join(allowed)}"
+            f"allowed: {', '.join(entry.allowed)}"
         )
-    merged = {**DEFAULTS[name], **hparams}
-    validate_hparams(merged)
+    merged = {**entry.defaults, **given}
+    validate_hparams(merged, entry.all_rules)
     return merged

@@ -39,8 +39,7 @@ from adaopt.checkpoint import (
     save_checkpoint,
 )
 from adaopt.config import TrainConfig
-from adaopt.devices import claim_gpu
-from adaopt.logbar import LogBar
+from adaopt.hooks import BusyPolicy, runner
 from adaopt.precision import autocast, check_precision, grad_scaler, use_tf32
 
 MODEL_INPUTS = (
@@ -77,18 +76,20 @@ def _on_gpu() -> bool:
 
 
 @contextmanager
-def own_gpu(config: TrainConfig) -> Iterator[None]:
+def own_gpu(config: TrainConfig, busy: BusyPolicy | None = None) -> Iterator[None]:
     """Train the block's runs on a GPU that no other run on this machine holds
-    (:mod:`adaopt.devices`): several stages started at once (``dvc queue start -j N``, several
-    ``dvc repro``) spread over the GPUs instead of all landing on the first. With every GPU
-    held, wait for one or train on the CPU (``train.busy_gpus``). Nothing to claim without CUDA,
-    or for data-parallel runs, whose processes own ``cuda:LOCAL_RANK`` (torchrun's)."""
+    (:mod:`adaopt.runner.devices`, through :mod:`adaopt.hooks`): several stages started at
+    once (``dvc queue start -j N``, several ``dvc repro``) spread over the GPUs instead of all
+    landing on the first. With every GPU held, wait for one or train on the CPU (``busy``, else
+    ``train.busy_gpus``: a stage that times the GPU, or must retrain the train stage's weights,
+    waits). Nothing to claim without CUDA, or for data-parallel runs, whose processes own
+    ``cuda:LOCAL_RANK`` (torchrun's)."""
     global _assigned
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0 or config.nproc > 1 or distributed.launched():
         yield
         return
-    with claim_gpu(count, config.busy_gpus) as name:
+    with runner().claim_gpu(count, busy or config.busy_gpus) as name:
         if name != "cpu":
             torch.cuda.set_device(name)
         _assigned = name
@@ -424,7 +425,10 @@ class _Step:
     finite: torch.Tensor | None = None  # every parameter still finite after the step
 
     def values(self) -> torch.Tensor:
-        return torch.stack([value.double() for value in (
+        """Loss, gradient norm, parameters finite and tokens as one float64 vector on the loss's
+        device, wherever each was made: a stack of tensors on two devices raises on a GPU."""
+        where = self.loss.device  # type: ignore[union-attr]
+        return torch.stack([value.to(where, torch.float64) for value in (
             self.loss, self.grad_norm, self.finite, self.tokens)])  # type: ignore[union-attr]
 
 
@@ -525,10 +529,11 @@ def _optimizer_step(model: torch.nn.Module, optimizer: Optimizer, scheduler: LRS
     scaler.unscale_(optimizer)  # true gradients for the norm and clipping (fp16 only)
     step.grad_norm = _grad_norm(model, max_grad_norm)
     step.lr = _first_lr(optimizer)
-    if guard and _diverges(*torch.stack([step.loss, step.grad_norm.double()]).tolist(),
-                           fp16=scaler.is_enabled()):
+    where = step.loss.device  # type: ignore[union-attr]
+    if guard and _diverges(*torch.stack([step.loss, step.grad_norm.to(where, torch.float64)])
+                           .tolist(), fp16=scaler.is_enabled()):
         optimizer.zero_grad(set_to_none=True)
-        step.finite = torch.ones((), dtype=torch.bool)  # not stepped: parameters unchanged
+        step.finite = torch.ones((), dtype=torch.bool, device=where)  # not stepped: unchanged
         return
     scaler.step(optimizer)
     scaler.update()
@@ -622,7 +627,12 @@ def train(
     the best evaluation's weights are kept and loaded back into ``model`` at the end, so the
     caller holds the selected weights. The loop stops early when ``metric`` has not improved for
     ``early_stopping_patience`` evaluations, and at once (``diverged``) when the loss, the
-    gradient norm or a parameter stops being finite. ``scheduler.report(metric)`` is called after
+    gradient norm or a parameter stops being finite. A diverged run is not rolled back: with
+    ``log_every`` 1 a step whose loss or gradient norm is not finite is not applied (weights,
+    optimizer and schedule stay as the last finite step left them), but a step that makes a
+    parameter non-finite is, and with a larger ``log_every`` so are the steps up to the
+    read-back that finds it. The model keeps those last weights (the best ones are not loaded
+    back) and the caller never scores them. ``scheduler.report(metric)`` is called after
     each evaluation when the scheduler has it: that is how AdaptiveAdam's controller sees the
     selection metric.
 
@@ -639,7 +649,7 @@ def train(
     model, so it resumes a run of any process count; the timings are rank 0's.
 
     With ``progress``, rank 0 reports the run's progress under ``label`` in lines a log keeps
-    readable (:class:`adaopt.logbar.LogBar`).
+    readable (:mod:`adaopt.hooks`' progress bar).
     """
     dev = device()
     check_precision(config.precision, dev.type)
@@ -654,7 +664,8 @@ def train(
         scaler.load_state_dict(state.scaler)
     every = config.checkpoint_every or config.eval_every
     status = "ok"
-    bar = LogBar(label, config.max_steps, done, enabled=progress and distributed.is_main())
+    bar = runner().progress_bar(label, config.max_steps, done,
+                                enabled=progress and distributed.is_main())
     pending: list[_Step] = []  # steps not yet read back
     step = done
     for step in range(done + 1, config.max_steps + 1):

@@ -2,11 +2,9 @@
 one it is given, where it says so) and knows nothing of the pipeline.
 
 Quantization uses ``torch.ao.quantization.quantize_dynamic``: torch 2.13 deprecates it for
-torchao's ``quantize_``, but measured on this project's 2-core CPU (MiniLM, 64 tokens) torchao
-0.18's eager int8 dynamic-activation/int8-weight path is *slower* than fp32 (18.4 ms against
-15.1 ms at batch 1; 363 against 308 ms at batch 32: its speed needs ``torch.compile``), while
-``torch.ao`` runs at 6.2 ms and 152 ms with fbgemm's int8 kernels; so ``torch.ao`` it is, its
-DeprecationWarning silenced here, and no new dependency.
+torchao's ``quantize_``, whose eager int8 path is slower than fp32 on a CPU without
+``torch.compile`` (docs/compression.md), while ``torch.ao`` runs on fbgemm's int8 kernels; so
+``torch.ao`` it is, its DeprecationWarning silenced here, and no new dependency.
 """
 
 from __future__ import annotations

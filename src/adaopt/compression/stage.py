@@ -45,7 +45,7 @@ from adaopt.evaluation import DECODERS
 from adaopt.experiment import Workload
 from adaopt.figures import compression_front
 from adaopt.protocol.splits import DEV, TRAIN
-from adaopt.training import make_loader
+from adaopt.training import make_loader, own_gpu
 
 
 @dataclass
@@ -198,7 +198,17 @@ def compress_task(params: Params, task: str, prepared_dir: str | Path, cells_pat
     """Build, score and time every variant of ``task``; write its table and figure.
 
     ``cells_path`` is the evaluate stage's ``results/cells/<task>.json``: the tuned values the
-    teacher is retrained with, and the selection scores that choose it."""
+    teacher is retrained with, and the selection scores that choose it. On CUDA the stage
+    holds a GPU of its own, waiting for one if need be (:func:`adaopt.training.own_gpu`): the
+    retraining gives the train stage's weights only on the kind of device they trained on."""
+    with own_gpu(params.train_for(task), busy="wait"):
+        return _compress(params, task, prepared_dir, cells_path, tables_dir, figures_dir, log)
+
+
+def _compress(params: Params, task: str, prepared_dir: str | Path, cells_path: str | Path,
+              tables_dir: str | Path, figures_dir: str | Path,
+              log: Callable[[str], None]) -> pd.DataFrame:
+    """:func:`compress_task` on the device it holds."""
     started = time.perf_counter()
     cfg = params.compress
     work = Workload(params, task, prepared_dir, overrides={"precision": "fp32"})

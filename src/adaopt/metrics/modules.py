@@ -25,7 +25,7 @@ def load_metric(path: str, config_name: str | None = None) -> EvaluationModule:
 
     In memory, ``compute`` writes no Arrow file under ``HF_HOME`` and takes no file lock, so
     runs sharing a cache cannot collide. ``evaluate`` is imported here, not at the top, because
-    importing it costs about 2 s (it pulls in ``transformers.pipelines``).
+    importing it is slow (it pulls in ``transformers.pipelines``).
     """
     import evaluate
 

@@ -1,10 +1,11 @@
-"""Optimizer registry: one name -> one configured method (an optimizer, and for the paper's method
-its learning-rate controller).
+"""Build a registry optimizer: one name -> one configured method (an optimizer, and for the paper's
+method its learning-rate controller).
 
-``build_method(name, model_or_params, **hparams)`` merges ``hparams`` over the defaults and
-validates every value (both in the torch-free :mod:`adaopt.hparams`), groups a module's parameters
-for weight decay, picks the fastest implementation (fused, else foreach) and returns
-``(optimizer, controller)``; the controller is ``None`` except for the names in ``CONTROLLED``.
+``build_method(name, model_or_params, **hparams)`` looks the name up in the torch-free
+:data:`adaopt.hparams.REGISTRY` (or takes the class ``hparams["class"]`` names), merges ``hparams``
+over its defaults and validates every value, groups a module's parameters for weight decay, picks
+the fastest implementation (fused, else foreach) and returns ``(optimizer, controller)``; the
+controller is ``None`` except for the entries marked ``controlled``.
 :func:`build_optimizer` returns the optimizer alone.
 """
 
@@ -18,9 +19,9 @@ from torch import nn
 from torch.optim import Optimizer
 
 from adaopt.hparams import (
-    CONTROLLED,
     CONTROLLER_DEFAULTS,
-    RULES,
+    Entry,
+    entry_for,
     resolve_hparams,
     split_controller_kwargs,
     validate_hparams,
@@ -28,8 +29,6 @@ from adaopt.hparams import (
 
 from ._impl import fastest_impl_kwargs
 from .adaptive import AdaptiveLR
-from .lamb import Lamb
-from .rmsprop import RMSprop
 
 __all__ = [
     "NO_DECAY_MODULES",
@@ -38,17 +37,6 @@ __all__ = [
     "build_optimizer",
     "param_groups",
 ]
-
-_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "momentum": torch.optim.SGD,
-    "adagrad": torch.optim.Adagrad,
-    "rmsprop": RMSprop,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "lamb": Lamb,
-    "adaptive_adam": torch.optim.AdamW,
-}
 
 #: Modules whose parameters never get weight decay (normalization layers).
 NO_DECAY_MODULES: tuple[type[nn.Module], ...] = (
@@ -99,16 +87,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [g for g in groups if g["params"]]
 
 
-def _build(name: str, model_or_params: nn.Module | Iterable[Any], hp: dict[str, Any]) -> Optimizer:
-    """The optimizer of ``name`` from resolved hyperparameters without controller keys."""
+def _build(entry: Entry, model_or_params: nn.Module | Iterable[Any], hp: dict[str, Any]
+           ) -> Optimizer:
+    """The optimizer of ``entry`` from resolved hyperparameters without controller keys."""
     if isinstance(model_or_params, nn.Module):
-        params: list[Any] = param_groups(model_or_params, hp["weight_decay"])
+        params: list[Any] = param_groups(model_or_params, hp.get("weight_decay", 0.0))
     else:
         params = list(model_or_params)
+        rules = entry.all_rules
         for group in params:  # per-group overrides get the same checks as the defaults
             if isinstance(group, dict):
-                validate_hparams({k: v for k, v in group.items() if k in RULES})
-    cls = _CLASSES[name]
+                validate_hparams({k: v for k, v in group.items() if k in rules}, rules)
+    cls = entry.load()
     if hp.get("foreach") is None and hp.get("fused") is None:
         hp = {**hp, **fastest_impl_kwargs(cls, params)}
     return cls(params, **hp)
@@ -120,7 +110,8 @@ def build_method(
     """Build the method registered as ``name`` (one of :data:`OPTIMIZERS`).
 
     Args:
-        name: registry name.
+        name: registry name, or any name when ``hparams["class"]`` names an installed optimizer
+            class (``MODULE.CLASS``, e.g. ``pytorch_optimizer.Lion``).
         model_or_params: an ``nn.Module`` (its trainable parameters are split into a decay and a
             no-decay group, see :func:`param_groups`) or an iterable of parameters / param-group
             dicts, passed to the optimizer unchanged.
@@ -135,9 +126,10 @@ def build_method(
     Raises:
         ValueError: unknown name, unknown hyperparameter or invalid value.
     """
+    entry = entry_for(name, hparams)
     optimizer_hp, controller_hp = split_controller_kwargs(resolve_hparams(name, hparams))
-    optimizer = _build(name, model_or_params, optimizer_hp)
-    controller = AdaptiveLR(optimizer, **controller_hp) if name in CONTROLLED else None
+    optimizer = _build(entry, model_or_params, optimizer_hp)
+    controller = AdaptiveLR(optimizer, **controller_hp) if entry.controlled else None
     return optimizer, controller
 
 
@@ -150,14 +142,15 @@ def build_optimizer(
         ValueError: as :func:`build_method`, and for controller arguments, which would otherwise be
             dropped silently.
     """
+    entry = entry_for(name, hparams)
     controller_keys = [k for k in hparams if k in CONTROLLER_DEFAULTS]
-    if name in CONTROLLED and controller_keys:
+    if entry.controlled and controller_keys:
         raise ValueError(
             f"build_optimizer({name!r}) returns no controller, so {', '.join(controller_keys)} "
             f"would be ignored; use build_method({name!r}, ...) to get (optimizer, controller)"
         )
     optimizer_hp, _ = split_controller_kwargs(resolve_hparams(name, hparams))
-    return _build(name, model_or_params, optimizer_hp)
+    return _build(entry, model_or_params, optimizer_hp)
 
 
 def build_adaptive_adam(

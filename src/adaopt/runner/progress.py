@@ -2,6 +2,9 @@
 
 A many-hour ``dvc repro`` otherwise says only which stage it runs. The stage's notebook prints
 this line in a cell tagged ``summary``, which ``python -m adaopt notebook`` echoes to the log.
+It comes after the stage's outputs are written and its checkpoints cleared: a failure here
+would fail a finished stage and train it all again, so the standing's parts that ask DVC or
+the plan say they could not be computed instead of raising.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adaopt.config import Params
-from adaopt.slices import cells, stage_name
+from adaopt.runner.slices import cells, stage_name
 from adaopt.tasks import get_task
 
 
@@ -85,7 +88,7 @@ def up_to_date(params: Params, root: str | Path = ".") -> set[str] | None:
 def time_left(params: Params, done: set[str], root: str | Path = ".") -> str:
     """The plan's estimate for the stages not in ``done``, from the calibration ``make plan``
     keeps under ``root``, if it was measured on this machine with these tasks' settings."""
-    from adaopt import plan  # pandas; only once a stage has finished
+    from adaopt.runner import plan  # pandas; only once a stage has finished
     from adaopt.training import machine
 
     calibration = plan.read_calibration(Path(root) / plan.CALIBRATION, machine())
@@ -99,16 +102,30 @@ def time_left(params: Params, done: set[str], root: str | Path = ".") -> str:
     return f"about {plan.duration(seconds)} left (plan)"
 
 
+def _failed(what: str, error: Exception) -> str:
+    """One line for a part of the standing that raised, in place of that part."""
+    why = (str(error).strip().splitlines() or [""])[0]
+    return f"{what} could not be computed ({type(error).__name__}{f': {why}' if why else ''})"
+
+
 def standing(params: Params, root: str | Path = ".", running: str | None = None) -> str:
     """How many of the profile's tune and train stages are up to date (the stage ``running``,
-    which has just written its outputs, among them), and the time the others will take."""
-    current = up_to_date(params, root)
-    if current is None:
-        done, state = stages_with_outputs(params, root), "have outputs"
-    else:
-        done, state = current | ({running} if running else set()), "are up to date"
-    return (f"{len(done)} of {2 * len(cells(params))} tune and train stages {state}, "
-            f"{time_left(params, done, root)}")
+    which has just written its outputs, among them), and the time the others will take; a part
+    that raises is replaced by a line saying it could not be computed (the module's why)."""
+    total = 2 * len(cells(params))
+    try:
+        current = up_to_date(params, root)
+        if current is None:
+            done, state = stages_with_outputs(params, root), "have outputs"
+        else:
+            done, state = current | ({running} if running else set()), "are up to date"
+    except Exception as error:  # DVC's own errors are many and not ours to list
+        return _failed(f"how many of the {total} tune and train stages are up to date", error)
+    try:
+        left = time_left(params, done, root)
+    except Exception as error:  # a damaged calibration, an import
+        left = _failed("the time left", error)
+    return f"{len(done)} of {total} tune and train stages {state}, {left}"
 
 
 def stage_line(kind: str, params: Params, task: str, optimizer: str, setting: str,

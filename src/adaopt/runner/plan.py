@@ -33,7 +33,7 @@ import pandas as pd
 from adaopt import io
 from adaopt.config import SETTINGS, Params
 from adaopt.protocol.controller import evaluations  # every eval_every steps, and the last
-from adaopt.slices import stage_name
+from adaopt.runner.slices import stage_name
 
 #: Where the calibration lives by default: DVC's own scratch folder, ignored by git and DVC.
 CALIBRATION = Path(".dvc/tmp/plan_calibration.json")
@@ -47,7 +47,7 @@ EVAL_SPEEDUP = 3.0
 #: (which asks DVC about every tune and train stage of the profile ``{params}`` names).
 STAGE_FIXED = ("import pandas as pd\n\nfrom adaopt.config import load_params\n"
                "from adaopt.experiment import read_choice, run_setting, tune\n"
-               "from adaopt.progress import standing\n\nstanding(load_params({params!r}))\n")
+               "from adaopt.runner.progress import standing\n\nstanding(load_params({params!r}))\n")
 #: The train keys a task's rates do not depend on (its budget and bookkeeping).
 _BUDGET_KEYS = {"max_steps", "eval_every", "early_stopping_patience", "checkpoint_every",
                 "checkpoint_interval_s", "busy_gpus", "dist_timeout_s"}
@@ -310,6 +310,26 @@ def calibrate(params: Params, params_path: str | Path, prepared_dir: str | Path,
     if measured:
         io.write_json(path, calibration.to_dict())
     return calibration, measured
+
+
+def cell_seconds(params: Params, calibration_path: str | Path) -> dict[str, float]:
+    """Per trained task, one cell's estimate in seconds (its tune and its train stage), from the
+    calibration at ``calibration_path`` whichever machine measured it: what the slices of a
+    sweep are dealt by (:func:`adaopt.runner.slices.slice_stages`), so every machine reading the
+    file deals alike. A task the file lacks is left out; an unreadable file is refused in one
+    line."""
+    try:
+        calibration = Calibration.from_dict(json.loads(Path(calibration_path).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{calibration_path}: not a calibration written by `python -m adaopt "
+                         f"plan` ({type(error).__name__}: {error})") from error
+    seconds: dict[str, float] = {}
+    for stages in stage_kinds(params):
+        rates = calibration.tasks.get(stages.task)
+        if rates is not None:
+            seconds[stages.task] = (seconds.get(stages.task, 0.0)
+                                    + estimate(stages, rates, calibration.startup).total_s)
+    return seconds
 
 
 # --------------------------------------------------------------------------- dvc status
