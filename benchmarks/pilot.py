@@ -99,14 +99,16 @@ def summary(args: argparse.Namespace) -> None:
                   pilot_markdown(load_params(args.params), args.prepared))
 
 
-def _runs() -> pd.DataFrame:
-    """Every pilot run found under ``OUT / "runs"``, in the summary's row format."""
+def _runs(folder: Path | None = None) -> pd.DataFrame:
+    """Every pilot run found under ``folder / "runs"`` (default: this pilot's), in the
+    summary's row format."""
     from adaopt.summary import load_runs
 
+    runs_dir = (folder or OUT) / "runs"
     cells = [(task.name, optimizer, SETTING, int(seed.name.removeprefix("seed")))
-             for task in sorted((OUT / "runs").iterdir()) for optimizer in PAIR
+             for task in sorted(runs_dir.iterdir()) for optimizer in PAIR
              for seed in sorted((task / optimizer / SETTING).glob("seed*"))]
-    return load_runs(OUT / "runs", cells)
+    return load_runs(runs_dir, cells)
 
 
 def _cuts_table(runs: pd.DataFrame) -> str:
@@ -118,13 +120,31 @@ def _cuts_table(runs: pd.DataFrame) -> str:
     return pd.DataFrame(rows).to_markdown(index=False) + "\n"
 
 
-def _ran_with(task: str) -> float:
-    """The controller's ``min_delta`` that the pilot's runs of ``task`` used."""
-    ran = yaml.safe_load((OUT / "params" / f"{task}.yaml").read_text())
-    return float(ran["optimizers"]["adaptive_adam"]["min_delta"])
+def _ran_with(task: str, prepared: str) -> float:
+    """The controller's ``min_delta`` on the metric's scale that the pilot's runs of ``task``
+    used: given as such, or in standard errors of the selection score (``min_delta_se``)."""
+    section = yaml.safe_load((OUT / "params" / f"{task}.yaml").read_text())[
+        "optimizers"]["adaptive_adam"]
+    if "min_delta" in section:
+        return float(section["min_delta"])
+    return float(section["min_delta_se"]) * _selection_se(task, prepared)
 
 
-def _noise_table(runs: pd.DataFrame) -> str:
+def _selection_se(task: str, prepared: str) -> float:
+    """The selection score's standard error of ``task`` (the unit of ``min_delta_se``)."""
+    from datasets import load_from_disk
+
+    from adaopt.data.lm import Vocabulary
+    from adaopt.protocol.settings import selection_standard_error
+    from adaopt.tasks import get_task
+
+    spec = get_task(task)
+    folder = Path(prepared) / task
+    vocab = Vocabulary.load(folder).size if spec.kind == "language_modeling" else None
+    return selection_standard_error(spec, load_from_disk(str(folder)), vocab)
+
+
+def _noise_table(runs: pd.DataFrame, prepared: str) -> str:
     """AdamW's step-to-step change of its selection score over the second half of each run:
     the jitter a plateau shows, which the controller's ``min_delta`` should sit above."""
     from adaopt.summary import load_logs
@@ -140,7 +160,7 @@ def _noise_table(runs: pd.DataFrame) -> str:
         for _, run in group.groupby("seed"):
             late = run[run.step > run.step.max() / 2][metric].to_numpy()
             changes.extend(abs(late[1:] - late[:-1]))
-        series, min_delta = pd.Series(changes), _ran_with(task)
+        series, min_delta = pd.Series(changes), _ran_with(task, prepared)
         rows.append({"task": task, "metric": metric, "evaluations compared": len(series),
                      "median |change|": f"{series.median():.4f}",
                      "90th percentile": f"{series.quantile(0.9):.4f}",
@@ -149,20 +169,38 @@ def _noise_table(runs: pd.DataFrame) -> str:
     return pd.DataFrame(rows).to_markdown(index=False) + "\n"
 
 
-def _verdict_table(runs: pd.DataFrame, params: Params, prepared: str) -> str:
-    from adaopt.summary import format_interval, paired_comparisons
+def _pilot_registration(tasks: list[str]):  # adaopt's imports stay lazy in this script
+    """The committed pre-registration, with the pilot's one comparison (AdaptiveAdam against
+    AdamW, fair) as the family over the pilot's tasks."""
+    from adaopt.preregistration import load_preregistration
 
-    level = params.evaluate.confidence
-    paired = paired_comparisons(runs, OUT / "runs", prepared, level,
-                                params.evaluate.bootstrap_samples, params.evaluate.margins,
-                                references=("adamw",))
+    registration = load_preregistration(ROOT / "preregistration.yaml")
+    primary = {"tasks": tasks, "comparisons": [{"setting": SETTING, "reference": "adamw"}]}
+    return registration.model_validate({**registration.model_dump(), "references": ["adamw"],
+                                        "primary": primary})
+
+
+def _paired(runs: pd.DataFrame, runs_dir: Path, prepared: str) -> pd.DataFrame:
+    """AdaptiveAdam against AdamW per task, by the registered test and verdict rule."""
+    from adaopt.summary import paired_comparisons
+
+    registration = _pilot_registration(list(dict.fromkeys(runs.task)))
+    paired = paired_comparisons(runs, runs_dir, prepared, registration, {})
+    return paired[paired.optimizer == "adaptive_adam"]
+
+
+def _verdict_table(paired: pd.DataFrame) -> str:
+    from adaopt.summary import format_interval
+
     shown = pd.DataFrame({
         "task": paired.task, "pairs": paired.pairs,
+        "per-seed differences": paired.per_seed,
         "AdaptiveAdam - AdamW": paired.difference.map(lambda v: f"{v:+.4f}"),
-        f"{level:.0%} interval": [format_interval(r.low, r.high, signed=True)
-                                  for r in paired.itertuples(index=False)],
+        "95% interval": [format_interval(r.low, r.high, signed=True)
+                         for r in paired.itertuples(index=False)],
         "p (Holm)": paired.p_adjusted.map(lambda v: f"{v:.2g}"),
         "margin": paired.margin.map(lambda v: f"±{v:g}"),
+        "equivalence reachable within": paired.equivalence_bound.map(lambda v: f"±{v:.4f}"),
         "smallest detectable": paired.detectable.map(lambda v: f"{v:.4f}"),
         "verdict": paired.verdict})
     return shown.to_markdown(index=False) + "\n"
@@ -247,11 +285,12 @@ def pilot_markdown(params: Params, prepared: str) -> str:
         "parameters in `benchmarks/results/pilot/params/`.\n\n"
         "How often the controller cut:\n\n"
         f"{_cuts_table(runs)}\n"
-        "The paired comparison (by seed and dev example, Holm over the pilot's tasks):\n\n"
-        f"{_verdict_table(runs, params, prepared)}\n"
+        "The paired comparison (by the registered test, `preregistration.yaml`; Holm over the "
+        "pilot's tasks):\n\n"
+        f"{_verdict_table(_paired(runs, OUT / 'runs', prepared))}\n"
         "The selection split's jitter on a plateau (AdamW, second half of each run), beside the "
         "controller's `min_delta`:\n\n"
-        f"{_noise_table(runs)}\n"
+        f"{_noise_table(runs, prepared)}\n"
         "## Where each task leaves its trivial baseline (selection split)\n\n"
         "AdamW, fair setting, one seed (0), the cpu profile's batch and token limits; a score "
         "clears the baseline when it beats the bar by two standard errors of the split. The bar "
@@ -271,6 +310,105 @@ def pilot_markdown(params: Params, prepared: str) -> str:
         f"machine); {timing.seconds.sum() / 60:.0f} minutes in all.\n\n"
         + timing.to_markdown(index=False) + "\n"
     )
+
+
+def _controller_table(runs: pd.DataFrame, prepared: str) -> str:
+    """Per task, the controller's smallest improvement: in standard errors of the selection
+    score, and on the metric's own scale."""
+    rows = []
+    for task, group in runs[runs.optimizer == "adaptive_adam"].groupby("task", sort=False):
+        se = _selection_se(task, prepared)
+        rows.append({"task": task, "metric": group.metric.iloc[0],
+                     "selection examples": int(group.selection_examples.iloc[0]),
+                     "selection standard error": f"{se:.4f}",
+                     "min_delta_se": f"{_ran_with(task, prepared) / se:g}",
+                     "min_delta": f"{_ran_with(task, prepared):.4f}"})
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
+
+
+def _selected_before_cut(runs: pd.DataFrame) -> str:
+    """Per task, how many controlled runs kept weights from before their first cut."""
+    controlled = runs[(runs.optimizer == "adaptive_adam") & (runs.cuts > 0)]
+    rows = []
+    for task, group in controlled.groupby("task", sort=False):
+        first = group.cut_steps.map(lambda steps: int(str(steps).split()[0]))
+        rows.append({"task": task, "runs that cut": len(group),
+                     "selected step (per run)": " ".join(str(int(s)) for s in group.best_step),
+                     "selected before the first cut": int((group.best_step < first).sum())})
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n" if rows else "No run cut.\n"
+
+
+def _reachable_margins(paired: pd.DataFrame, size: int, alpha: float, planned: list[int]
+                       ) -> str:
+    """Per task, the smallest equivalence margin the registered test could reach at zero true
+    difference with the pilot's spread, at each planned seed count, tested at the primary
+    family's strictest level (``alpha`` over its ``size``)."""
+    from scipy import stats
+
+    rows = []
+    for row in paired.itertuples(index=False):
+        shown = {"task": row.task, "pilot pairs": row.pairs, "pilot s.e.": f"{row.se:.4f}",
+                 "registered margin": f"±{row.margin:g}"}
+        for seeds in planned:
+            se = row.se * (row.pairs / seeds) ** 0.5
+            shown[f"reachable at {seeds} seeds"] = \
+                f"±{stats.t(seeds - 1).ppf(1 - alpha / size) * se:.4f}"
+        rows.append(shown)
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
+
+
+def verdict(args: argparse.Namespace) -> None:
+    """``<out>.md``: the pilot run on the controller's and the verdict's current rules."""
+    from adaopt.preregistration import load_preregistration
+
+    runs = _runs()
+    registration = load_preregistration(ROOT / "preregistration.yaml")
+    timing = pd.read_csv(OUT / "timing.csv")
+    paired = _paired(runs, OUT / "runs", args.prepared)
+    first = ROOT / "benchmarks" / "results" / "pilot"
+    earlier = _paired(_runs(first), first / "runs", args.prepared)
+    steps = {task: int(group.steps.max()) for task, group in runs.groupby("task", sort=False)}
+    seeds = {task: group.seed.nunique() for task, group in runs.groupby("task", sort=False)}
+    machine = "; ".join(f"{r['machine.device']} ({r['machine.cpu_capability']}), torch "
+                        f"{r['machine.torch']}, {r['machine.threads']} thread(s)"
+                        for r in runs.filter(like="machine.").drop_duplicates()
+                        .to_dict(orient="records"))
+    text = (
+        "# Pilot on the current rules: the controller and the verdict (issue #31)\n\n"
+        f"Generated by `python benchmarks/pilot.py --out benchmarks/results/{OUT.name} --prepared "
+        "PREPARED verdict` from the runs under that folder; the commands are "
+        "`benchmarks/pilot_rules.sh`. Real data (the cpu profile's preparation of "
+        "`ADAOPT_DATA_MIRROR`, selection splits of 1,000), not the reference results. "
+        f"Machine: {machine}. The first pilot's summary is `benchmarks/results/pilot.md`.\n\n"
+        "AdamW against AdaptiveAdam in the fair setting, each with the learning rate its tune "
+        "stage chose in the committed reference run, "
+        + ", ".join(f"{task} {seeds[task]} seeds of {n} steps" for task, n in steps.items())
+        + ". The controller ignores evaluations made during warmup and needs an improvement of "
+        "`min_delta_se` standard errors of the selection score:\n\n"
+        f"{_controller_table(runs, args.prepared)}\n"
+        "## How often and when the controller cut\n\n"
+        f"{_cuts_table(runs)}\n"
+        "Where the selected weights (the best selection score) come from:\n\n"
+        f"{_selected_before_cut(runs)}\n"
+        "## The verdict, by the registered test\n\n"
+        f"{registration.test.name}, version {registration.test.version} "
+        "(`preregistration.yaml`), Holm over the pilot's tasks; margins as registered.\n\n"
+        f"{_verdict_table(paired)}\n"
+        "The first pilot's runs (`benchmarks/results/pilot/`: 200 selection examples, "
+        "`min_delta` 0.005, warmup evaluations read) under the same rule:\n\n"
+        f"{_verdict_table(earlier)}\n"
+        "## Which margins equivalence can reach\n\n"
+        "The smallest margin within which the registered test calls a true difference of zero "
+        "equivalent, from this pilot's standard error scaled to the seeds of a run, at the "
+        f"primary family's strictest level ({registration.alpha:g} over its "
+        f"{registration.primary.size} members):\n\n"
+        f"{_reachable_margins(paired, registration.primary.size, registration.alpha, [5, 10])}\n"
+        "## Cost\n\n"
+        "Measured wall time of each part, run as two one-thread processes side by side on "
+        f"the 2-core machine, one per optimizer; {timing.seconds.sum() / 60:.0f} minutes of "
+        "runs in all.\n\n"
+        + timing.to_markdown(index=False) + "\n")
+    io.write_text(OUT.with_suffix(".md"), text)
 
 
 def main() -> None:
@@ -297,6 +435,8 @@ def main() -> None:
     curve_parser.add_argument("--lr", type=float, action="append", required=True)
     curve_parser.set_defaults(run=curves)
     parts.add_parser("summary").set_defaults(run=summary)
+    parts.add_parser("verdict", help="<out>.md: a pilot on the current rules").set_defaults(
+        run=verdict)
     args = parser.parse_args()
     OUT = args.out
     args.run(args)

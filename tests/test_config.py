@@ -188,6 +188,16 @@ BAD_CASES: list[tuple[str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = 
     ("empty_grid", setting("tuning.spaces.sgd.lr", []), ("tuning.spaces.sgd.lr", "(got [])")),
     ("selection_samples_zero", setting("data.selection_samples", 0),
      ("data.selection_samples", "(got 0)")),
+    ("selection_samples_without_default", setting("data.selection_samples", {"mrpc": 500}),
+     ("data.selection_samples", "default entry")),
+    ("margins_in_params", setting("evaluate.margins", {"sst2": 0.01}),
+     ("evaluate", "preregistration.yaml")),
+    ("min_delta_se_negative", setting("optimizers.adaptive_adam.min_delta_se", -1.0),
+     ("optimizers.adaptive_adam", "min_delta_se=-1.0", ">= 0")),
+    ("min_delta_se_and_min_delta", setting("optimizers.adaptive_adam.min_delta", 0.01),
+     ("optimizers.adaptive_adam", "not both")),
+    ("min_delta_se_on_a_baseline", setting("optimizers.adamw.min_delta_se", 1.0),
+     ("optimizers.adamw", "adaptive_adam only")),
     ("missing_train_section", dropping("train"), ("train", "required")),
     ("workload_of_an_unknown_task", setting("workloads.imdb", {}), ("workloads", "'imdb'")),
     ("gpt_for_a_pretrained_task", setting("workloads.sst2.gpt", {}),
@@ -377,3 +387,10 @@ def test_a_task_without_a_time_to_target_line_is_accepted() -> None:
     del raw["evaluate"]["targets"]["stsb"]
     params = parse_params(raw)
     assert "stsb" in params.sweep.tasks and "stsb" not in params.evaluate.targets
+
+
+def test_a_selection_split_may_be_sized_per_task() -> None:
+    params = load_params(ROOT / "profiles" / "cpu.yaml")
+    assert [params.data.selection_for(task) for task in ("sst2", "mrpc", "rte", "squad")] == [
+        1000, 500, 500, 1000]
+    assert load_params(ROOT / "profiles" / "smoke.yaml").data.selection_for("mrpc") == 8

@@ -87,11 +87,28 @@ def test_the_readme_shows_committed_figures() -> None:
         assert image in figures, f"{image} is not an output of the figures stage"
 
 
-def test_the_committed_report_is_the_one_its_outputs_give() -> None:
-    from adaopt.report import load_outputs, render
+def _shallow() -> bool:
+    result = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT,
+                            capture_output=True, text=True, check=False)
+    return result.returncode != 0 or result.stdout.strip() != "false"
 
+
+def test_the_committed_report_is_the_one_its_outputs_give() -> None:
+    """Its outputs, and the git history that dates the pre-registration against the runs."""
+    from adaopt.report import report_text
+
+    if _shallow():
+        pytest.skip("the report dates its pre-registration from git history, absent here")
     assert "report" in LOCK
-    assert (ROOT / "REPORT.md").read_text() == render(load_outputs(ROOT, PARAMS), PARAMS)
+    assert (ROOT / "REPORT.md").read_text() == report_text(ROOT, PARAMS)
+
+
+def test_the_committed_report_names_its_preregistrations_commit_and_hash() -> None:
+    from adaopt.preregistration import file_sha256
+
+    text = (ROOT / "REPORT.md").read_text()
+    assert f"(sha256 `{file_sha256(ROOT / 'preregistration.yaml')[:16]}`), set at commit `" \
+        in text
 
 
 def test_what_git_tracks_stays_under_the_size_limit() -> None:
