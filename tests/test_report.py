@@ -127,6 +127,8 @@ def test_a_family_of_identical_and_no_signal_tasks_leaves_the_claim_untested(
 def test_identical_tasks_vote_only_where_the_controller_cut() -> None:
     uncut = overall_verdict(verdicts(IDENTICAL, INCONCLUSIVE, cuts=0.0), LABEL)
     assert "(1 vote)" in uncut and "no cut: no evidence about the controller" in uncut
+    unrecorded = overall_verdict(verdicts(IDENTICAL, cuts=math.nan), LABEL)
+    assert "predate the controller's record" in unrecorded and "(0 vote)" in unrecorded
     cut = overall_verdict(verdicts(IDENTICAL, cuts=3.0), LABEL)
     assert "(1 vote)" in cut and "which vote as equivalent" in cut
     assert "equivalent within the declared margins" in cut

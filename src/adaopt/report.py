@@ -100,10 +100,14 @@ def overall_verdict(rows: pd.DataFrame, label: str) -> str:
     if counts[IDENTICAL]:
         identical = rows[rows.verdict == IDENTICAL]
         cut = identical[identical.cuts.fillna(0) > 0].task.tolist()
+        if cut:
+            why = f"the controller cut on {', '.join(cut)}, which vote as equivalent"
+        elif identical.cuts.isna().all():
+            why = "cuts not recorded: these runs predate the controller's record; no evidence"
+        else:
+            why = "no cut: no evidence about the controller"
         notes.append(f"identical dev predictions on every seed on "
-                     f"{', '.join(identical.task)} ("
-                     + (f"the controller cut on {', '.join(cut)}, which vote as equivalent"
-                        if cut else "no cut: no evidence about the controller") + ")")
+                     f"{', '.join(identical.task)} ({why})")
     if counts[NO_SIGNAL]:
         notes.append("no signal above the trivial baseline on "
                      + ", ".join(rows[rows.verdict == NO_SIGNAL].task) + " (they do not vote)")
