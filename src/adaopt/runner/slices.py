@@ -1,12 +1,12 @@
 """A sweep over several machines: each runs a slice of the tune and train stages, and one
 gathers them, so that ``dvc repro`` there runs none of them again.
 
-DVC's run cache cannot carry the slices here: it serves only stages whose outputs are all
-cached and not persisted, and cached outputs live in the DVC cache, not in git, where this
-project keeps its results (docs/scaling.md, ``tests/test_pipeline_sweep.py``). Each slice
-therefore commits its outputs and its ``dvc.lock`` on a branch of its own, and the gatherer
-takes from each branch only what that slice was dealt (:func:`gather`): those stages' lock
-entries, exactly as the slice recorded them, and their outputs. A slice's branch also holds
+DVC's run cache does not carry the slices here: it restores no stage with a persisted output
+or an uncached one other than a metric or plot, and a cached output lives in the DVC cache, not
+in git, where this project keeps its results (docs/scaling.md, ``tests/test_pipeline_sweep.py``).
+Each slice therefore commits its outputs and its ``dvc.lock`` on a branch of its own, and the
+gatherer takes from each branch only what that slice was dealt (:func:`gather`): those stages'
+lock entries, exactly as the slice recorded them, and their outputs. A slice's branch also holds
 entries and outputs it inherited, stale ones included, for every stage other slices ran.
 ``dvc status`` then verifies the gathered entries against the files, code, params and data, as
 for any stage.
