@@ -186,7 +186,7 @@ def test_gathering_takes_each_slices_own_stages_and_folders_not_what_it_inherite
         assert (repo / "runs" / cell / "seed0" / "metrics.json").read_text() == run
 
 
-def test_a_slice_git_lacks_changes_nothing_and_is_one_line(tmp_path: Path) -> None:
+def test_a_slice_or_an_output_git_lacks_changes_nothing_and_is_one_line(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     _git(repo, "init", "-q")
@@ -194,9 +194,18 @@ def test_a_slice_git_lacks_changes_nothing_and_is_one_line(tmp_path: Path) -> No
     _cell(repo, "a", "old", lock)
     _committed(repo, "committed", lock)
     before = (repo / "dvc.lock").read_text()
+    _git(repo, "checkout", "-q", "-b", "forgot")
+    _cell(repo, "b", "forgot", lock)  # its entries committed, its outputs not
+    (repo / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": lock}))
+    _git(repo, "commit", "-q", "-m", "the lock alone", "dvc.lock")
+    _git(repo, "checkout", "-q", "-")
     with pytest.raises(ValueError, match=r"^git show nowhere:\./dvc\.lock: fatal: "):
         gather(repo, [("HEAD", ["tune@a", "train@a"]), ("nowhere", ["tune@b"])])
+    with pytest.raises(ValueError, match=r"^tune@b: forgot has no tuning/b/choice\.json; "
+                                         r"commit the slice's outputs with its dvc\.lock$"):
+        gather(repo, [("HEAD", ["tune@a", "train@a"]), ("forgot", ["tune@b", "train@b"])])
     assert (repo / "dvc.lock").read_text() == before
+    assert (repo / "runs" / "a" / "seed0" / "metrics.json").read_text() == "old"
 
 
 def test_the_gather_command_names_one_revision_per_slice(capsys) -> None:

@@ -98,30 +98,28 @@ def _git(root: Path, *args: str) -> str:
     return done.stdout
 
 
-def own_entries(lock: dict[str, Any], stages: list[str]) -> dict[str, Any]:
-    """The entries of ``lock`` for ``stages`` alone, in their order: what a slice ran, not what
-    its branch inherited."""
-    entries = (lock or {}).get("stages") or {}
-    return {stage: entries[stage] for stage in stages if stage in entries}
-
-
 def gather(root: Path, slices: list[tuple[str, list[str]]]) -> list[str]:
     """Into the repository at ``root``, from each slice (a git revision and the stages it was
     dealt): those stages' lock entries and their outputs, each output replaced whole by the
     slice's, so that no file of an earlier run is left in it. Nothing else of the revision is
-    taken. Returns the stages gathered; a dealt stage the slice's lock lacks stays as it is.
+    taken: its other entries and outputs are what it inherited. Returns the stages gathered; a
+    dealt stage the slice's lock lacks stays as it is.
 
     Every lock and output is found before anything is written, so a revision or an output
     that git lacks changes nothing (one line).
     """
     taken: dict[str, tuple[str, list[str], Any]] = {}
     for revision, stages in slices:
-        lock = yaml.safe_load(_git(root, "show", f"{revision}:./dvc.lock"))
-        for stage, entry in own_entries(lock, stages).items():
-            outs = [out["path"] for out in entry.get("outs", [])]
+        lock = yaml.safe_load(_git(root, "show", f"{revision}:./dvc.lock")) or {}
+        entries = lock.get("stages") or {}
+        for stage in (stage for stage in stages if stage in entries):
+            outs = [out["path"] for out in entries[stage].get("outs", [])]
             for path in outs:
-                _git(root, "cat-file", "-e", f"{revision}:./{path}")
-            taken[stage] = (revision, outs, entry)
+                if subprocess.run(["git", "cat-file", "-e", f"{revision}:./{path}"], cwd=root,
+                                  capture_output=True).returncode:
+                    raise ValueError(f"{stage}: {revision} has no {path}; commit the slice's "
+                                     "outputs with its dvc.lock")
+            taken[stage] = (revision, outs, entries[stage])
     for revision, outs, _ in taken.values():
         for path in outs:
             output = root / path
@@ -141,5 +139,4 @@ def sweep_stages(params: Params) -> list[str]:
     return [stage_name(kind, *cell) for cell in cells(params) for kind in STAGE_KINDS]
 
 
-__all__ = ["cells", "deal", "gather", "own_entries", "slice_stages", "stage_name",
-           "sweep_stages"]
+__all__ = ["cells", "deal", "gather", "slice_stages", "stage_name", "sweep_stages"]
