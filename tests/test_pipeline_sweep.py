@@ -90,7 +90,7 @@ def test_a_sweep_split_over_two_machines_is_gathered_without_training_again(
 RUN_CACHE_YAML = """
 stages:
 """ + "".join(f"""  {name}:
-    cmd: cat in > {name}.out && echo ran >> {name}.log
+    cmd: (cat in; echo {name}) > {name}.out && echo ran >> {name}.log
     deps: [in]
     {kind}: [{{{name}.out: {{cache: {str(cache).lower()}, persist: {str(persist).lower()}}}}}]
 """ for name, kind, cache, persist in [
@@ -103,12 +103,13 @@ def test_dvcs_run_cache_restores_on_another_machine_only_outputs_git_does_not_ho
     tmp_path: Path,
 ) -> None:
     """Why the sweep gathers through git (docs/scaling.md). A slice's machine runs five stages
-    and commits nothing; a gathering machine, through a DVC remote (``dvc push --run-cache``,
-    ``dvc pull --run-cache``) or a shared cache, restores from DVC's run cache only a stage
-    whose outputs are not persisted and are cached, or are plots (or metrics) with
-    ``cache: false``, and runs the other three again. The cached output is gitignored by DVC
-    and refused once git tracks it, so a clone that reads the results without ``dvc pull``
-    would not have it; only the plot, which git may hold, is both."""
+    and commits nothing. A gathering machine restores from DVC's run cache no stage with a
+    persisted output or an uncached one (``outs``); it restores the stage whose output is
+    cached, through a DVC remote (``dvc push --run-cache``) or a shared cache, and the one whose
+    output is an uncached plot through a shared cache alone (the remote gets no copy of it).
+    The cached output is gitignored by DVC and refused once git tracks it, so a clone that
+    reads the results without ``dvc pull`` would not have it; only the plot, which git may
+    hold, is both."""
     def run(repo: Path, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo,
                               capture_output=True, text=True)
@@ -134,23 +135,22 @@ def test_dvcs_run_cache_restores_on_another_machine_only_outputs_git_does_not_ho
     runner = machine("slice", ["remote", "add", "--local", "-d", "shared", str(remote)],
                      ["repro"], ["push", "--run-cache"])
     assert all((runner / f"{name}.log").is_file() for name in names)
-    for way in (["remote", "add", "--local", "-d", "shared", str(remote)],
-                ["cache", "dir", "--local", str(runner / ".dvc" / "cache")]):
-        pulled = [["pull", "--run-cache"]] if way[0] == "remote" else []
-        gatherer = machine(f"gatherer-{way[0]}", way, *pulled)
-        said = run(gatherer, "repro")
-        assert said.returncode == 0, said.stderr
-        ran = {name: (gatherer / f"{name}.log").is_file() for name in names}
-        assert ran == {"cached": False, "uncached": True, "persisted": True, "both": True,
-                       "plotted": False}, (way, said.stdout)
-        for name in ("cached", "plotted"):
-            assert f"Stage '{name}' is cached - skipping run" in said.stdout
-            assert (gatherer / f"{name}.out").read_text() == "1"
+    # `dvc pull --run-cache` fetches the run cache's entries, then fails to check out outputs
+    # that this machine's dvc.lock does not record; `dvc repro --pull` fetches their files.
+    pulled = machine("gatherer-remote", ["remote", "add", "--local", "-d", "shared", str(remote)],
+                     ["fetch", "--run-cache"], ["repro", "--pull"])
+    shared = machine("gatherer-shared", ["cache", "dir", "--local", str(runner / ".dvc" / "cache")],
+                     ["repro"])
+    for gatherer, restored in ((pulled, {"cached"}), (shared, {"cached", "plotted"})):
+        ran = {name for name in names if (gatherer / f"{name}.log").is_file()}
+        assert ran == set(names) - restored, gatherer.name
+        for name in restored:
+            assert (gatherer / f"{name}.out").read_text() == f"1{name}\n"
 
-    git(gatherer, "add", "plotted.out")  # git may hold it: DVC does not ignore it
-    git(gatherer, "check-ignore", "-q", "cached.out")  # DVC keeps it out of git
-    git(gatherer, "add", "-f", "cached.out")
-    git(gatherer, "commit", "-q", "-m", "the results, in git")
-    refused = run(gatherer, "repro", "--force", "cached")
+    git(shared, "add", "plotted.out")  # git may hold it: DVC does not ignore it
+    git(shared, "check-ignore", "-q", "cached.out")  # DVC keeps it out of git
+    git(shared, "add", "-f", "cached.out")
+    git(shared, "commit", "-q", "-m", "the results, in git")
+    refused = run(shared, "repro", "--force", "cached")
     assert refused.returncode != 0
     assert "'cached.out' is already tracked by SCM" in refused.stderr
