@@ -2,8 +2,9 @@
 gathers them, so that ``dvc repro`` there runs none of them again.
 
 DVC's run cache does not carry the slices here: it restores no stage with a persisted output
-or an uncached one other than a metric or plot, and a cached output lives in the DVC cache, not
-in git, where this project keeps its results (docs/scaling.md, ``tests/test_pipeline_sweep.py``).
+or an uncached one (an uncached metric or plot only through a shared cache), and a cached
+output lives in the DVC cache, not in git, where this project keeps its results
+(docs/scaling.md, ``tests/test_pipeline_sweep.py``).
 Each slice therefore commits its outputs and its ``dvc.lock`` on a branch of its own, and the
 gatherer takes from each branch only what that slice was dealt (:func:`gather`): those stages'
 lock entries, exactly as the slice recorded them, and their outputs. A slice's branch also holds
