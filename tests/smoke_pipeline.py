@@ -24,6 +24,8 @@ from adaopt.report import load_outputs, render
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
 OUTPUTS = ("runs", "tuning", "results", "data", "figures", ".dvc/cache", ".dvc/tmp")
+#: What a clone of the repository lacks: the DVC-cached data, checkpoints, DVC's own files.
+UNCOMMITTED = ("data/raw", "data/prepared", "checkpoints", ".dvc/cache", ".dvc/tmp")
 IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
             "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 SWEEP_FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
@@ -49,15 +51,18 @@ def dvc(repo: Path, *args: str, mirror: Path = FIXTURE_MIRROR,
     return result
 
 
-def smoke_copy(tmp: Path) -> Path:
-    """A fresh copy of the project with the smoke profile active and no outputs in it."""
+def smoke_copy(tmp: Path, *, as_committed: bool = False) -> Path:
+    """A fresh copy of the project with the smoke profile active and no outputs in it; or,
+    ``as_committed``, with the committed outputs and ``dvc.lock`` kept, as a clone has them
+    (their entries stale for the smoke profile)."""
     repo = tmp / "repo"
     ignore = shutil.ignore_patterns(".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache")
     shutil.copytree(ROOT, repo, ignore=ignore)
-    for output in OUTPUTS:
+    for output in UNCOMMITTED if as_committed else OUTPUTS:
         shutil.rmtree(repo / output, ignore_errors=True)
-    for written in ("dvc.lock", "REPORT.md"):
-        (repo / written).unlink(missing_ok=True)
+    if not as_committed:
+        for written in ("dvc.lock", "REPORT.md"):
+            (repo / written).unlink(missing_ok=True)
     shutil.copy(repo / "profiles" / "smoke.yaml", repo / "params.yaml")
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     return repo

@@ -1,9 +1,9 @@
-"""Slicing a sweep over machines and gathering the slices' locks (adaopt.runner.slices)."""
+"""Slicing a sweep over machines and gathering the slices (adaopt.runner.slices)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from adaopt import io
 from adaopt.config import load_params
 from adaopt.runner import plan
 from adaopt.runner.cli import main
-from adaopt.runner.slices import deal, gather_locks, slice_stages, sweep_stages
+from adaopt.runner.slices import deal, gather, slice_stages, sweep_stages
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = ROOT / "profiles" / "cpu.yaml"
@@ -125,54 +125,90 @@ def test_the_command_deals_by_a_calibration_file_and_refuses_an_unreadable_one(
     assert err.count("\n") == 1
 
 
-def _lock(path: Path, stages: dict[str, object]) -> Path:
-    path.write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
-    return path
+def _git(repo: Path, *args: str) -> str:
+    who = ["-c", "user.name=test", "-c", "user.email=test@example.com"]
+    return subprocess.run(["git", *who, *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout
 
 
-def test_gathering_copies_each_slices_own_entries_and_keeps_the_rest(tmp_path: Path) -> None:
-    target = _lock(tmp_path / "dvc.lock", {"prepare": {"cmd": "mine"}})
-    first = _lock(tmp_path / "a.lock", {"prepare": {"cmd": "theirs"}, "tune@x": {"md5": 1}})
-    second = _lock(tmp_path / "b.lock", {"tune@x": {"md5": 1}, "train@x": {"md5": 2}})
-    gathered = gather_locks(target, [first, second], ["tune@x", "train@x", "tune@y"])
-    assert gathered == ["tune@x", "train@x"]
-    assert yaml.safe_load(target.read_text())["stages"] == {
-        "prepare": {"cmd": "mine"}, "tune@x": {"md5": 1}, "train@x": {"md5": 2}}
+def _cell(repo: Path, cell: str, run: str, lock: dict[str, object]) -> None:
+    """Cell ``cell``'s tune and train outputs as run ``run`` wrote them, with their entries."""
+    tuned, trained = repo / "tuning" / cell, repo / "runs" / cell
+    shutil.rmtree(trained, ignore_errors=True)
+    for folder, name in ((tuned, "choice.json"), (trained / "seed0", "metrics.json")):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(run)
+    lock[f"tune@{cell}"] = {"cmd": "tune", "outs": [{"path": f"tuning/{cell}/choice.json",
+                                                      "md5": run}]}
+    lock[f"train@{cell}"] = {"cmd": "train", "outs": [{"path": f"runs/{cell}", "md5": run}]}
 
 
-def test_one_stage_recorded_differently_by_two_slices_is_refused(tmp_path: Path) -> None:
-    first = _lock(tmp_path / "a.lock", {"tune@x": {"md5": 1}})
-    second = _lock(tmp_path / "b.lock", {"tune@x": {"md5": 9}})
-    target = _lock(tmp_path / "dvc.lock", {})
-    with pytest.raises(ValueError, match=r"tune@x: .*a\.lock and .*b\.lock hold different"):
-        gather_locks(target, [first, second], ["tune@x"])
-    assert yaml.safe_load(target.read_text())["stages"] == {}  # nothing written
+def _committed(repo: Path, message: str, lock: dict[str, object]) -> None:
+    (repo / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": lock}))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", message)
 
 
-RUN_CACHE_YAML = """
-stages:
-""" + "".join(f"""  {name}:
-    cmd: cat in > {name}.out && echo ran >> {name}.log
-    deps: [in]
-    outs: [{{{name}.out: {{cache: {str(cache).lower()}, persist: {str(persist).lower()}}}}}]
-""" for name, cache, persist in [("cached", True, False), ("uncached", False, False),
-                                 ("persisted", True, True), ("both", False, True)])
-
-
-def test_dvc_keeps_no_run_cache_for_a_stage_with_an_uncached_or_a_persisted_output(
+def test_gathering_takes_each_slices_own_stages_and_folders_not_what_it_inherited(
     tmp_path: Path,
 ) -> None:
-    """Why the sweep gathers locks (docs/scaling.md): back to an input seen before, only the
-    stage whose output is cached and not persisted is restored from DVC's run cache."""
-    def dvc(*args: str) -> None:
-        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=tmp_path, check=True,
-                       capture_output=True)
+    """As on this repository as committed: every slice's branch holds the earlier run's lock
+    entries and outputs of every cell, stale ones included. The gather takes from each slice
+    only the cells it was dealt, so no slice's inherited copy undoes another's."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    committed: dict[str, object] = {"prepare": {"cmd": "prepare"}}
+    for cell in ("a", "b", "c"):
+        _cell(repo, cell, "old", committed)
+    (repo / "runs" / "a" / "seed9").mkdir()
+    (repo / "runs" / "a" / "seed9" / "metrics.json").write_text("old")  # a seed since dropped
+    _committed(repo, "committed", committed)
+    base = _git(repo, "rev-parse", "HEAD").strip()
+    for index, cell in enumerate(("a", "b")):  # slice k was dealt cell k; c is no one's
+        _git(repo, "checkout", "-q", "-b", f"slice{index}", base)
+        lock = dict(committed)
+        _cell(repo, cell, f"slice{index}", lock)
+        _committed(repo, f"slice {index}", lock)
+    _git(repo, "checkout", "-q", "-b", "gatherer", base)
 
-    dvc("init", "--no-scm")
-    (tmp_path / "dvc.yaml").write_text(RUN_CACHE_YAML)
-    for value in ("1", "2", "1"):
-        (tmp_path / "in").write_text(value)
-        dvc("repro")
-    runs = {name: len((tmp_path / f"{name}.log").read_text().split())
-            for name in ("cached", "uncached", "persisted", "both")}
-    assert runs == {"cached": 2, "uncached": 3, "persisted": 3, "both": 3}
+    dealt = [("slice0", ["tune@a", "train@a"]), ("slice1", ["tune@b", "train@b", "tune@d"])]
+    assert gather(repo, dealt) == ["tune@a", "train@a", "tune@b", "train@b"]
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert {stage: entry["outs"][0]["md5"] for stage, entry in lock.items() if "@" in stage} == {
+        "tune@a": "slice0", "train@a": "slice0", "tune@b": "slice1", "train@b": "slice1",
+        "tune@c": "old", "train@c": "old"}
+    assert lock["prepare"] == {"cmd": "prepare"}  # the gathering machine's own
+    for cell, run in (("a", "slice0"), ("b", "slice1"), ("c", "old")):
+        assert (repo / "tuning" / cell / "choice.json").read_text() == run
+        assert sorted(path.relative_to(repo / "runs" / cell).as_posix()
+                      for path in (repo / "runs" / cell).rglob("*.json")) == ["seed0/metrics.json"]
+        assert (repo / "runs" / cell / "seed0" / "metrics.json").read_text() == run
+
+
+def test_a_slice_or_an_output_git_lacks_changes_nothing_and_is_one_line(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    lock: dict[str, object] = {}
+    _cell(repo, "a", "old", lock)
+    _committed(repo, "committed", lock)
+    before = (repo / "dvc.lock").read_text()
+    _git(repo, "checkout", "-q", "-b", "forgot")
+    _cell(repo, "b", "forgot", lock)  # its entries committed, its outputs not
+    (repo / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": lock}))
+    _git(repo, "commit", "-q", "-m", "the lock alone", "dvc.lock")
+    _git(repo, "checkout", "-q", "-")
+    with pytest.raises(ValueError, match=r"^git show nowhere:\./dvc\.lock: fatal: "):
+        gather(repo, [("HEAD", ["tune@a", "train@a"]), ("nowhere", ["tune@b"])])
+    with pytest.raises(ValueError, match=r"^tune@b: forgot has no tuning/b/choice\.json; "
+                                         r"commit the slice's outputs with its dvc\.lock$"):
+        gather(repo, [("HEAD", ["tune@a", "train@a"]), ("forgot", ["tune@b", "train@b"])])
+    assert (repo / "dvc.lock").read_text() == before
+    assert (repo / "runs" / "a" / "seed0" / "metrics.json").read_text() == "old"
+
+
+def test_the_gather_command_names_one_revision_per_slice(capsys) -> None:
+    assert main(["gather", "--params", str(CPU), "--of", "3", "HEAD", "HEAD"]) == 2
+    assert capsys.readouterr().err == ("error: --of 3 but 2 revisions: name one per slice, in "
+                                       "the slices' order\n")

@@ -121,25 +121,36 @@ def _notebook(args: argparse.Namespace) -> None:
         print(line)
 
 
+def _costs(params: Params, calibration: Path | None) -> dict[str, float] | None:
+    """A cell's estimated seconds per task from ``calibration``, to deal the slices by."""
+    if calibration is None:
+        return None
+    from adaopt.runner.plan import cell_seconds  # pandas; only where the slices are dealt by it
+
+    return cell_seconds(params, calibration)
+
+
 def _slice(args: argparse.Namespace) -> None:
     from adaopt.runner.slices import slice_stages
 
     params = load_params(args.params)
-    costs = None
-    if args.calibration is not None:
-        from adaopt.runner.plan import cell_seconds  # pandas; only where the slices are dealt by it
-
-        costs = cell_seconds(params, args.calibration)
+    costs = _costs(params, args.calibration)
     print("\n".join(slice_stages(params, args.of, args.index, base=args.base, costs=costs)))
 
 
 def _gather(args: argparse.Namespace) -> None:
-    from adaopt.runner.slices import gather_locks, sweep_stages
+    from adaopt.runner.slices import gather, slice_stages, sweep_stages
 
-    stages = sweep_stages(load_params(args.params))
-    gathered = gather_locks(args.lock, args.sources, stages)
+    if len(args.revisions) != args.of:
+        raise ValueError(f"--of {args.of} but {len(args.revisions)} revisions: name one per "
+                         "slice, in the slices' order")
+    params = load_params(args.params)
+    costs = _costs(params, args.calibration)
+    dealt = [(revision, slice_stages(params, args.of, args.base + k, base=args.base, costs=costs))
+             for k, revision in enumerate(args.revisions)]
+    gathered, stages = gather(Path("."), dealt), sweep_stages(params)
     missing = len(stages) - len(gathered)
-    print(f"gathered {len(gathered)} of the {len(stages)} tune and train stages into {args.lock}"
+    print(f"gathered {len(gathered)} of the {len(stages)} tune and train stages into dvc.lock"
           + (f"; {missing} are in none of the slices' locks" if missing else ""))
 
 
@@ -215,11 +226,17 @@ def main(argv: list[str] | None = None) -> int:
                          help="a calibration `python -m adaopt plan` wrote, the same file on "
                          "every machine: deal the longest cells first (default: round-robin)")
     slicing.set_defaults(run=_slice)
-    gather = commands.add_parser("gather", help="copy the slices' lock entries of their tune "
-                                 "and train stages into this dvc.lock")
-    gather.add_argument("sources", type=Path, nargs="+", help="each slice's dvc.lock")
+    gather = commands.add_parser("gather", help="take from each slice's git revision the lock "
+                                 "entries and outputs of the stages it was dealt, and nothing "
+                                 "else (docs/scaling.md)")
+    gather.add_argument("revisions", nargs="+", help="each slice's git revision (a branch or "
+                        "commit), in the slices' order from --base")
     gather.add_argument("--params", default="params.yaml")
-    gather.add_argument("--lock", type=Path, default=Path("dvc.lock"))
+    gather.add_argument("--of", type=int, required=True, help="how many slices, as `slice` had")
+    gather.add_argument("--base", type=int, default=0, help="the first slice's index, as "
+                        "`slice` had")
+    gather.add_argument("--calibration", type=Path, default=None,
+                        help="the calibration `slice` dealt by, if any")
     gather.set_defaults(run=_gather)
     plan = commands.add_parser("plan", help="what the profile's tune and train stages will "
                                "cost on this machine, and what is left")

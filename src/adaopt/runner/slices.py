@@ -1,15 +1,16 @@
 """A sweep over several machines: each runs a slice of the tune and train stages, and one
-gathers their outputs and lock entries, so that ``dvc repro`` there runs none of them again.
+gathers them, so that ``dvc repro`` there runs none of them again.
 
-The training outputs are git-tracked (``cache: false``), so that every clone holds the
-committed results, and persist (``persist: true``), so that a stage resumes; DVC keeps no run
-cache for a stage with either kind of output, and ``dvc repro`` on the gathering machine would
-otherwise train everything again. Each slice therefore commits its outputs and its
-``dvc.lock`` on a branch of its own; the gatherer checks the outputs out of every branch (they
-are disjoint: one folder per cell) and copies each slice's lock entries for its own stages into
-its ``dvc.lock`` (:func:`gather_locks`), exactly as the slice recorded them. ``dvc status`` then
-verifies them against the gathered files, code, params and data, as for any stage.
-docs/scaling.md gives the recipe.
+DVC's run cache does not carry the slices here: it restores no stage with a persisted output
+or an uncached one (an uncached metric or plot only through a shared cache), and a cached
+output lives in the DVC cache, not in git, where this project keeps its results
+(docs/scaling.md, ``tests/test_pipeline_sweep.py``).
+Each slice therefore commits its outputs and its ``dvc.lock`` on a branch of its own, and the
+gatherer takes from each branch only what that slice was dealt (:func:`gather`): those stages'
+lock entries, exactly as the slice recorded them, and their outputs. A slice's branch also holds
+entries and outputs it inherited, stale ones included, for every stage other slices ran.
+``dvc status`` then verifies the gathered entries against the files, code, params and data, as
+for any stage.
 
 The slices are dealt from the plan's estimates, longest cell first, so that they end together
 (:func:`deal`); every machine must deal from the same estimates, so they come from one
@@ -19,6 +20,8 @@ calibration file named on the command line, not from each machine's own.
 from __future__ import annotations
 
 import itertools
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -88,24 +91,48 @@ def _read_lock(path: Path) -> dict[str, Any]:
     return lock or {"schema": "2.0", "stages": {}}
 
 
-def gather_locks(target: Path, sources: list[Path], stages: list[str]) -> list[str]:
-    """Copy each source lock's entries for ``stages`` (the sweep's tune and train stages) into
-    the lock at ``target``; the stages gathered. Two sources with different entries for one
-    stage are refused in one line: the same cell must not have been run twice differently."""
-    wanted = set(stages)
-    gathered: dict[str, tuple[Path, Any]] = {}
-    for source in sources:
-        for stage, entry in _read_lock(source)["stages"].items():
-            if stage not in wanted:
-                continue  # fetch, prepare, ...: the gathering machine's own
-            if stage in gathered and gathered[stage][1] != entry:
-                raise ValueError(f"{stage}: {gathered[stage][0]} and {source} hold different "
-                                 "lock entries; each stage must come from one slice")
-            gathered[stage] = (source, entry)
-    lock = _read_lock(target)
-    lock["stages"].update({stage: entry for stage, (_, entry) in gathered.items()})
-    target.write_text(yaml.safe_dump(lock, sort_keys=False))
-    return [stage for stage in stages if stage in gathered]
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    if done.returncode:
+        said = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        raise ValueError(f"git {' '.join(args)}: {said[0]}")
+    return done.stdout
+
+
+def gather(root: Path, slices: list[tuple[str, list[str]]]) -> list[str]:
+    """Into the repository at ``root``, from each slice (a git revision and the stages it was
+    dealt): those stages' lock entries and their outputs, each output replaced whole by the
+    slice's, so that no file of an earlier run is left in it. Nothing else of the revision is
+    taken: its other entries and outputs are what it inherited. Returns the stages gathered; a
+    dealt stage the slice's lock lacks stays as it is.
+
+    Every lock and output is found before anything is written, so a revision or an output
+    that git lacks changes nothing (one line).
+    """
+    taken: dict[str, tuple[str, list[str], Any]] = {}
+    for revision, stages in slices:
+        lock = yaml.safe_load(_git(root, "show", f"{revision}:./dvc.lock")) or {}
+        entries = lock.get("stages") or {}
+        for stage in (stage for stage in stages if stage in entries):
+            outs = [out["path"] for out in entries[stage].get("outs", [])]
+            for path in outs:
+                if subprocess.run(["git", "cat-file", "-e", f"{revision}:./{path}"], cwd=root,
+                                  capture_output=True).returncode:
+                    raise ValueError(f"{stage}: {revision} has no {path}; commit the slice's "
+                                     "outputs with its dvc.lock")
+            taken[stage] = (revision, outs, entries[stage])
+    for revision, outs, _ in taken.values():
+        for path in outs:
+            output = root / path
+            if output.is_dir():
+                shutil.rmtree(output)
+            else:
+                output.unlink(missing_ok=True)
+            _git(root, "checkout", revision, "--", path)
+    lock = _read_lock(root / "dvc.lock")
+    lock["stages"].update({stage: entry for stage, (_, _, entry) in taken.items()})
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    return list(taken)
 
 
 def sweep_stages(params: Params) -> list[str]:
@@ -113,4 +140,4 @@ def sweep_stages(params: Params) -> list[str]:
     return [stage_name(kind, *cell) for cell in cells(params) for kind in STAGE_KINDS]
 
 
-__all__ = ["cells", "deal", "gather_locks", "slice_stages", "stage_name", "sweep_stages"]
+__all__ = ["cells", "deal", "gather", "slice_stages", "stage_name", "sweep_stages"]
