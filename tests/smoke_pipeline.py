@@ -19,7 +19,7 @@ import pandas as pd
 
 from adaopt.config import SETTINGS, Params, load_params
 from adaopt.precision import native_bf16
-from adaopt.report import load_outputs, render
+from adaopt.report import report_text
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_MIRROR = ROOT / "tests" / "fixtures" / "mirror"
@@ -126,7 +126,8 @@ def assert_complete(repo: Path) -> None:
     assert_compressed(repo)
     report = (repo / "REPORT.md").read_text()
     assert report.startswith("# Report") and "## Verdict" in report
-    assert report == render(load_outputs(repo, params), params)  # the stage wrote the render
+    assert report == report_text(repo, params)  # the stage wrote the render
+    assert "### The rule, fixed before the runs" in report
 
 
 def assert_compressed(repo: Path) -> None:
