@@ -111,6 +111,7 @@ def test_a_rule_set_after_the_runs_is_said_so(tmp_path: Path) -> None:
     assert (record.runs_before, record.runs, record.uncommitted) == (1, 1, False)
     assert record.commit is not None and len(record.commit) == 40
     (tmp_path / RUN).write_text('{"again": 1}')  # the run made again, after the rule
+    assert registration_record(tmp_path, [RUN]).runs_before == 0  # not committed yet
     commit(tmp_path, "runs again", 3_000_000)
     assert registration_record(tmp_path, [RUN]).runs_before == 0
     with (tmp_path / "preregistration.yaml").open("a") as file:

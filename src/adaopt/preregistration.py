@@ -193,7 +193,10 @@ def registration_record(root: str | Path, run_files: list[str], path: str = PATH
             stamp = int(entry[1:])
         elif entry and entry not in last:
             last[entry] = stamp
-    before = sum(1 for name in run_files if name in last and last[name] < int(time))
+    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--", *run_files)
+    changed = {line.split(maxsplit=1)[1] for line in (status or "").splitlines()}
+    before = sum(1 for name in run_files  # a run re-made since its last commit came after
+                 if name in last and name not in changed and last[name] < int(time))
     return Record(sha, commit, date, uncommitted, before, len(run_files))
 
 
