@@ -48,7 +48,7 @@ def test_without_estimates_the_cells_are_dealt_round_robin_in_the_pipelines_orde
 
 
 def test_the_longest_cells_are_dealt_first_each_to_the_least_loaded_slice() -> None:
-    assert deal([5.0, 1.0, 4.0, 2.0, 3.0, 3.0], 2) == [[0, 5, 1], [2, 4, 3]]  # 9 s and 9 s
+    assert deal([5.0, 1.0, 4.0, 2.0, 3.0, 3.0], 2) == [[0, 5, 1], [2, 4, 3]]  # equal totals
     assert deal([2.0, 2.0, 0.0, 0.0], 3) == [[0], [1], [2, 3]]  # no slice left empty
 
 

@@ -50,8 +50,8 @@ _FUSED_DTYPES = (torch.float32, torch.float64)
 
 #: Elements per block of the fused CPU paths: 9 * 2**16 = 384 * 1536, so that each of MiniLM's
 #: feed-forward matrices is one block and 4 of its 384 x 384 attention matrices share one. The
-#: tensors one block touches (parameter, gradient, two moments and a scratch block, 2.25 MiB each
-#: in float32) fit in the 32 MiB L3 cache. How other sizes compared: docs/method.md (LAMB).
+#: tensors one block touches (parameter, gradient, two moments and a scratch block) stay within a
+#: server CPU's L3 cache. How other sizes compared: docs/method.md (LAMB).
 BLOCK_NUMEL = 9 << 16
 
 
