@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from adaopt import io
-from adaopt.config import Params, load_params, parse_params
+from adaopt.config import SETTINGS, Params, cell_name, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "pilot"
@@ -43,7 +43,10 @@ SETTING = "fair"
 def pilot_params(params: Params, task: str, steps: int, every: int, seeds: list[int]) -> Params:
     """``params`` with the pilot's seeds and ``task``'s budget; checked like any profile."""
     raw = params.model_dump(mode="json")
-    raw["sweep"].update(optimizers=list(PAIR), seeds=seeds)
+    raw["sweep"].update(optimizers=list(PAIR), seeds=seeds, cells={
+        cell_name(name, optimizer, setting): {"task": name, "optimizer": optimizer,
+                                              "setting": setting}
+        for name in raw["workloads"] for optimizer in PAIR for setting in SETTINGS})
     raw["train"]["threads"] = THREADS
     raw["workloads"][task]["train"] = {**raw["workloads"][task]["train"], "max_steps": steps,
                                        "eval_every": every}

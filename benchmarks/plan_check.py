@@ -10,10 +10,10 @@ outside-the-kernel part (printed apart, as measured here).
 
 The committed stages ran with older parameters (some evaluation intervals have changed since),
 so each stage is estimated with the parameters it recorded in ``dvc.lock`` (its ``train``
-section, its task's workload, ``tuning.*`` and ``sweep.seeds``), and the counts are checked
-against the runs' own logs (``train.csv`` and ``eval.csv`` per seed, ``trials.csv``). For the
-train stages the runs' ``efficiency.json`` splits the measured time into training steps,
-scoring and the rest, beside the estimate's parts. Writes ``plan_check.md`` and
+section, its task's workload, ``tuning.*``, ``sweep.seeds`` and its cell), and the counts are
+checked against the runs' own logs (``train.csv`` and ``eval.csv`` per seed, ``trials.csv``).
+For the train stages the runs' ``efficiency.json`` splits the measured time into training
+steps, scoring and the rest, beside the estimate's parts. Writes ``plan_check.md`` and
 ``plan_check.json`` to ``--out-dir``. Usage::
 
     python benchmarks/plan_check.py --prepared data/prepared --calibrate
@@ -34,7 +34,7 @@ import pandas as pd
 import yaml
 
 from adaopt import io
-from adaopt.config import SETTINGS, Params, parse_params
+from adaopt.config import Params, parse_params
 from adaopt.runner import plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ FOLDERS = {"tune": ("tuning", "tune.ipynb"), "train": ("runs", "train.ipynb")}
 
 def as_run(raw: dict[str, Any], recorded: dict[str, Any], task: str, kind: str) -> Params:
     """``params.yaml`` with the budget a stage recorded in ``dvc.lock`` when it ran (a stage
-    records only the keys it depends on)."""
+    records only the keys it depends on; a train stage, its cell's seeds)."""
     raw = copy.deepcopy(raw)
     if kind == "tune":  # a key it depends on now, absent from its record: not a key then
         raw["tuning"]["eval_every"] = None
@@ -56,6 +56,8 @@ def as_run(raw: dict[str, Any], recorded: dict[str, Any], task: str, kind: str) 
             raw[section][name] = recorded[key]
         else:
             raw[section] = recorded[key]
+    for key in (key for key in recorded if key.startswith("sweep.cells.")):
+        raw["sweep"]["cells"][key.removeprefix("sweep.cells.")] = recorded[key]
     raw["workloads"][task] = recorded[f"workloads.{task}"]
     return parse_params(raw, "params.yaml as in dvc.lock")
 
@@ -82,33 +84,29 @@ def stage_rows(params: Params, raw: dict[str, Any], lock: dict[str, Any],
     for current in plan.stage_kinds(params):
         folder, notebook = FOLDERS[current.kind]
         rates = calibration.tasks[current.task]
-        for optimizer in params.sweep.optimizers:
-            for setting in SETTINGS:
-                name = f"{current.kind}@{current.task}-{optimizer}-{setting}"
-                cell = ROOT / folder / current.task / optimizer / setting
-                if name not in lock or not (cell / notebook).is_file():
-                    continue
-                ran = as_run(raw, lock[name]["params"]["params.yaml"], current.task,
-                             current.kind)
-                stages = next(s for s in plan.stage_kinds(ran)
-                              if (s.task, s.kind) == (current.task, current.kind))
-                guess = plan.estimate(stages, rates, calibration.startup)
-                steps_s = guess.training_s + rates.warmup_s
-                papermill = json.loads((cell / notebook).read_text())["metadata"]["papermill"]
-                rows.append({
-                    "task": current.task, "kind": current.kind, "stage": name,
-                    "same_rates": plan.rate_shape(ran, current.task) == rates.shape,
-                    "steps_planned": stages.runs * stages.steps,
-                    "evaluations_planned": stages.runs * stages.evaluations,
-                    "eval_every_then": (ran.train_for(current.task).eval_every
-                                        if current.kind == "train"
-                                        else ran.tuning_eval_every(current.task)),
-                    "estimate_s": guess.in_kernel_s, "outside_s": guess.outside_s,
-                    "est_steps_s": steps_s, "est_scoring_s": guess.evaluation_s,
-                    "est_rest_s": guess.in_kernel_s - steps_s - guess.evaluation_s,
-                    "measured_s": papermill["duration"],
-                    **{f"logged_{key}": value for key, value in logged(cell, current.kind).items()},
-                })
+        for name in current.names():
+            cell = ROOT / folder / Path(*name.partition("@")[2].split("-"))
+            if name not in lock or not (cell / notebook).is_file():
+                continue
+            ran = as_run(raw, lock[name]["params"]["params.yaml"], current.task, current.kind)
+            stages = next(s for s in plan.stage_kinds(ran) if name in s.names())
+            guess = plan.estimate(stages, rates, calibration.startup)
+            steps_s = guess.training_s + rates.warmup_s
+            papermill = json.loads((cell / notebook).read_text())["metadata"]["papermill"]
+            rows.append({
+                "task": current.task, "kind": current.kind, "stage": name,
+                "same_rates": plan.rate_shape(ran, current.task) == rates.shape,
+                "steps_planned": stages.runs * stages.steps,
+                "evaluations_planned": stages.runs * stages.evaluations,
+                "eval_every_then": (ran.train_for(current.task).eval_every
+                                    if current.kind == "train"
+                                    else ran.tuning_eval_every(current.task)),
+                "estimate_s": guess.in_kernel_s, "outside_s": guess.outside_s,
+                "est_steps_s": steps_s, "est_scoring_s": guess.evaluation_s,
+                "est_rest_s": guess.in_kernel_s - steps_s - guess.evaluation_s,
+                "measured_s": papermill["duration"],
+                **{f"logged_{key}": value for key, value in logged(cell, current.kind).items()},
+            })
     return rows
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adaopt.config import SETTINGS, Params, load_params
+from adaopt.config import Params, load_params
 from adaopt.precision import native_bf16
 from adaopt.report import report_text
 
@@ -73,6 +73,18 @@ def restrict_tasks(params: dict, tasks: list[str]) -> None:
     params["data"]["tasks"] = []
     params["workloads"] = {task: params["workloads"].get(task, {}) for task in tasks}
     params["compress"]["tasks"] = [task for task in params["compress"]["tasks"] if task in tasks]
+    params["sweep"]["cells"] = {key: cell for key, cell in params["sweep"]["cells"].items()
+                                if cell["task"] in tasks}
+
+
+def restrict_optimizers(params: dict, optimizers: list[str]) -> None:
+    """Sweep only ``optimizers`` (and run the precision ablation with them) in a raw params
+    mapping: the design keeps their cells."""
+    params["sweep"]["optimizers"] = optimizers
+    params["precision_ablation"]["optimizers"] = [
+        name for name in params["precision_ablation"]["optimizers"] if name in optimizers]
+    params["sweep"]["cells"] = {key: cell for key, cell in params["sweep"]["cells"].items()
+                                if cell["optimizer"] in optimizers}
 
 
 def _finite(value: object) -> bool:
@@ -89,26 +101,23 @@ def assert_complete(repo: Path) -> None:
     """Every choice, metrics file, the summary and every figure exist and hold finite
     numbers."""
     params = load_params(repo / "params.yaml")
-    for task in params.sweep.tasks:
-        for optimizer in params.sweep.optimizers:
-            for setting in SETTINGS:
-                tuned = repo / "tuning" / task / optimizer / setting
-                choice = json.loads((tuned / "choice.json").read_text())
-                assert choice["trials"] == params.tuning.trials, tuned
-                assert (tuned / "tune.ipynb").is_file()
-                cell = repo / "runs" / task / optimizer / setting
-                assert (cell / "train.ipynb").is_file()
-                for seed in params.sweep.seeds:
-                    run = cell / f"seed{seed}"
-                    metrics = json.loads((run / "metrics.json").read_text())
-                    assert _finite(metrics), run
-                    assert metrics["status"] in {"ok", "early_stopped"}, run
-                    assert metrics["selection"] and metrics["dev"], run
-                    assert metrics["hparams"]["lr"] == choice["hparams"]["lr"], run
-                    assert (run / "train.csv").stat().st_size > 0
+    for task, optimizer, setting, seeds in params.cells:
+        tuned = repo / "tuning" / task / optimizer / setting
+        choice = json.loads((tuned / "choice.json").read_text())
+        assert choice["trials"] == params.tuning.trials, tuned
+        assert (tuned / "tune.ipynb").is_file()
+        cell = repo / "runs" / task / optimizer / setting
+        assert (cell / "train.ipynb").is_file()
+        for seed in seeds:
+            run = cell / f"seed{seed}"
+            metrics = json.loads((run / "metrics.json").read_text())
+            assert _finite(metrics), run
+            assert metrics["status"] in {"ok", "early_stopped"}, run
+            assert metrics["selection"] and metrics["dev"], run
+            assert metrics["hparams"]["lr"] == choice["hparams"]["lr"], run
+            assert (run / "train.csv").stat().st_size > 0
     summary = pd.read_csv(repo / "results" / "summary.csv")
-    expected = len(params.sweep.tasks) * len(params.sweep.optimizers) * len(SETTINGS)
-    assert len(summary) == expected
+    assert len(summary) == len(params.cells)
     assert summary["mean"].map(math.isfinite).all()
     assert summary["ci_low"].map(math.isfinite).all()
     assert _finite(json.loads((repo / "results" / "summary.json").read_text()))

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import yaml
 from datasets import Dataset, DatasetDict
+from design import full_matrix
 
 from adaopt import io
 from adaopt.config import SETTINGS, Params, parse_params
@@ -75,6 +76,7 @@ def params() -> Params:
     raw["data"]["tasks"] = []
     raw["workloads"] = {task: raw["workloads"].get(task, {}) for task in TASKS}
     raw["sweep"] = {"optimizers": list(OPTIMIZERS), "seeds": list(SEEDS)}
+    full_matrix(raw)
     raw["compress"].update(tasks=list(TASKS), optimizers=None)
     raw["evaluate"] = {"targets": TARGETS, "confidence": 0.95, "bootstrap_samples": 200}
     raw["precision_ablation"].update(task=TASKS[0], optimizers=["adamw", "lamb"])

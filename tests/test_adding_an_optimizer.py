@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from design import full_matrix
 
 from adaopt import hparams
 from adaopt.config import ConfigError, optimizer_hparams, parse_params
@@ -30,7 +31,7 @@ def _smoke_with(name: str, section: dict[str, Any]) -> dict[str, Any]:
     raw["optimizers"][name] = section
     raw["tuning"]["spaces"][name] = {"lr": [1e-4, 1e-3]}
     raw["sweep"]["optimizers"].append(name)
-    return raw
+    return full_matrix(raw)
 
 
 def _tiny() -> torch.nn.Module:

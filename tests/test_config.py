@@ -57,6 +57,16 @@ def dropping(dotted: str) -> Callable[[dict[str, Any]], None]:
     return lambda raw: _drop(raw, dotted)
 
 
+def without_cells(change: Callable[[dict[str, Any]], None], *, task: str | None = None,
+                  optimizer: str | None = None) -> Callable[[dict[str, Any]], None]:
+    """``change``, with the design's cells of ``task`` (or of ``optimizer``) removed first."""
+    def apply(raw: dict[str, Any]) -> None:
+        raw["sweep"]["cells"] = {key: cell for key, cell in raw["sweep"]["cells"].items()
+                                 if cell["task"] != task and cell["optimizer"] != optimizer}
+        change(raw)
+    return apply
+
+
 # ----------------------------------------------------------------------------- good files
 
 
@@ -219,7 +229,7 @@ BAD_CASES: list[tuple[str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = 
     ("ablation_task_not_swept", setting("precision_ablation.task", "mrpc"),
      ("precision_ablation.task='mrpc'", "not trained", "keys of workloads", "sst2")),
     ("ablation_optimizer_not_swept", setting("precision_ablation.optimizers", ["sgd"]),
-     ("precision_ablation.optimizers", "'sgd'", "sweep.optimizers")),
+     ("precision_ablation.optimizers", "'sgd'", "sst2-sgd-fair", "sweep.cells")),
     ("ablation_unknown_precision", setting("precision_ablation.precisions", ["fp32", "fp8"]),
      ("precision_ablation.precisions.1", "'fp8'")),
     ("ablation_one_precision", setting("precision_ablation.precisions", ["fp32"]),
@@ -231,7 +241,8 @@ BAD_CASES: list[tuple[str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = 
     ("compress_a_task_not_swept", setting("compress.tasks", ["rte"]),
      ("compress.tasks.rte", "not trained", "sst2")),
     ("compress_a_task_prepared_not_swept",
-     settings({"data.tasks": ["stsb"], "compress.tasks": ["stsb"]}, drop=("workloads.stsb",)),
+     without_cells(settings({"data.tasks": ["stsb"], "compress.tasks": ["stsb"]},
+                            drop=("workloads.stsb",)), task="stsb"),
      ("compress.tasks.stsb", "not trained", "squad")),
     ("compress_sparsity_of_one", setting("compress.sparsities", [0.5, 1.0]),
      ("compress.sparsities.1", "(got 1.0)")),
@@ -239,9 +250,27 @@ BAD_CASES: list[tuple[str, Callable[[dict[str, Any]], Any], tuple[str, ...]]] = 
      ("compress.optimizers.lamb", "not in sweep.optimizers")),
     ("student_as_deep_as_the_model", setting("compress.distill.layers", [2]),
      ("compress.distill.layers=2", "fewer layers", "2")),
-    ("compress_without_adamw", settings({"sweep.optimizers": ["adaptive_adam"],
-                                         "precision_ablation.optimizers": ["adaptive_adam"]}),
-     ("compress", "adamw")),
+    ("compress_without_adamw", without_cells(settings({
+        "sweep.optimizers": ["adaptive_adam"], "precision_ablation.optimizers": ["adaptive_adam"]}),
+        optimizer="adamw"),
+     ("compress", "the AdamW runs", "sst2-adamw-fair")),
+    ("cell_key_not_its_values", setting("sweep.cells.sst2-adamw-fair.setting", "traditional"),
+     ("sweep.cells", "sst2-adamw-fair", "sst2-adamw-traditional")),
+    ("cell_of_an_untrained_task", setting("sweep.cells.rte-adamw-fair",
+                                          {"task": "rte", "optimizer": "adamw", "setting": "fair"}),
+     ("sweep.cells.rte-adamw-fair.task='rte'", "not trained", "sst2")),
+    ("cell_of_an_optimizer_not_swept", setting("sweep.cells.sst2-sgd-fair",
+                                               {"task": "sst2", "optimizer": "sgd",
+                                                "setting": "fair"}),
+     ("sweep.cells.sst2-sgd-fair.optimizer='sgd'", "not in sweep.optimizers", "adamw")),
+    ("workload_without_a_cell", without_cells(lambda raw: None, task="stsb"),
+     ("workloads.stsb", "no cell")),
+    ("cell_with_repeated_seeds", setting("sweep.cells.sst2-adamw-fair.seeds", [1, 1]),
+     ("sweep.cells.sst2-adamw-fair.seeds", "without repeats")),
+    ("tuning_seed_in_a_cells_seeds", settings({"sweep.cells.sst2-adamw-fair.seeds": 5,
+                                               "tuning.seed": 4}),
+     ("tuning.seed=4", "sweep.cells.sst2-adamw-fair")),
+    ("no_cell", setting("sweep.cells", {}), ("sweep.cells", "at least 1")),
     ("missing_compress_section", dropping("compress"), ("compress", "required")),
     ("top_level_list", lambda raw: [raw], ("top level", "list")),
     ("top_level_scalar", lambda raw: "smoke", ("top level", "str")),
@@ -392,5 +421,5 @@ def test_a_task_without_a_time_to_target_line_is_accepted() -> None:
 def test_a_selection_split_may_be_sized_per_task() -> None:
     params = load_params(ROOT / "profiles" / "cpu.yaml")
     assert [params.data.selection_for(task) for task in ("sst2", "mrpc", "rte", "squad")] == [
-        1000, 500, 500, 1000]
+        1000, 500, 500, 300]
     assert load_params(ROOT / "profiles" / "smoke.yaml").data.selection_for("mrpc") == 8

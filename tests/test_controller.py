@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from smoke_pipeline import restrict_optimizers
 
 from adaopt.config import load_params, parse_params
 from adaopt.protocol.controller import (
@@ -123,7 +124,6 @@ def test_the_precision_ablation_is_checked_too() -> None:
 
 def test_a_profile_without_a_controlled_optimizer_has_nothing_to_check() -> None:
     raw = smoke()
-    raw["sweep"]["optimizers"] = ["adamw"]
-    raw["precision_ablation"]["optimizers"] = ["adamw"]
+    restrict_optimizers(raw, ["adamw"])
     raw["train"]["eval_every"] = raw["train"]["max_steps"]
     assert controller_problems(parse_params(raw)) == []

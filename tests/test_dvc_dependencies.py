@@ -38,7 +38,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
-STAGES: dict[str, dict[str, Any]] = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+#: Each stage's definition; a ``foreach`` stage's is its ``do`` block.
+STAGES: dict[str, dict[str, Any]] = {
+    name: stage.get("do", stage)
+    for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()}
 RUNNER_PACKAGE = "adaopt.runner"
 RUNNER_SHIMS = ("adaopt.__main__",)
 CLI = "adaopt.runner.cli"

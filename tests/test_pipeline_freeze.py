@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from smoke_pipeline import dvc, restrict_tasks, smoke_copy
+from smoke_pipeline import dvc, restrict_optimizers, restrict_tasks, smoke_copy
 from test_dvc_dependencies import all_modules, is_runner, module_file
 
 from adaopt.config import SETTINGS
@@ -44,7 +44,7 @@ def test_a_runner_edit_outdates_no_stage_and_a_computing_edit_outdates_them(
     repo = smoke_copy(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     restrict_tasks(params, ["sst2"])  # two cells: AdamW, traditional and fair
-    params["sweep"]["optimizers"] = params["precision_ablation"]["optimizers"] = ["adamw"]
+    restrict_optimizers(params, ["adamw"])
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cells = [f"{kind}@sst2-adamw-{setting}" for kind in ("tune", "train") for setting in SETTINGS]
     dvc(repo, "repro", *cells)

@@ -23,6 +23,7 @@ from smoke_pipeline import (
     dvc,
     dvc_env,
     figures,
+    restrict_optimizers,
     restrict_tasks,
     smoke_copy,
 )
@@ -41,8 +42,7 @@ def test_smoke_profile_on_real_data(tmp_path: Path) -> None:
     repo = smoke_copy(tmp_path)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     restrict_tasks(params, ["sst2"])  # CI time: the other heads run on the fixture mirror
-    params["sweep"]["optimizers"] = ["adamw"]  # compression needs AdamW's runs
-    params["precision_ablation"]["optimizers"] = ["adamw"]
+    restrict_optimizers(params, ["adamw"])  # compression needs AdamW's runs
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(repo, "repro", mirror=mirror)
     assert_complete(repo)
@@ -104,8 +104,7 @@ def test_a_diverging_optimizer_is_recorded_not_fatal(tmp_path: Path) -> None:
     params_path = repo / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     restrict_tasks(params, ["sst2"])  # CI time: one task shows it
-    params["sweep"]["optimizers"] = ["sgd", "adamw"]  # beside one that learns
-    params["precision_ablation"]["optimizers"] = ["adamw"]
+    restrict_optimizers(params, ["sgd", "adamw"])  # beside one that learns
     params["tuning"]["spaces"]["sgd"]["lr"] = [1e12, 2e12]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(repo, "repro")
@@ -126,22 +125,26 @@ def test_a_diverging_optimizer_is_recorded_not_fatal(tmp_path: Path) -> None:
         assert (repo / "figures" / name).stat().st_size > 0
 
 
-def test_adding_a_task_is_one_edit(tmp_path: Path) -> None:
-    """WNLI is in the fixture mirror and in no profile. One line under ``workloads`` makes it a
-    trained task: fetched, prepared, tuned and trained by the pipeline's own stages, with every
-    other setting (time-to-target line, margin, compression, ablation) left as it was."""
+def test_adding_a_task_is_its_workload_and_its_cells(tmp_path: Path) -> None:
+    """WNLI is in the fixture mirror and in no profile. One line under ``workloads`` and one per
+    cell under ``sweep.cells`` make it a trained task: fetched, prepared, tuned and trained by
+    the pipeline's own stages, with every other setting (time-to-target line, margin,
+    compression, ablation) left as it was."""
     repo = smoke_copy(tmp_path)
     before = (repo / "params.yaml").read_text()
     assert "wnli" not in before.lower()
-    after = before.replace("\nworkloads:\n", "\nworkloads:\n  wnli: {}\n", 1)
-    assert len(after.splitlines()) == len(before.splitlines()) + 1
-    (repo / "params.yaml").write_text(after)
+    lines = before.replace("\nworkloads:\n", "\nworkloads:\n  wnli: {}\n", 1).splitlines()
+    at = next(k for k, line in enumerate(lines) if line.startswith("  cells:")) + 1
+    lines[at:at] = [f"    wnli-adamw-{name}: {{task: wnli, optimizer: adamw, setting: {name}}}"
+                    for name in SETTINGS]
+    (repo / "params.yaml").write_text("\n".join(lines) + "\n")
+    assert len(lines) == len(before.splitlines()) + 1 + len(SETTINGS)
 
     stale = dvc(repo, "status").stdout
-    for optimizer in load_params(repo / "params.yaml").sweep.optimizers:
-        for setting in SETTINGS:
-            assert f"tune@wnli-{optimizer}-{setting}:" in stale
-            assert f"train@wnli-{optimizer}-{setting}:" in stale
+    for setting in SETTINGS:
+        assert f"tune@wnli-adamw-{setting}:" in stale
+        assert f"train@wnli-adamw-{setting}:" in stale
+    assert "tune@wnli-adaptive_adam" not in stale  # no cell of it
     dvc(repo, "repro", "train@wnli-adamw-fair")
     metrics = json.loads((repo / "runs" / "wnli" / "adamw" / "fair" / "seed0" / "metrics.json")
                          .read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from smoke_pipeline import IDENTITY, dvc, restrict_tasks, smoke_copy
+from smoke_pipeline import IDENTITY, dvc, restrict_optimizers, restrict_tasks, smoke_copy
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ def test_a_sweep_split_over_two_machines_is_gathered_without_training_again(
     gatherer = smoke_copy(tmp_path / "gatherer", as_committed=True)
     params = yaml.safe_load((gatherer / "params.yaml").read_text())
     restrict_tasks(params, ["sst2"])  # two cells: AdamW, traditional and fair
-    params["sweep"]["optimizers"] = params["precision_ablation"]["optimizers"] = ["adamw"]
+    restrict_optimizers(params, ["adamw"])
     (gatherer / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     committed = yaml.safe_load((gatherer / "dvc.lock").read_text())["stages"]
     assert sum(stage.startswith(("tune@", "train@")) for stage in committed) > 4

@@ -210,3 +210,18 @@ def test_a_real_calibration_of_the_fixture_sst2(prepared_sst2: Path) -> None:
     assert task.dev_tokens == sum(splits["validation"]["length"])
     with pytest.raises(FileNotFoundError, match="run the prepare stage"):
         plan.calibrate_task(params, "stsb", prepared_sst2)
+
+
+def test_a_design_whose_cells_differ_in_seeds_is_planned_cell_by_cell() -> None:
+    """The cpu profile's design: cells left out of some tasks, ten seeds where a comparison
+    needs them; every cell is tuned once and trained with its own seeds."""
+    params = load_params(ROOT / "profiles" / "cpu.yaml")
+    kinds = plan.stage_kinds(params)
+    for kind in ("tune", "train"):
+        names = [name for stages in kinds if stages.kind == kind for name in stages.names()]
+        assert sorted(names) == sorted(f"{kind}@{cell.name}" for cell in params.cells)
+    assert sum(s.total_runs for s in kinds if s.kind == "train") == sum(
+        len(cell.seeds) for cell in params.cells)
+    assert sum(s.total_runs for s in kinds if s.kind == "tune") == (
+        len(params.cells) * params.tuning.trials)
+    assert len({len(cell.seeds) for cell in params.cells}) > 1  # the case this test is about

@@ -4,8 +4,10 @@ The pipeline's outputs are in git (``tuning/``, ``runs/``, ``results/``, ``figur
 ``REPORT.md``); these checks fail when someone edits ``params.yaml`` and commits without
 re-running, or commits a partial run.
 
-The reference run of #14 landed in three chunks (docs/reference-run.md); every check here holds for
-the whole of it.
+The reference run of #33 lands in chunks (docs/reference-run.md). Until its last chunk re-runs
+evaluate, figures, compress and report, the previous run's outputs stand beside the chunks that
+have landed: the checks of a whole run are expected to fail (``UNDER_WAY``), and the last chunk
+removes the mark.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 import pytest
 from ruamel.yaml import YAML
 
-from adaopt.config import SETTINGS, load_params
+from adaopt.config import load_params
 from adaopt.summary import sweep_cells
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,13 +35,18 @@ LOCK = YAML(typ="safe").load((ROOT / "dvc.lock").read_text())["stages"]
 TREE_LIMIT_MIB = 50
 
 
+#: The checks that hold only once every chunk of the reference run has landed (strict: a check
+#: that passes while the mark stands fails, so the mark cannot outlive the run).
+UNDER_WAY = pytest.mark.xfail(strict=True, reason="#33's reference run is landing in chunks "
+                              "(docs/reference-run.md); the previous run's outputs stand until "
+                              "the last chunk")
+
+
 def _value(dotted: str) -> Any:
     return reduce(lambda section, key: section[key], dotted.split("."), RAW_PARAMS)
 
 
-@pytest.mark.xfail(strict=True, reason="#24 changed what the tune and train stages run (the "
-                   "controller's patience and min_delta, evaluations every few steps); the "
-                   "reference issue re-runs them on the final code")
+@UNDER_WAY
 def test_every_locked_stage_ran_with_the_committed_params() -> None:
     stale = [f"{stage}: {key}" for stage in sorted(LOCK)
              for key, value in LOCK[stage].get("params", {}).get("params.yaml", {}).items()
@@ -47,9 +54,15 @@ def test_every_locked_stage_ran_with_the_committed_params() -> None:
     assert not stale, f"dvc.lock differs from params.yaml in {len(stale)} entries: {stale[:3]}"
 
 
+@UNDER_WAY
 def test_every_locked_stage_is_a_stage_of_the_pipeline() -> None:
     stages = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())["stages"]
-    defined = set(stages) | {f"{name}@" for name, stage in stages.items() if "matrix" in stage}
+    assert all(stage["foreach"] == "${sweep.cells}" for stage in stages.values()
+               if "foreach" in stage)  # a stage per cell of the design
+    defined = {f"{name}@{key}" if "foreach" in stage else name
+               for name, stage in stages.items()
+               for key in (PARAMS.sweep.cells if "foreach" in stage else [None])}
+    defined |= {f"{name}@" for name, stage in stages.items() if "matrix" in stage}
     orphans = [name for name in LOCK if name not in defined and f"{name.split('@')[0]}@"
                not in defined]
     assert not orphans, f"dvc.lock holds stages dvc.yaml no longer has: {orphans[:3]}"
@@ -64,17 +77,19 @@ def _assert_cell(task: str, optimizer: str, setting: str, seed: int) -> None:
         (task, optimizer, setting, seed)
 
 
+@UNDER_WAY
 def test_every_cell_of_the_sweep_is_tuned_trained_locked_and_has_its_run() -> None:
     for cell in sweep_cells(PARAMS):
         _assert_cell(*cell)
 
 
+@UNDER_WAY
 def test_the_summary_covers_exactly_the_sweep() -> None:
     summary = pd.read_csv(ROOT / "results" / "summary.csv")
-    assert set(summary.optimizer) == set(PARAMS.sweep.optimizers)
-    assert (summary.seeds == len(PARAMS.sweep.seeds)).all()
-    assert set(summary.task) == set(PARAMS.sweep.tasks)
-    assert len(summary) == len(PARAMS.sweep.tasks) * len(PARAMS.sweep.optimizers) * len(SETTINGS)
+    assert {(row.task, row.optimizer, row.setting): row.seeds
+            for row in summary.itertuples()} == {
+        (cell.task, cell.optimizer, cell.setting): len(cell.seeds) for cell in PARAMS.cells}
+    assert len(summary) == len(PARAMS.cells)
 
 
 def test_the_readme_shows_committed_figures() -> None:
@@ -93,6 +108,7 @@ def _shallow() -> bool:
     return result.returncode != 0 or result.stdout.strip() != "false"
 
 
+@UNDER_WAY
 def test_the_committed_report_is_the_one_its_outputs_give() -> None:
     """Its outputs, and the git history that dates the pre-registration against the runs."""
     from adaopt.report import report_text
@@ -103,6 +119,7 @@ def test_the_committed_report_is_the_one_its_outputs_give() -> None:
     assert (ROOT / "REPORT.md").read_text() == report_text(ROOT, PARAMS)
 
 
+@UNDER_WAY
 def test_the_committed_report_names_its_preregistrations_commit_and_hash() -> None:
     from adaopt.preregistration import file_sha256
 

@@ -366,7 +366,8 @@ def test_a_prepared_task_the_profile_does_not_train_is_reported_with_its_curve(o
     the prepare report, its learning curve and the budget a signal would need."""
     params = synthetic.params()
     params = params.model_copy(update={
-        "sweep": params.sweep.model_copy(update={"tasks": ["sst2"]}),
+        "sweep": params.sweep.model_copy(update={"tasks": ["sst2"], "cells": {
+            key: cell for key, cell in params.sweep.cells.items() if cell.task == "sst2"}}),
         "data": params.data.model_copy(update={"tasks": ["squad"]})})
     trained = dataclasses.replace(outputs, **{  # the evaluate stage's tables of that sweep
         name: table[table.task == "sst2"] for name, table in (

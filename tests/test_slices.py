@@ -18,13 +18,15 @@ from adaopt.runner.slices import deal, gather, slice_stages, sweep_stages
 ROOT = Path(__file__).resolve().parents[1]
 CPU = ROOT / "profiles" / "cpu.yaml"
 PARAMS = load_params(CPU)
-CELLS = 6 * 8 * 2  # tasks x optimizers x settings
+CELLS = len(PARAMS.cells)
 #: One cell's seconds per task: the language model's cells far the longest.
 COSTS = {task: 100.0 * (task == "lm_pretrain") + index + 1.0
          for index, task in enumerate(PARAMS.sweep.tasks)}
+#: The same, by cell: what slice_stages deals by.
+CELL_COSTS = {cell.name: COSTS[cell.task] for cell in PARAMS.cells}
 
 
-@pytest.mark.parametrize("costs", [None, COSTS])
+@pytest.mark.parametrize("costs", [None, CELL_COSTS])
 @pytest.mark.parametrize("count", [1, 3, 7, CELLS])
 def test_the_slices_cover_every_stage_once_each_cell_tuned_before_trained(
     count: int, costs: dict[str, float] | None,
@@ -42,8 +44,8 @@ def test_the_slices_cover_every_stage_once_each_cell_tuned_before_trained(
 
 
 def test_without_estimates_the_cells_are_dealt_round_robin_in_the_pipelines_order() -> None:
-    assert slice_stages(PARAMS, CELLS // 2, 1)[::2] == [sweep_stages(PARAMS)[2],
-                                                        sweep_stages(PARAMS)[2 + CELLS]]
+    assert slice_stages(PARAMS, CELLS // 2, 1)[::2] == [
+        sweep_stages(PARAMS)[2], sweep_stages(PARAMS)[2 + 2 * (CELLS // 2)]]
     assert deal([1.0] * 7, 3) == [[0, 3, 6], [1, 4], [2, 5]]
 
 
@@ -58,11 +60,11 @@ def test_slices_dealt_by_the_estimates_end_together_where_round_robin_would_not(
                     for stage in slice_stages(PARAMS, 7, index, costs=costs)[::2])
                 for index in range(7)]
 
-    dealt, round_robin = totals(COSTS), totals(None)
+    dealt, round_robin = totals(CELL_COSTS), totals(None)
     assert max(dealt) - min(dealt) <= max(COSTS.values())  # the greedy deal's bound
     assert max(dealt) < max(round_robin)
-    assert [slice_stages(PARAMS, 7, 3, costs=COSTS)] * 2 == [
-        slice_stages(PARAMS, 7, 3, costs=dict(COSTS)) for _ in range(2)]  # deterministic
+    assert [slice_stages(PARAMS, 7, 3, costs=CELL_COSTS)] * 2 == [
+        slice_stages(PARAMS, 7, 3, costs=dict(CELL_COSTS)) for _ in range(2)]  # deterministic
 
 
 def test_slurms_one_based_array_ids_name_the_same_slices() -> None:
@@ -78,7 +80,8 @@ def test_a_slice_outside_the_count_is_one_line() -> None:
     with pytest.raises(ValueError, match=r"^--of 0: the number of slices must be at least 1$"):
         slice_stages(PARAMS, 0, 0)
     with pytest.raises(ValueError, match=r"^the calibration has no estimate for sst2: "):
-        slice_stages(PARAMS, 3, 0, costs={k: v for k, v in COSTS.items() if k != "sst2"})
+        slice_stages(PARAMS, 3, 0, costs={k: v for k, v in CELL_COSTS.items()
+                                          if not k.startswith("sst2-")})
 
 
 def test_an_empty_slice_exits_non_zero_with_one_line_before_anything_runs(capsys) -> None:
@@ -111,9 +114,10 @@ def test_the_command_deals_by_a_calibration_file_and_refuses_an_unreadable_one(
     calibration = _calibration(tmp_path / "calibration.json")
     costs = plan.cell_seconds(PARAMS, calibration)
     assert costs == pytest.approx({  # its steps are all a stage costs in this calibration
-        task: sum(stages.runs * stages.steps * COSTS[task]
-                  for stages in plan.stage_kinds(PARAMS) if stages.task == task)
-        for task in COSTS})
+        cell.name: sum(stages.runs * stages.steps * COSTS[cell.task]
+                       for stages in plan.stage_kinds(PARAMS)
+                       if f"{stages.kind}@{cell.name}" in stages.names())
+        for cell in PARAMS.cells})
     assert main(["slice", "--params", str(CPU), "--of", "4", "--index", "2", "--base", "1",
                  "--calibration", str(calibration)]) == 0
     assert capsys.readouterr().out.split() == slice_stages(PARAMS, 4, 1, costs=costs)

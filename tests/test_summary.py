@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import synthetic_runs as synthetic
 import yaml
+from design import full_matrix
 
 from adaopt.config import SETTINGS, parse_params
 from adaopt.statistics import (
@@ -100,6 +101,28 @@ def test_sweep_cells_are_tasks_optimizers_settings_seeds() -> None:
     assert cells[:len(seeds) + 1] == [
         *[(first, params.sweep.optimizers[0], SETTINGS[0], seed) for seed in seeds],
         (first, params.sweep.optimizers[0], SETTINGS[1], seeds[0])]
+
+
+def test_a_sparse_design_is_summarized_and_paired_cell_by_cell(project: Path) -> None:
+    """A design that leaves cells out and gives one cell fewer seeds: the runs read are exactly
+    its cells' seeds, and no comparison is made with a cell the design left out (no "not
+    testable" row for it)."""
+    raw = synthetic.params().model_dump(mode="json")
+    cells = raw["sweep"]["cells"]
+    for key in [key for key, cell in cells.items()
+                if cell["setting"] == "traditional" and cell["optimizer"] != "adam"]:
+        del cells[key]  # the traditional setting: Adam alone
+    cells["sst2-lamb-fair"]["seeds"] = [0, 1]
+    params = parse_params(raw)
+    runs = load_runs(project / "runs", sweep_cells(params))
+    assert len(runs) == sum(len(cell.seeds) for cell in params.cells)
+    assert sorted(runs[(runs.task == "sst2") & (runs.optimizer == "lamb")].seed) == [0, 1]
+    paired = compare(project, runs)
+    traditional = paired[paired.setting == "traditional"]
+    assert traditional.empty  # Adam has no reference beside it there
+    fair = paired[(paired.task == "sst2") & (paired.optimizer == "lamb")
+                  & (paired.reference == "adamw")]
+    assert fair.pairs.tolist() == [2]
 
 
 def test_load_runs_reads_the_sweep_and_ignores_other_runs(tables) -> None:
@@ -486,6 +509,7 @@ def test_a_missing_choice_is_named(project: Path) -> None:
     params = synthetic.params()
     raw = params.model_dump(mode="json")
     raw["sweep"]["optimizers"] = [*raw["sweep"]["optimizers"], "rmsprop"]
+    full_matrix(raw)
     with pytest.raises(FileNotFoundError, match=r"rmsprop/traditional/choice\.json: missing"):
         load_choices(project / "tuning", parse_params(raw))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -223,18 +223,61 @@ class TrainConfig(_Section):
         return self
 
 
-class SweepConfig(_Section):
-    """What the tune and train stages span: one of each per (task, optimizer, setting), every
-    seed in the train stage.
+SETTINGS = ("traditional", "fair")
 
-    ``tasks`` is not written in params.yaml: it is the keys of ``workloads``, which the
-    pipeline's stages iterate over (DVC needs each trained task's workload key), so that adding
-    a task is one edit. :class:`Params` fills it in.
+
+class CellConfig(_Section):
+    """One (task, optimizer, setting) of the design: one tune and one train stage.
+
+    ``seeds``: a count (seeds ``0..n-1``), a list, or ``None`` for ``sweep.seeds``; cells differ
+    in seeds where a comparison needs more of them than the rest (the pre-registration's).
+    """
+
+    task: str
+    optimizer: str
+    setting: Literal["traditional", "fair"]
+    seeds: PositiveInt | list[Annotated[int, Field(ge=0)]] | None = None
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: int | list[int] | None) -> int | list[int] | None:
+        if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds)):
+            raise ValueError("seeds must be a count or a non-empty list without repeats")
+        return seeds
+
+
+class Cell(NamedTuple):
+    """A cell of the design as the stages see it: ``name`` is its DVC key, ``task-opt-setting``."""
+
+    task: str
+    optimizer: str
+    setting: str
+    seeds: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return cell_name(self.task, self.optimizer, self.setting)
+
+
+def cell_name(task: str, optimizer: str, setting: str) -> str:
+    """The key of a cell in ``sweep.cells`` and of its stages (``train@<name>``)."""
+    return f"{task}-{optimizer}-{setting}"
+
+
+class SweepConfig(_Section):
+    """What the tune and train stages span: one of each per entry of ``cells``, every seed of
+    the cell in the train stage.
+
+    ``cells`` is the design, written out (DVC makes a stage per key): a task need not run every
+    optimizer in both settings, nor every cell the same seeds. ``optimizers`` is the comparison's
+    order (tables, figures); ``seeds`` the seeds of a cell that names none. ``tasks`` is not
+    written in params.yaml: it is the keys of ``workloads``, which :class:`Params` fills in.
     """
 
     tasks: list[str] = Field(default_factory=list)
     optimizers: list[str] = Field(min_length=1)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    cells: dict[str, CellConfig] = Field(min_length=1)
 
     @field_validator("tasks")
     @classmethod
@@ -254,6 +297,16 @@ class SweepConfig(_Section):
         if len(set(seeds)) != len(seeds):
             raise ValueError("seeds must not repeat")
         return seeds
+
+    @field_validator("cells")
+    @classmethod
+    def _named_cells(cls, cells: dict[str, CellConfig]) -> dict[str, CellConfig]:
+        for key, cell in cells.items():
+            name = cell_name(get_task(cell.task).name, cell.optimizer, cell.setting)
+            if key != name:
+                raise ValueError(f"{key}: a cell's key is <task>-<optimizer>-<setting> of its "
+                                 f"values ({name})")
+        return cells
 
 
 class LogGrid(_Section):
@@ -367,8 +420,6 @@ class EvaluateConfig(_Section):
     def _known_tasks(cls, values: dict[str, float]) -> dict[str, float]:
         return {get_task(name).name: value for name, value in values.items()}
 
-
-SETTINGS = ("traditional", "fair")
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
@@ -501,6 +552,36 @@ class Params(_Section):
         task prepared for its baseline only)."""
         return [*self.sweep.tasks, *(t for t in self.data.tasks if t not in self.sweep.tasks)]
 
+    @property
+    def cells(self) -> list[Cell]:
+        """The design's cells in the comparison's order: task (``workloads``), optimizer
+        (``sweep.optimizers``), setting (``SETTINGS``)."""
+        order = {"task": self.sweep.tasks, "optimizer": self.sweep.optimizers,
+                 "setting": list(SETTINGS)}
+        cells = [Cell(get_task(c.task).name, c.optimizer, c.setting, self._seeds(c.seeds))
+                 for c in self.sweep.cells.values()]
+        return sorted(cells, key=lambda c: tuple(order[k].index(getattr(c, k)) for k in order))
+
+    def _seeds(self, seeds: int | list[int] | None) -> tuple[int, ...]:
+        if seeds is None:
+            return tuple(self.sweep.seeds)
+        return tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
+
+    def cell(self, task: str, optimizer: str, setting: str) -> Cell | None:
+        """The design's cell, or None where the design leaves it out."""
+        entry = self.sweep.cells.get(cell_name(get_task(task).name, optimizer, setting))
+        if entry is None:
+            return None
+        return Cell(get_task(task).name, optimizer, setting, self._seeds(entry.seeds))
+
+    def seeds_for(self, task: str, optimizer: str, setting: str) -> tuple[int, ...]:
+        """The evaluation seeds of a cell of the design."""
+        cell = self.cell(task, optimizer, setting)
+        if cell is None:
+            raise ValueError(f"sweep.cells has no {cell_name(task, optimizer, setting)}; "
+                             "allowed: " + ", ".join(self.sweep.cells))
+        return cell.seeds
+
     def workload(self, task: str) -> WorkloadConfig:
         """The task's workload; a task prepared but not trained has the shared settings."""
         return self.workloads.get(get_task(task).name, WorkloadConfig())
@@ -544,11 +625,25 @@ class Params(_Section):
                 raise ValueError(f"optimizers.{name} is missing; sweep.optimizers lists it")
         for name, hparams in self.optimizers.items():
             _check_optimizer(name, hparams)
+        self._check_cells()
         self._check_tuning()
         self._check_workloads()
         self._check_ablation()
         self._check_compress()
         return self
+
+    def _check_cells(self) -> None:
+        for key, cell in self.sweep.cells.items():
+            if get_task(cell.task).name not in self.sweep.tasks:
+                raise ValueError(f"sweep.cells.{key}.task={cell.task!r} is not trained; "
+                                 f"allowed: the keys of workloads, {', '.join(self.sweep.tasks)}")
+            if cell.optimizer not in self.sweep.optimizers:
+                raise ValueError(f"sweep.cells.{key}.optimizer={cell.optimizer!r} is not in "
+                                 f"sweep.optimizers; allowed: {', '.join(self.sweep.optimizers)}")
+        bare = [task for task in self.sweep.tasks if not any(c.task == task for c in self.cells)]
+        if bare:
+            raise ValueError(f"workloads.{bare[0]} has no cell in sweep.cells: give it one "
+                             "(<task>-<optimizer>-<setting>) or remove the workload")
 
     def _check_ablation(self) -> None:
         ablation = self.precision_ablation
@@ -557,15 +652,17 @@ class Params(_Section):
                              "tuned values come from the sweep); allowed: the keys of "
                              f"workloads, {', '.join(self.sweep.tasks)}")
         for name in ablation.optimizers:
-            if name not in self.sweep.optimizers:
-                raise ValueError(f"precision_ablation.optimizers: {name!r} is not in "
-                                 f"sweep.optimizers (its tuned values come from the sweep); "
-                                 f"allowed: {', '.join(self.sweep.optimizers)}")
+            if self.cell(ablation.task, name, ablation.setting) is None:
+                raise ValueError(f"precision_ablation.optimizers: {name!r} has no cell "
+                                 f"{cell_name(ablation.task, name, ablation.setting)} in "
+                                 "sweep.cells (its tuned values come from the sweep)")
 
-    def teacher_candidates(self) -> list[str]:
-        """The optimizers the compress stage picks its teacher from (the sweep's order)."""
+    def teacher_candidates(self, task: str) -> list[str]:
+        """The optimizers the compress stage picks ``task``'s teacher from: those with a cell
+        in ``compress.setting`` (the sweep's order)."""
         names = self.compress.optimizers or self.sweep.optimizers
-        return [name for name in self.sweep.optimizers if name in names]
+        return [name for name in self.sweep.optimizers
+                if name in names and self.cell(task, name, self.compress.setting) is not None]
 
     def _check_compress(self) -> None:
         compress = self.compress
@@ -574,8 +671,11 @@ class Params(_Section):
             raise ValueError(f"compress.tasks.{outside[0]} is not trained (the teacher is "
                              "retrained from the sweep's runs); allowed: the keys of "
                              f"workloads, {', '.join(self.sweep.tasks)}")
-        if "adamw" not in self.sweep.optimizers:
-            raise ValueError("compress needs the AdamW runs: add adamw to sweep.optimizers")
+        no_adamw = [task for task in compress.tasks
+                    if self.cell(task, "adamw", compress.setting) is None]
+        if no_adamw:
+            raise ValueError(f"compress needs the AdamW runs: add the cell "
+                             f"{cell_name(no_adamw[0], 'adamw', compress.setting)} to sweep.cells")
         unknown = [name for name in compress.optimizers or [] if name not in self.sweep.optimizers]
         if unknown:
             raise ValueError(f"compress.optimizers.{unknown[0]} is not in sweep.optimizers")
@@ -605,8 +705,10 @@ class Params(_Section):
 
     def _check_tuning(self) -> None:
         tuning = self.tuning
-        if tuning.seed in self.sweep.seeds:
-            raise ValueError(f"tuning.seed={tuning.seed} is also in sweep.seeds; tuning must "
+        seen = [cell.name for cell in self.cells if tuning.seed in cell.seeds]
+        if tuning.seed in self.sweep.seeds or seen:
+            where = "sweep.seeds" if tuning.seed in self.sweep.seeds else f"sweep.cells.{seen[0]}"
+            raise ValueError(f"tuning.seed={tuning.seed} is also in {where}; tuning must "
                              "not see the evaluation seeds")
         for name in self.sweep.optimizers:
             if not tuning.spaces.get(name):
@@ -728,6 +830,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 __all__ = [
     "MIN_DELTA_SE",
     "SETTINGS",
+    "Cell",
+    "CellConfig",
     "CompressConfig",
     "ConfigError",
     "DataConfig",
@@ -746,6 +850,7 @@ __all__ = [
     "TrainConfig",
     "TuningConfig",
     "WorkloadConfig",
+    "cell_name",
     "grid_values",
     "load_params",
     "optimizer_hparams",

@@ -235,7 +235,8 @@ def run_setting(
     out_dir: str | Path, choice_path: str | Path, *, checkpoint_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[int, dict[str, Any]]:
-    """Train every seed of ``sweep.seeds`` with the tuned values; write ``seed<k>/`` per seed.
+    """Train every seed of the cell (``sweep.cells``) with the tuned values; write ``seed<k>/``
+    per seed.
 
     Each seed folder gets ``metrics.json`` (what the run reached, byte-identical for the same
     seed on the same machine: the selection scores of the chosen evaluation and the dev scores
@@ -250,14 +251,14 @@ def run_setting(
                 prepared=prepared_dir, out=out_dir, choice=choice_path,
                 checkpoint_dir=checkpoint_dir, progress=progress)
         return {seed: json.loads((Path(out_dir) / f"seed{seed}" / "metrics.json").read_text())
-                for seed in params.sweep.seeds}
+                for seed in params.seeds_for(task_name, optimizer, setting)}
     work = Workload(params, task_name, prepared_dir)
     tuned = read_choice(choice_path, task_name, optimizer, setting)
     section = {**params.optimizers[optimizer], **tuned}
     store = _CheckpointStore(checkpoint_dir, params, "final", work.task.name, optimizer, setting,
                              tuned)
     out_dir = Path(out_dir)
-    metrics, seeds = {}, params.sweep.seeds
+    metrics, seeds = {}, params.seeds_for(work.task.name, optimizer, setting)
     for number, seed in enumerate(seeds, 1):
         key, folder = f"seed{seed}", out_dir / f"seed{seed}"
         if store.finished(key) is None:

@@ -190,18 +190,19 @@ def performance_profile(summary: pd.DataFrame, setting: str,
     Steps, not seconds: they are the same for a seed on any machine, and the fair AdamW and
     AdaptiveAdam runs, the same computation, differ by seconds of machine noise. A cell that
     never reached its target (median +inf) counts as never within any tau; a task that no
-    optimizer reached counts for nobody; a task without a target is left out.
+    optimizer reached counts for nobody; a task without a target is left out, and so is a task
+    an optimizer did not run (the design may leave cells out): the fraction is of its tasks.
     """
     cells = summary[(summary.setting == setting)
                     & summary.time_to_target_median_steps.notna()]
     if cells.empty:
         return pd.DataFrame(columns=[f"tau {tau:g}" for tau in taus])
     times = cells.pivot(index="optimizer", columns="task", values="time_to_target_median_steps")
-    times = times.astype(float).replace(np.nan, np.inf)
+    times = times.astype(float)  # NaN: a cell the design leaves out of that task
     fastest = times.min(axis=0)
     ratio = times / fastest.where(np.isfinite(fastest), np.nan)
     order = in_table_order(times.index)
-    return pd.DataFrame({f"tau {tau:g}": (ratio <= tau).sum(axis=1) / times.shape[1]
+    return pd.DataFrame({f"tau {tau:g}": (ratio <= tau).sum(axis=1) / times.notna().sum(axis=1)
                          for tau in taus}).loc[order]
 
 
@@ -392,16 +393,21 @@ def load_outputs(root: str | Path, params: Params) -> Outputs:
 # ----------------------------------------------------------------------------- sections
 
 
+def _task_runs(params: Params, task: str) -> tuple[int, float]:
+    """``task``'s cells and its runs in full-length equivalents (tuning trials at the task's
+    tuning fraction, plus every cell's seeds); a task the profile does not train gets the
+    trained tasks' medians."""
+    cells = [cell for cell in params.cells if cell.task == task]
+    if not cells:
+        counts = [_task_runs(params, name) for name in params.sweep.tasks]
+        return (int(np.median([n for n, _ in counts])), float(np.median([r for _, r in counts])))
+    fraction = params.tuning_steps(task) / params.train_for(task).max_steps
+    return len(cells), sum(params.tuning.trials * fraction + len(cell.seeds) for cell in cells)
+
+
 def _budget_hours(params: Params, task: str, steps: int, seconds_per_step: float) -> float:
-    """Training hours the profile's protocol spends on ``task`` at ``steps`` steps a run:
-    every cell's tuning trials (at the task's tuning fraction; for a task the profile does not
-    train, the trained tasks' median) and seeds."""
-    fractions = {name: params.tuning_steps(name) / params.train_for(name).max_steps
-                 for name in params.sweep.tasks}
-    fraction = fractions.get(task, float(np.median(list(fractions.values()))))
-    runs = params.tuning.trials * fraction + len(params.sweep.seeds)
-    cells = len(params.sweep.optimizers) * len(SETTINGS)
-    return cells * runs * steps * seconds_per_step / 3600
+    """Training hours the profile's design spends on ``task`` at ``steps`` steps a run."""
+    return _task_runs(params, task)[1] * steps * seconds_per_step / 3600
 
 
 def clear_margin(metric: str, baseline: float, examples: int) -> float:
@@ -441,10 +447,10 @@ def _curve_sentence(task: str, curves: pd.DataFrame | None, params: Params) -> s
     best = above.loc[above.step.idxmin()]
     step = int(best.step)
     hours = _budget_hours(params, task, step, float(curve.s_per_step.mean()))
+    cells, _ = _task_runs(params, task)
     return text + (f" lr {best.lr:g} first clears {clear} at {step} steps: the protocol "
-                   f"({params.tuning.trials} trials, {len(params.sweep.seeds)} seeds, "
-                   f"{len(params.sweep.optimizers) * len(SETTINGS)} cells) at that length "
-                   f"needs about {hours:.1f} hours of training for this task alone.")
+                   f"({params.tuning.trials} trials a cell, {cells} cells and their seeds) at "
+                   f"that length needs about {hours:.1f} hours of training for this task alone.")
 
 
 def unswept_tasks(params: Params) -> list[str]:
@@ -482,7 +488,7 @@ def spaces_markdown(params: Params) -> str:
     trials and their length per task."""
     rows = []
     for task in params.sweep.tasks:
-        for optimizer in params.sweep.optimizers:
+        for optimizer in dict.fromkeys(c.optimizer for c in params.cells if c.task == task):
             grid = "; ".join(f"{name} " + ", ".join(f"{value:g}" for value in grid_values(g))
                              for name, g in params.space_for(task, optimizer).items())
             rows.append({"task": task, "optimizer": optimizer, "grid": grid})
@@ -491,10 +497,17 @@ def spaces_markdown(params: Params) -> str:
     budgets = pd.DataFrame([{
         "task": task, "steps": params.train_for(task).max_steps,
         "batch": params.train_for(task).batch_size, "tuning steps": params.tuning_steps(task),
-        "trials": params.tuning.trials, "seeds": len(params.sweep.seeds)}
+        "trials": params.tuning.trials, "cells": _task_runs(params, task)[0],
+        "seeds": _seed_counts(params, task)}
         for task in params.sweep.tasks])
     return (grouped[["optimizer", "task", "grid"]].rename(columns={"task": "tasks"})
             .to_markdown(index=False) + "\n\n" + budgets.to_markdown(index=False) + "\n")
+
+
+def _seed_counts(params: Params, task: str) -> str:
+    """The seeds of ``task``'s cells: one count, or the range of counts."""
+    counts = sorted({len(cell.seeds) for cell in params.cells if cell.task == task})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
 
 def edges_sentence(choices: pd.DataFrame) -> str:

@@ -45,9 +45,9 @@ REFERENCES = ("adamw", "adam")
 
 
 def sweep_cells(params: Params) -> list[Run]:
-    """The runs of ``params``' sweep: tasks x optimizers x settings x seeds, in that order."""
-    return list(itertools.product(params.sweep.tasks, params.sweep.optimizers, SETTINGS,
-                                  params.sweep.seeds))
+    """The runs of ``params``' design: each cell's seeds, the cells in the comparison's order."""
+    return [(cell.task, cell.optimizer, cell.setting, seed)
+            for cell in params.cells for seed in cell.seeds]
 
 
 def run_dir(runs_dir: str | Path, run: Run) -> Path:
@@ -485,7 +485,8 @@ def _family(row: dict[str, Any], registration: Preregistration) -> str:
 def paired_comparisons(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: str | Path,
                        registration: Preregistration, signal: Mapping[str, bool]
                        ) -> pd.DataFrame:
-    """Per task and setting, every optimizer minus each registered reference in the sweep,
+    """Per task and setting, every optimizer minus each registered reference the design trains
+    there,
     paired by seed and by dev example (:func:`adaopt.statistics.paired_test`), with its verdict
     (:func:`adaopt.statistics.decide`).
 
@@ -498,12 +499,13 @@ def paired_comparisons(runs: pd.DataFrame, runs_dir: str | Path, prepared_dir: s
     cell's worst.
     """
     predictions = DevPredictions(runs_dir, prepared_dir)
-    present = [name for name in registration.references if name in set(runs.optimizer)]
-    pairs = [_pair(runs, predictions, task, setting, optimizer, reference, registration)
-             for task, setting in runs[["task", "setting"]].drop_duplicates()
-             .itertuples(index=False)
-             for reference, optimizer in itertools.product(present, runs.optimizer.unique())
-             if optimizer != reference]
+    pairs = []
+    for task, setting in runs[["task", "setting"]].drop_duplicates().itertuples(index=False):
+        trained = runs[(runs.task == task) & (runs.setting == setting)].optimizer.unique()
+        present = [name for name in registration.references if name in set(trained)]
+        pairs += [_pair(runs, predictions, task, setting, optimizer, reference, registration)
+                  for reference, optimizer in itertools.product(present, trained)
+                  if optimizer != reference]
     table = pd.DataFrame([row for row, _ in pairs])
     if table.empty:
         return pd.DataFrame(columns=PAIRED_COLUMNS)
@@ -689,15 +691,14 @@ def to_markdown(summary: pd.DataFrame) -> str:
 
 
 def load_choices(tuning_dir: str | Path, params: Params) -> pd.DataFrame:
-    """One row per (task, optimizer, setting) of the sweep: what its tune stage chose and how.
+    """One row per cell of the design: what its tune stage chose and how.
 
     ``edges`` names the hyperparameters whose choice lies on the edge of its grid, where the
     best value may lie outside it; ``no_finished_trial`` marks a space where every trial
     diverged.
     """
     rows = []
-    for task, optimizer, setting in itertools.product(params.sweep.tasks, params.sweep.optimizers,
-                                                      SETTINGS):
+    for task, optimizer, setting, _ in params.cells:
         path = Path(tuning_dir) / task / optimizer / setting / "choice.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; run its tune stage first")
@@ -723,12 +724,11 @@ def cell_records(params: Params, runs_dir: str | Path, tuning_dir: str | Path
     bytes change on every re-run, so that it re-runs only when a score or a choice changed.
     """
     records: dict[str, dict[str, Any]] = {}
-    for task, optimizer, setting in itertools.product(params.sweep.tasks, params.sweep.optimizers,
-                                                      SETTINGS):
+    for task, optimizer, setting, seeds in params.cells:
         choice = json.loads((Path(tuning_dir) / task / optimizer / setting / "choice.json")
                             .read_text())
         runs = []
-        for seed in params.sweep.seeds:
+        for seed in seeds:
             run = json.loads((run_dir(runs_dir, (task, optimizer, setting, seed)) / "metrics.json")
                              .read_text())
             runs.append({"seed": seed, "status": run["status"], "selection": run["selection"],

@@ -77,10 +77,11 @@ def _cell(cells: dict[str, Any], optimizer: str, setting: str) -> dict[str, Any]
 
 def retrain(params: Params, work: Workload, optimizer: str, cells: dict[str, Any]
             ) -> tuple[nn.Module, str]:
-    """The seed-0 run of (task, optimizer, ``compress.setting``) trained again with its tuned
+    """The first seed's run of (task, optimizer, ``compress.setting``) trained again with its tuned
     values and the task's own training settings (``work``), its selected weights on the CPU,
     and a line comparing its dev score with the train stage's."""
-    setting, seed = params.compress.setting, params.sweep.seeds[0]
+    setting = params.compress.setting
+    seed = params.seeds_for(work.task.name, optimizer, setting)[0]
     cell = _cell(cells, optimizer, setting)
     section = {**params.optimizers[optimizer], **cell["hparams"]}
     result, model = work.train_run(optimizer, section, setting, seed,
@@ -214,7 +215,7 @@ def _compress(params: Params, task: str, prepared_dir: str | Path, cells_path: s
     work = Workload(params, task, prepared_dir, overrides={"precision": "fp32"})
     spec = work.task
     cells = json.loads(Path(cells_path).read_text())
-    best = best_optimizer(cells, cfg.setting, params.teacher_candidates(), spec.metric,
+    best = best_optimizer(cells, cfg.setting, params.teacher_candidates(task), spec.metric,
                           spec.greater_is_better)
     log(f"teacher: {best}")
     training = Workload(params, task, prepared_dir)  # the train stage's precision, not fp32

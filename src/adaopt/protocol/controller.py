@@ -76,7 +76,7 @@ def controller_problems(params: Params) -> list[str]:
     problems = []
     for optimizer in [name for name in params.sweep.optimizers if name in CONTROLLED]:
         patience = _patience(params, optimizer)
-        for task in params.sweep.tasks:
+        for task in dict.fromkeys(c.task for c in params.cells if c.optimizer == optimizer):
             train = params.train_for(task)
             where = f"workloads.{task}"
             tuning_steps = params.tuning_steps(task)

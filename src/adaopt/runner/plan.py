@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from adaopt import io
-from adaopt.config import SETTINGS, Params
+from adaopt.config import Params
 from adaopt.protocol.controller import evaluations  # every eval_every steps, and the last
 from adaopt.runner.slices import stage_name
 
@@ -57,7 +57,7 @@ _BUDGET_KEYS = {"max_steps", "eval_every", "early_stopping_patience", "checkpoin
 class Stages:
     """The stages of one kind for one task, all alike: each runs ``runs`` runs of ``steps``
     optimizer steps, each run evaluated ``evaluations`` times on the selection split and
-    scored ``dev_scorings`` times on dev."""
+    scored ``dev_scorings`` times on dev. ``cells``: their (optimizer, setting) pairs."""
 
     task: str
     kind: str
@@ -67,6 +67,7 @@ class Stages:
     examples_per_step: int
     evaluations: int
     dev_scorings: int
+    cells: tuple[tuple[str, str], ...] = ()
 
     @property
     def total_runs(self) -> int:
@@ -84,23 +85,27 @@ class Stages:
     def total_evaluations(self) -> int:
         return self.total_runs * (self.evaluations + self.dev_scorings)
 
-    def names(self, params: Params) -> list[str]:
+    def names(self) -> list[str]:
         """The DVC stage names: ``<kind>@<task>-<optimizer>-<setting>``."""
         return [stage_name(self.kind, self.task, optimizer, setting)
-                for optimizer in params.sweep.optimizers for setting in SETTINGS]
+                for optimizer, setting in self.cells]
 
 
 def stage_kinds(params: Params) -> list[Stages]:
-    """Per trained task its tune stages, then its train stages, one per (optimizer, setting)."""
+    """Per trained task its tune stages, then its train stages, one per cell of the design;
+    train stages are grouped by their cells' seed counts."""
     out = []
     for task in params.sweep.tasks:
-        cfg, cells = params.train_for(task), len(params.sweep.optimizers) * len(SETTINGS)
+        cfg, mine = params.train_for(task), [c for c in params.cells if c.task == task]
         per_step = cfg.batch_size * cfg.grad_accum_steps
         tune_steps = params.tuning_steps(task)
-        out += [Stages(task, "tune", cells, params.tuning.trials, tune_steps, per_step,
-                       evaluations(tune_steps, params.tuning_eval_every(task)), 0),
-                Stages(task, "train", cells, len(params.sweep.seeds), cfg.max_steps, per_step,
-                       evaluations(cfg.max_steps, cfg.eval_every), 1)]
+        out.append(Stages(task, "tune", len(mine), params.tuning.trials, tune_steps, per_step,
+                          evaluations(tune_steps, params.tuning_eval_every(task)), 0,
+                          tuple((c.optimizer, c.setting) for c in mine)))
+        for seeds in sorted({len(c.seeds) for c in mine}):
+            group = tuple((c.optimizer, c.setting) for c in mine if len(c.seeds) == seeds)
+            out.append(Stages(task, "train", len(group), seeds, cfg.max_steps, per_step,
+                              evaluations(cfg.max_steps, cfg.eval_every), 1, group))
     return out
 
 
@@ -313,11 +318,11 @@ def calibrate(params: Params, params_path: str | Path, prepared_dir: str | Path,
 
 
 def cell_seconds(params: Params, calibration_path: str | Path) -> dict[str, float]:
-    """Per trained task, one cell's estimate in seconds (its tune and its train stage), from the
-    calibration at ``calibration_path`` whichever machine measured it: what the slices of a
-    sweep are dealt by (:func:`adaopt.runner.slices.slice_stages`), so every machine reading the
-    file deals alike. A task the file lacks is left out; an unreadable file is refused in one
-    line."""
+    """Per cell of the design (its name, ``<task>-<optimizer>-<setting>``), the estimate in
+    seconds of its tune and its train stage, from the calibration at ``calibration_path``
+    whichever machine measured it: what the slices of a sweep are dealt by
+    (:func:`adaopt.runner.slices.slice_stages`), so every machine reading the file deals alike.
+    A task the file lacks is left out; an unreadable file is refused in one line."""
     try:
         calibration = Calibration.from_dict(json.loads(Path(calibration_path).read_text()))
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -327,8 +332,10 @@ def cell_seconds(params: Params, calibration_path: str | Path) -> dict[str, floa
     for stages in stage_kinds(params):
         rates = calibration.tasks.get(stages.task)
         if rates is not None:
-            seconds[stages.task] = (seconds.get(stages.task, 0.0)
-                                    + estimate(stages, rates, calibration.startup).total_s)
+            each = estimate(stages, rates, calibration.startup).total_s
+            for name in stages.names():
+                cell = name.partition("@")[2]
+                seconds[cell] = seconds.get(cell, 0.0) + each
     return seconds
 
 
@@ -386,7 +393,7 @@ def table(params: Params, calibration: Calibration, not_done: set[str] | None,
         rates = calibration.tasks[stages.task]
         per_stage = estimate(stages, rates, calibration.startup).total_s
         left = None if not_done is None else sum(name in not_done
-                                                 for name in stages.names(params))
+                                                 for name in stages.names())
         row = {"task": stages.task, "stage": stages.kind, "stages": stages.stages,
                "runs": stages.total_runs, "steps": stages.total_steps,
                "examples": stages.total_examples,

@@ -49,13 +49,13 @@ def stages_with_outputs(params: Params, root: str | Path = ".") -> set[str]:
     """The profile's tune and train stages whose outputs exist under ``root`` (``choice.json``;
     every seed's ``metrics.json``), current or not: what a folder outside a DVC project says."""
     root, done = Path(root), set()
-    for cell in cells(params):
-        folder = Path(*cell)
+    for cell in params.cells:
+        folder = Path(cell.task, cell.optimizer, cell.setting)
         if (root / "tuning" / folder / "choice.json").is_file():
-            done.add(stage_name("tune", *cell))
+            done.add(stage_name("tune", *cell[:3]))
         if all((root / "runs" / folder / f"seed{seed}" / "metrics.json").is_file()
-               for seed in params.sweep.seeds):
-            done.add(stage_name("train", *cell))
+               for seed in cell.seeds):
+            done.add(stage_name("train", *cell[:3]))
     return done
 
 
@@ -97,7 +97,7 @@ def time_left(params: Params, done: set[str], root: str | Path = ".") -> str:
         rates = calibration.tasks.get(stages.task) if calibration else None
         if rates is None or rates.shape != plan.rate_shape(params, stages.task):
             return "`make plan` estimates the time left"
-        left = sum(name not in done for name in stages.names(params))
+        left = sum(name not in done for name in stages.names())
         seconds += left * plan.estimate(stages, rates, calibration.startup).total_s
     return f"about {plan.duration(seconds)} left (plan)"
 

@@ -19,7 +19,6 @@ calibration file named on the command line, not from each machine's own.
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,18 +26,19 @@ from typing import Any
 
 import yaml
 
-from adaopt.config import SETTINGS, Params
+from adaopt.config import Params
 
 STAGE_KINDS = ("tune", "train")
 
 
 def cells(params: Params) -> list[tuple[str, str, str]]:
-    """The sweep's (task, optimizer, setting) cells, in the pipeline's order."""
-    return list(itertools.product(params.sweep.tasks, params.sweep.optimizers, SETTINGS))
+    """The design's (task, optimizer, setting) cells, in the comparison's order."""
+    return [(cell.task, cell.optimizer, cell.setting) for cell in params.cells]
 
 
 def stage_name(kind: str, task: str, optimizer: str, setting: str) -> str:
-    """A tune or train stage's name as ``dvc.yaml``'s matrix makes it."""
+    """A tune or train stage's name as ``dvc.yaml``'s ``foreach`` over ``sweep.cells`` makes
+    it."""
     return f"{kind}@{task}-{optimizer}-{setting}"
 
 
@@ -74,11 +74,14 @@ def slice_stages(params: Params, count: int, index: int, *, base: int = 0,
         raise ValueError(f"slice {index} of {count}: the index must be in "
                          f"{base}..{base + count - 1}")
     sweep = cells(params)
-    missing = sorted({task for task, _, _ in sweep} - set(costs)) if costs is not None else []
+    names = ["-".join(cell) for cell in sweep]
+    missing = ([] if costs is None else
+               sorted({cell[0] for cell, name in zip(sweep, names, strict=True)
+                       if name not in costs}))
     if missing:
         raise ValueError(f"the calibration has no estimate for {', '.join(missing)}: measure it "
                          "there (python -m adaopt plan) or deal without it")
-    each = [1.0 if costs is None else costs[task] for task, _, _ in sweep]
+    each = [1.0 if costs is None else costs[name] for name in names]
     mine = deal(each, count)[index - base]
     if not mine:
         raise ValueError(f"slice {index} of {count} is empty: the profile has {len(sweep)} "
