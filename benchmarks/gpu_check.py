@@ -48,6 +48,8 @@ def profile(name: str, **changes: Any) -> dict[str, Any]:
         for part in parents:
             section = section[part]
         section[key] = value
+    raw["sweep"]["cells"] = {key: cell for key, cell in raw["sweep"]["cells"].items()
+                             if cell["task"] in raw["workloads"]}  # the design's cells left
     return raw
 
 

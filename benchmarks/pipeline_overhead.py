@@ -50,6 +50,8 @@ def project_copy(tmp: Path, profile: str, task: str | None = None) -> Path:
     if task is not None:
         params["data"]["tasks"] = []
         params["workloads"] = {task: params["workloads"].get(task, {})}
+        params["sweep"]["cells"] = {key: cell for key, cell in params["sweep"]["cells"].items()
+                                    if cell["task"] == task}
         params["evaluate"]["targets"] = {task: params["evaluate"]["targets"][task]}
         params["precision_ablation"]["task"] = task  # it trains on a task of the sweep
         params["compress"]["tasks"] = [name for name in params["compress"]["tasks"]

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from design import full_matrix
 
 from adaopt.config import Params, load_params
 from adaopt.precision import native_bf16
@@ -78,13 +79,12 @@ def restrict_tasks(params: dict, tasks: list[str]) -> None:
 
 
 def restrict_optimizers(params: dict, optimizers: list[str]) -> None:
-    """Sweep only ``optimizers`` (and run the precision ablation with them) in a raw params
-    mapping: the design keeps their cells."""
+    """Sweep only ``optimizers`` (the precision ablation those of them it ran) in a raw params
+    mapping, every one in both settings on each trained task."""
     params["sweep"]["optimizers"] = optimizers
     params["precision_ablation"]["optimizers"] = [
         name for name in params["precision_ablation"]["optimizers"] if name in optimizers]
-    params["sweep"]["cells"] = {key: cell for key, cell in params["sweep"]["cells"].items()
-                                if cell["optimizer"] in optimizers}
+    full_matrix(params)
 
 
 def _finite(value: object) -> bool:

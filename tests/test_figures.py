@@ -117,3 +117,25 @@ def test_language_model_curves_by_tokens_and_by_time_with_a_band_per_optimizer(
 def test_no_language_model_in_the_sweep_still_writes_its_figure(inputs, tmp_path: Path) -> None:
     path = figures.language_model(inputs["evals"], tmp_path / "lm_validation_loss.png")
     assert path.read_bytes()[:8] == PNG
+
+
+def test_a_sparse_design_draws_every_figure(tmp_path: Path) -> None:
+    """The cpu profile's kind of design: one task in the traditional setting only, cells with
+    fewer seeds than others."""
+    project = synthetic.write_project(tmp_path / "project")
+    raw = synthetic.params().model_dump(mode="json")
+    cells = raw["sweep"]["cells"]
+    for key in [key for key, cell in cells.items()
+                if cell["task"] == "squad" and cell["setting"] == "fair"]:
+        del cells[key]
+    cells["sst2-lamb-traditional"]["seeds"] = [0, 1]
+    cells.pop("sst2-sgd-fair")
+    raw["compress"]["tasks"] = ["sst2"]
+    design = sweep_cells(synthetic.parse_params(raw))
+    runs_dir = project / "runs"
+    runs = load_runs(runs_dir, design)
+    paired = paired_comparisons(runs, runs_dir, project / "data" / "prepared",
+                                synthetic.registration(samples=200), {})
+    drawn = figures.draw_all(runs, load_logs(runs_dir, "train", design),
+                             load_logs(runs_dir, "eval", design), paired, tmp_path / "out", 0.95)
+    assert [path.name for path in drawn] == NAMES

@@ -392,3 +392,23 @@ def test_a_prepared_task_the_profile_does_not_train_is_reported_with_its_curve(o
     hours = cells * (params.tuning.trials * fraction + 3) * 100 * 2.0 / 3600
     assert "at 100 steps: the protocol" in text and f"{hours:.1f} hours" in text
     assert "| squad " not in text.split("## Does each task")[0]  # not in the paper's table
+
+
+def test_a_sparse_design_renders(outputs) -> None:
+    """A task trained in one setting only (the cpu profile's SQuAD): the report renders, and
+    the performance profile counts each optimizer over the tasks it ran."""
+    raw = synthetic.params().model_dump(mode="json")
+    raw["sweep"]["cells"] = {key: cell for key, cell in raw["sweep"]["cells"].items()
+                             if not (cell["task"] == "squad" and cell["setting"] == "fair")}
+    raw["compress"]["tasks"] = ["sst2"]
+    params = synthetic.parse_params(raw)
+
+    def kept(table: pd.DataFrame) -> pd.DataFrame:
+        return table[~((table.task == "squad") & (table.setting == "fair"))]
+
+    sparse = dataclasses.replace(outputs, summary=kept(outputs.summary),
+                                 paired=kept(outputs.paired), runs=kept(outputs.runs))
+    text = render(sparse, params, REGISTRATION, RECORD)
+    assert "## Verdict" in text and "| squad" in text
+    profile = performance_profile(sparse.summary, "fair")
+    assert profile.notna().all().all()
