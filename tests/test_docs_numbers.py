@@ -7,8 +7,8 @@ starting with ``*``, ``-``, ``+`` or ``1.``, with its continuation lines); a tab
   spans and link targets: configuration values and paths are written as code (`lr=3e-4`).
 * A *measured-looking number* is a decimal with a fractional part (``0.783``, ``34.3``) or a
   number followed by a unit: ``x`` or ``%`` written against it (``1.22x``, ``30%``), or ``ms``,
-  ``s``, ``min``, ``h``, ``seconds``, ``minutes`` or ``hours`` after an optional space
-  (``85 s``, ``14 min``). Versions (``2.13.0``, ``v1.1``) and exponents (``3.16e-3``) are not.
+  ``s`` (``s/step`` too), ``min``, ``h``, ``seconds``, ``minutes``, ``hours`` or a size (``MB``,
+  ``MiB``, ``GB``, ``GiB``, ...) after an optional space (``85 s``, ``14 min``, ``50 MiB``). Versions (``2.13.0``, ``v1.1``) and exponents (``3.16e-3``) are not.
 * A unit with such numbers must link (``[text](path)``) to an output file: under ``results/`` or
   ``benchmarks/results/``, ``data/prepare_report.json`` or ``REPORT.md``. Every such number must
   occur in the text of one of those linked files: as the same string, or as a file number that
@@ -35,7 +35,7 @@ ITEM = re.compile(r"^\s*(?:[*+-]|\d+\.)\s")
 # unit written after it, if any.
 NUMBER = re.compile(
     r"(?<![\w.])(\d+(?:,\d{3})*(?:\.(\d+))?)(?!\.?\d|[eE][-+]?\d)"
-    r"(?:(x|%)|\s?(ms|min|seconds|minutes|hours|s|h)\b)?")
+    r"(?:(x|%)|\s?(ms|min|seconds|minutes|hours|s|h|[KMGT]i?B|kB)\b)?")
 FILE_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
@@ -111,12 +111,15 @@ def test_the_checker_catches_a_planted_number(tmp_path: Path) -> None:
     page.write_text(
         "Quoted: LAMB at 1.24x in 85 s ([speed](results/speed.csv)), rounded from the file.\n\n"
         "* Planted: 1.31x ([speed](results/speed.csv)).\n"
-        "* Typed in with no output: about 30x slower.\n\n"
+        "* Typed in with no output: about 30x slower.\n"
+        "* Sizes and rates too: 47 MB, 2 GiB, 3 s/step.\n\n"
         "Not measured: `lr=0.5`, torch 2.13.0, SQuAD v1.1, 3.16e-3, 2 x 128.\n\n"
         "```\n$ python bench.py\n1.99x\n```\n")
     assert problems(page, tmp_path) == [
         "page.md: 1.31 is in none of ['speed.csv']: * Planted: 1.31x ([speed](results/speed.csv)).",
         "page.md: ['30'] with no linked output: * Typed in with no output: about 30x slower.",
+        "page.md: ['47', '2', '3'] with no linked output: * Sizes and rates too: 47 MB, 2 GiB, "
+        "3 s/step.",
     ]
 
 

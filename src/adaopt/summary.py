@@ -732,7 +732,7 @@ def cell_records(params: Params, runs_dir: str | Path, tuning_dir: str | Path
             run = json.loads((run_dir(runs_dir, (task, optimizer, setting, seed)) / "metrics.json")
                              .read_text())
             runs.append({"seed": seed, "status": run["status"], "selection": run["selection"],
-                         "dev": run["dev"]})
+                         "dev": run["dev"], "machine": run.get("machine")})
         record = records.setdefault(task, {"task": task, "cells": []})
         record["cells"].append({"optimizer": optimizer, "setting": setting,
                                 "hparams": choice["hparams"], "runs": runs})

@@ -45,7 +45,7 @@ from adaopt.evaluation import DECODERS
 from adaopt.experiment import Workload
 from adaopt.figures import compression_front
 from adaopt.protocol.splits import DEV, TRAIN
-from adaopt.training import make_loader, own_gpu
+from adaopt.training import machine, make_loader, own_gpu
 
 
 @dataclass
@@ -92,10 +92,21 @@ def retrain(params: Params, work: Workload, optimizer: str, cells: dict[str, Any
         raise ValueError(f"{where}: seed {seed} diverged; nothing to compress")
     metric = work.task.metric
     score = work.dev(model)[0][metric]
-    recorded = next(run for run in cell["runs"] if run["seed"] == seed)["dev"].get(metric)
+    run = next(run for run in cell["runs"] if run["seed"] == seed)
+    recorded = run["dev"].get(metric)
     same = "the same as" if score == recorded else "NOT the same as"
+    why = "" if score == recorded else (f" (trained on {_machine(run.get('machine'))}, "
+                                        f"retrained on {_machine(machine())})")
     return model.cpu().eval(), (f"{optimizer} retrained (seed {seed}): dev {metric} {score:.6g}, "
-                                f"{same} the train stage's {recorded}")
+                                f"{same} the train stage's {recorded}{why}")
+
+
+def _machine(record: dict[str, Any] | None) -> str:
+    """A run's machine record in a few words: bit-exact reruns need the same one."""
+    if not record:
+        return "a machine its run did not record"
+    return (f"{record.get('device')} {record.get('cpu_capability')}, "
+            f"{record.get('threads')} threads, torch {record.get('torch')}")
 
 
 def best_optimizer(cells: dict[str, Any], setting: str, candidates: list[str], metric: str,
