@@ -30,7 +30,8 @@ UNCOMMITTED = ("data/raw", "data/prepared", "checkpoints", ".dvc/cache", ".dvc/t
 IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
             "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
 SWEEP_FIGURES = ("training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
-                 "paired_difference.png", "lm_validation_loss.png", "precision.png")
+                 "paired_difference.png", "lm_validation_loss.png", "controller.png",
+                 "precision.png")
 
 
 def figures(params: Params) -> list[str]:

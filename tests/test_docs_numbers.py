@@ -8,7 +8,8 @@ starting with ``*``, ``-``, ``+`` or ``1.``, with its continuation lines); a tab
 * A *measured-looking number* is a decimal with a fractional part (``0.783``, ``34.3``) or a
   number followed by a unit: ``x`` or ``%`` written against it (``1.22x``, ``30%``), or ``ms``,
   ``s`` (``s/step`` too), ``min``, ``h``, ``seconds``, ``minutes``, ``hours`` or a size (``MB``,
-  ``MiB``, ``GB``, ``GiB``, ...) after an optional space (``85 s``, ``14 min``, ``50 MiB``). Versions (``2.13.0``, ``v1.1``) and exponents (``3.16e-3``) are not.
+  ``MiB``, ``GB``, ``GiB``, ...) after an optional space (``85 s``, ``14 min``, ``50 MiB``).
+  Versions (``2.13.0``, ``v1.1``) and exponents (``3.16e-3``) are not.
 * A unit with such numbers must link (``[text](path)``) to an output file: under ``results/`` or
   ``benchmarks/results/``, ``data/prepare_report.json`` or ``REPORT.md``. Every such number must
   occur in the text of one of those linked files: as the same string, or as a file number that

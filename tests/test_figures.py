@@ -15,7 +15,7 @@ from adaopt.summary import PAIRED_COLUMNS, load_logs, load_runs, paired_comparis
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NAMES = ["training_loss.png", "dev_metric.png", "final_metric.png", "learning_rate.png",
-         "paired_difference.png", "lm_validation_loss.png"]
+         "paired_difference.png", "lm_validation_loss.png", "controller.png"]
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,23 @@ def test_a_sparse_design_draws_every_figure(tmp_path: Path) -> None:
     drawn = figures.draw_all(runs, load_logs(runs_dir, "train", design),
                              load_logs(runs_dir, "eval", design), paired, tmp_path / "out", 0.95)
     assert [path.name for path in drawn] == NAMES
+
+
+def test_the_controller_figure_draws_the_seed_that_cut_most_with_its_cuts(
+    inputs, kept, tmp_path: Path,
+) -> None:
+    """The synthetic sweep's AdaptiveAdam cuts in the traditional setting: seed 1 twice."""
+    figures.controller(inputs["runs"], inputs["train_log"], inputs["evals"],
+                       tmp_path / "controller.png", setting="traditional")
+    [figure] = kept
+    titles = [ax.get_title() for ax in figure.axes]
+    assert titles[:2] == ["sst2, seed 1: 2 cuts", "squad, seed 1: 2 cuts"]
+    lr_ax = figure.axes[0]
+    assert sorted(line.get_xdata()[0] for line in lr_ax.lines
+                  if line.get_linestyle() == ":") == [20, 30]  # the cuts, dotted
+    assert [line.get_label() for line in lr_ax.lines[:2]] == ["adaptive_adam", "adamw"]
+
+
+def test_the_seed_that_cut_most_is_the_story(inputs) -> None:
+    assert figures.story_seed(inputs["runs"], "sst2", "traditional") == 1
+    assert figures.story_seed(inputs["runs"], "sst2", "fair") == 0  # no cut: the lowest seed

@@ -28,7 +28,9 @@ from smoke_pipeline import (
 )
 
 from adaopt.config import SETTINGS, load_params
+from adaopt.figures import story_seed
 from adaopt.protocol.tuning import search_grid
+from adaopt.summary import load_runs, sweep_cells
 
 pytestmark = pytest.mark.slow
 
@@ -242,6 +244,14 @@ def test_the_controller_cuts_and_changes_a_run(smoke_repo: Path) -> None:
     assert controlled.cuts.notna().all() and (controlled.cuts != "not recorded").all()
     report = (smoke_repo / "REPORT.md").read_text()
     assert "cuts per run" in report
+    assert "](figures/controller.png)" in report and "kept step" in report
+    runs = load_runs(smoke_repo / "runs", sweep_cells(params))
+    drawn = [story_seed(runs, task) for task in params.sweep.tasks]  # what the figure draws
+    assert any(runs[(runs.task == task) & (runs.optimizer == "adaptive_adam")
+                    & (runs.setting == "fair") & (runs.seed == seed)].cuts.iloc[0] > 0
+               for task, seed in zip(params.sweep.tasks, drawn, strict=True)), \
+        "the controller figure draws no run that cut"
+    assert (smoke_repo / "figures" / "controller.png").stat().st_size > 0
     paired = pd.read_csv(smoke_repo / "results" / "paired.csv")
     fair = paired[(paired.optimizer == "adaptive_adam") & (paired.reference == "adamw")
                   & (paired.setting == "fair")]

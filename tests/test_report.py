@@ -24,6 +24,7 @@ from adaopt.report import (
     performance_profile,
     render,
     schedule_effect,
+    selected_steps_markdown,
     time_to_target_markdown,
     verdict_sentences,
 )
@@ -412,3 +413,23 @@ def test_a_sparse_design_renders(outputs) -> None:
     assert "## Verdict" in text and "| squad" in text
     profile = performance_profile(sparse.summary, "fair")
     assert profile.notna().all().all()
+
+
+def test_each_controlled_run_shows_its_cuts_and_the_step_it_kept() -> None:
+    runs = pd.DataFrame({
+        "task": "sst2", "optimizer": ["adaptive_adam"] * 3 + ["adamw"], "setting": "fair",
+        "seed": [0, 1, 2, 0], "controlled": [True, True, True, False],
+        "status": ["ok", "ok", "diverged", "ok"], "cut_steps": ["60 120", float("nan"), "20", ""],
+        "best_step": [40, 100, None, 80]})
+    text = selected_steps_markdown(runs)
+    assert text.startswith("1 of 2 finished controlled runs cut at least once; in 1 of them "
+                           "the kept weights came before the first cut.")
+    assert ("| sst2 · adaptive_adam · fair |      0 | 60 120          "
+            "| 40 (before the first cut) |") in text
+    assert "| sst2 · adaptive_adam · fair |      1 | none" in text
+    assert "adamw" not in text
+
+
+def test_the_report_shows_the_controller_figure(outputs) -> None:
+    text = render(outputs, synthetic.params(), REGISTRATION, RECORD)
+    assert "](figures/controller.png)" in text

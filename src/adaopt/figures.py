@@ -222,6 +222,90 @@ def language_model(evals: pd.DataFrame, path: Path, level: float = 0.95) -> Path
     return _save(figure, path)
 
 
+#: The controller's story is told in the fair setting: there AdaptiveAdam and AdamW share the
+#: warmup and decay, so the cuts are the whole difference.
+METHOD, REFERENCE, STORY_SETTING = "adaptive_adam", "adamw", "fair"
+
+
+def story_seed(runs: pd.DataFrame, task: str, setting: str = STORY_SETTING) -> int | None:
+    """The method's seed whose controller cut most on ``task`` (ties: the lowest seed), the one
+    the controller figure draws; None when the method has no finished run there."""
+    cell = runs[(runs.task == task) & (runs.setting == setting) & (runs.optimizer == METHOD)
+                & (runs.status != "diverged")]
+    if cell.empty:
+        return None
+    ranked = cell.assign(n=cell.cuts.fillna(0)).sort_values(["n", "seed"],
+                                                            ascending=[False, True])
+    return int(ranked.seed.iloc[0])
+
+
+def _warmup_end(lrs: pd.DataFrame) -> int:
+    """The step at which a run's learning rate first peaks: where its warmup ends."""
+    return int(lrs.step[lrs.lr.idxmax()]) if not lrs.empty else 0
+
+
+def _one_run(frame: pd.DataFrame, task: str, setting: str, optimizer: str, seed: int
+             ) -> pd.DataFrame:
+    return frame[(frame.task == task) & (frame.setting == setting)
+                 & (frame.optimizer == optimizer) & (frame.seed == seed)]
+
+
+def _story(lr_ax: Axes, score_ax: Axes, run: pd.Series, train_log: pd.DataFrame,
+           scored: pd.DataFrame) -> None:
+    """One task's column of the controller figure."""
+    task, setting, seed = run.task, run.setting, int(run.seed)
+    for optimizer, style in ((METHOD, "-"), (REFERENCE, "--")):
+        lrs = _one_run(train_log, task, setting, optimizer, seed)
+        lr_ax.plot(lrs.step, lrs.lr, style, label=optimizer)
+        curve = _one_run(scored, task, setting, optimizer, seed)
+        score_ax.plot(curve.step, curve.score, style + "o", markersize=3, label=optimizer)
+    curve = _one_run(scored, task, setting, METHOD, seed)
+    counted = curve[curve.step >= _warmup_end(_one_run(train_log, task, setting, METHOD, seed))]
+    best = counted.score.cummax() if run.greater_is_better else counted.score.cummin()
+    score_ax.step(counted.step, best, where="post", color="0.4", linewidth=1,
+                  label="best so far (after warmup)")
+    cuts = [int(step) for step in run.cut_steps.split()] if isinstance(run.cut_steps, str) else []
+    for step in cuts:
+        for ax in (lr_ax, score_ax):
+            ax.axvline(step, color="tab:red", linestyle=":", linewidth=1)
+    selected = curve[curve.step == run.best_step]
+    score_ax.plot(selected.step, selected.score, "*", color="tab:red", markersize=10,
+                  label="selected checkpoint")
+    early = bool(cuts) and run.best_step < cuts[0]
+    lr_ax.set(title=f"{task}, seed {seed}: {len(cuts)} cuts", yscale="log")
+    score_ax.set(title=f"selected step {int(run.best_step)}"
+                 + (" (before its first cut)" if early else ""), xlabel="step")
+
+
+def controller(runs: pd.DataFrame, train_log: pd.DataFrame, evals: pd.DataFrame,
+               path: Path, setting: str = STORY_SETTING) -> Path:
+    """The method's learning rate beside AdamW's over the steps (above), and the selection
+    score the controller read with the best it compared against (below), per task for the seed
+    that cut most: each cut a dotted line, the selected checkpoint a star (its title says when
+    it came before the first cut). Warmup evaluations, which the controller ignores, are left
+    out of the running best."""
+    seeds = {task: story_seed(runs, task, setting) for task in dict.fromkeys(runs.task)}
+    tasks = [task for task, seed in seeds.items() if seed is not None]
+    if not tasks:
+        figure = plt.figure(figsize=(4, 1))
+        figure.text(0.5, 0.5, f"no {METHOD} run in the {setting} setting", ha="center")
+        return _save(figure, path)
+    scored = with_score(evals, runs)
+    figure, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 5.4), squeeze=False,
+                                sharex="col")
+    for column, task in enumerate(tasks):
+        run = _one_run(runs, task, setting, METHOD, seeds[task]).iloc[0]
+        _story(axes[0, column], axes[1, column], run, train_log, scored)
+    axes[0, 0].set(ylabel="learning rate")
+    axes[1, 0].set(ylabel="selection score")
+    axes[0, 0].legend(fontsize=7)
+    axes[1, 0].legend(fontsize=7)
+    figure.suptitle(f"{METHOD} against {REFERENCE}, {setting} setting: the cuts (dotted) and "
+                    "what the controller read", fontsize=9)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
 def precision_ablation(frame: pd.DataFrame, path: Path) -> Path:
     """The mixed-precision ablation: dev metric, training throughput and peak memory per
     optimizer, a bar per precision; the title gives each precision's measured throughput
@@ -258,6 +342,7 @@ def draw_all(runs: pd.DataFrame, train_log: pd.DataFrame, evals: pd.DataFrame,
         learning_rate(train_log, out_dir / "learning_rate.png"),
         paired_difference(paired, out_dir / "paired_difference.png"),
         language_model(evals, out_dir / "lm_validation_loss.png", level),
+        controller(runs, train_log, evals, out_dir / "controller.png"),
     ]
 
 

@@ -583,6 +583,34 @@ def cuts_markdown(summary: pd.DataFrame) -> str:
     return table[list(dict.fromkeys(cells.task))].rename_axis("cuts per run").to_markdown() + "\n"
 
 
+def _cut_steps(value: Any) -> list[int]:
+    """A run's ``cut_steps`` as read back from ``results/runs.csv`` (empty: NaN)."""
+    return [int(step) for step in value.split()] if isinstance(value, str) else []
+
+
+def selected_steps_markdown(runs: pd.DataFrame) -> str:
+    """Per controlled cell and seed, the steps of the controller's cuts and the step whose
+    weights were kept (selected on the selection split), flagged where that came before the
+    first cut: there the cuts changed nothing that was kept."""
+    controlled = runs[runs.controlled.astype(bool) & (runs.status != "diverged")]
+    if controlled.empty:
+        return ""
+    rows, early = [], 0
+    for row in controlled.itertuples(index=False):
+        cuts = _cut_steps(row.cut_steps)
+        before = bool(cuts) and row.best_step < cuts[0]
+        early += before
+        rows.append({"cell": f"{row.task} · {row.optimizer} · {row.setting}", "seed": row.seed,
+                     "cuts at steps": " ".join(map(str, cuts)) or "none",
+                     "kept step": f"{int(row.best_step)}" + (" (before the first cut)"
+                                                            if before else "")})
+    cut = sum(bool(_cut_steps(value)) for value in controlled.cut_steps)
+    return (f"{cut} of {len(controlled)} finished controlled runs cut at least once; in {early} "
+            "of them the kept weights came before the first cut. Per run, the cuts and the "
+            "step whose weights were kept (`figures/controller.png` draws, per task, the run "
+            "that cut most):\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n")
+
+
 def machines_sentence(runs: pd.DataFrame) -> str:
     """Which machines the runs were made on: their numbers are byte-identical only there."""
     columns = ["machine.device", "machine.cpu_capability", "machine.torch", "machine.threads"]
@@ -648,6 +676,9 @@ def render(outputs: Outputs, params: Params, registration: Preregistration, reco
         f"{verdict_markdown(verdicts)}\n"
         "The controller's learning-rate cuts, per run (seeds in order):\n\n"
         f"{cuts_markdown(summary)}\n"
+        "![AdaptiveAdam's learning rate beside AdamW's, with its cuts and the selection score "
+        "it read](figures/controller.png)\n\n"
+        f"{selected_steps_markdown(outputs.runs)}\n"
         "## Does each task beat its trivial baseline?\n\n"
         "The best cell is chosen by its mean selection-split score; its dev score's bootstrap "
         "interval over seeds and dev examples must exclude the trivial baseline and every other "
