@@ -256,3 +256,17 @@ def test_the_controller_cuts_and_changes_a_run(smoke_repo: Path) -> None:
     fair = paired[(paired.optimizer == "adaptive_adam") & (paired.reference == "adamw")
                   & (paired.setting == "fair")]
     assert (fair.verdict != "identical").any()
+
+
+def test_the_overview_notebook_shows_the_answer_and_renders_anywhere(smoke_repo: Path) -> None:
+    """The report stage executes notebooks/00_overview.ipynb on the run's outputs: the verdict
+    and the tables as Markdown, the four figures as static images, no error and no widget."""
+    notebook = json.loads((smoke_repo / "results" / "notebooks" / "00_overview.ipynb")
+                          .read_text())
+    outputs = [out for cell in notebook["cells"] for out in cell.get("outputs", [])]
+    assert not [out for out in outputs if out["output_type"] == "error"]
+    assert sum("image/png" in out.get("data", {}) for out in outputs) == 4
+    markdown = "".join("".join(out["data"]["text/markdown"]) for out in outputs
+                       if "text/markdown" in out.get("data", {}))
+    assert "AdaptiveAdam" in markdown and "kept step" in markdown
+    assert "widget" not in json.dumps(notebook)
