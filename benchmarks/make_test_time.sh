@@ -19,11 +19,14 @@ import json, os, platform, subprocess, sys
 path, seconds, status, summary = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
 kind = "AVX512" if " avx512f" in flags else "AVX2" if " avx2" in flags else platform.machine()
+model = next((line.split(":", 1)[1].strip() for line in flags.splitlines()
+              if line.startswith("model name")), platform.processor())
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                         cwd=os.path.dirname(path)).stdout.strip()
 record = {"command": "make test (fresh clone, environment install included)", "commit": commit,
           "wall_seconds": seconds, "minutes": f"{seconds // 60} min {seconds % 60} s",
-          "exit_status": status, "pytest": summary, "cpu": kind, "cores": os.cpu_count()}
+          "exit_status": status, "pytest": summary, "cpu": kind, "cpu_model": model,
+          "cores": os.cpu_count()}
 with open(path, "w") as handle:
     json.dump(record, handle, indent=2)
     handle.write("\n")

@@ -268,5 +268,5 @@ def test_the_overview_notebook_shows_the_answer_and_renders_anywhere(smoke_repo:
     assert sum("image/png" in out.get("data", {}) for out in outputs) == 4
     markdown = "".join("".join(out["data"]["text/markdown"]) for out in outputs
                        if "text/markdown" in out.get("data", {}))
-    assert "AdaptiveAdam" in markdown and "kept step" in markdown
+    assert "**Primary**" in markdown and "kept step" in markdown  # the verdict; the cuts
     assert "widget" not in json.dumps(notebook)

@@ -563,4 +563,5 @@ def test_cell_records_hold_the_choices_and_scores_and_no_timing(project: Path) -
             metrics = json.loads((project / "runs" / "sst2" / cell["optimizer"] / cell["setting"]
                                   / f"seed{run['seed']}" / "metrics.json").read_text())
             assert run == {"seed": run["seed"], "status": metrics["status"],
-                           "selection": metrics["selection"], "dev": metrics["dev"]}
+                           "selection": metrics["selection"], "dev": metrics["dev"],
+                           "machine": metrics["machine"]}
