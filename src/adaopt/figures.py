@@ -27,7 +27,7 @@ from adaopt import io
 from adaopt.config import SETTINGS
 from adaopt.hparams import in_table_order
 from adaopt.statistics import confidence_interval
-from adaopt.summary import GROUP_KEYS, REFERENCES
+from adaopt.summary import GROUP_KEYS, REFERENCES, cut_steps
 from adaopt.tasks import get_task
 
 FACETS = {"col": "task", "row": "setting", "hue": "optimizer"}
@@ -264,7 +264,7 @@ def _story(lr_ax: Axes, score_ax: Axes, run: pd.Series, train_log: pd.DataFrame,
     best = counted.score.cummax() if run.greater_is_better else counted.score.cummin()
     score_ax.step(counted.step, best, where="post", color="0.4", linewidth=1,
                   label="best so far (after warmup)")
-    cuts = [int(step) for step in run.cut_steps.split()] if isinstance(run.cut_steps, str) else []
+    cuts = cut_steps(run.cut_steps)
     for step in cuts:
         for ax in (lr_ax, score_ax):
             ax.axvline(step, color="tab:red", linestyle=":", linewidth=1)

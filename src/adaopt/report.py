@@ -45,6 +45,7 @@ from adaopt.summary import (
     PRIMARY,
     beats_baseline,
     best_constant,
+    cut_steps,
     format_interval,
     headline_markdown,
     read_choices,
@@ -583,11 +584,6 @@ def cuts_markdown(summary: pd.DataFrame) -> str:
     return table[list(dict.fromkeys(cells.task))].rename_axis("cuts per run").to_markdown() + "\n"
 
 
-def _cut_steps(value: Any) -> list[int]:
-    """A run's ``cut_steps`` as read back from ``results/runs.csv`` (empty: NaN)."""
-    return [int(step) for step in value.split()] if isinstance(value, str) else []
-
-
 def selected_steps_markdown(runs: pd.DataFrame) -> str:
     """Per controlled cell and seed, the steps of the controller's cuts and the step whose
     weights were kept (selected on the selection split), flagged where that came before the
@@ -597,14 +593,14 @@ def selected_steps_markdown(runs: pd.DataFrame) -> str:
         return ""
     rows, early = [], 0
     for row in controlled.itertuples(index=False):
-        cuts = _cut_steps(row.cut_steps)
+        cuts = cut_steps(row.cut_steps)
         before = bool(cuts) and row.best_step < cuts[0]
         early += before
         rows.append({"cell": f"{row.task} · {row.optimizer} · {row.setting}", "seed": row.seed,
                      "cuts at steps": " ".join(map(str, cuts)) or "none",
                      "kept step": f"{int(row.best_step)}" + (" (before the first cut)"
                                                             if before else "")})
-    cut = sum(bool(_cut_steps(value)) for value in controlled.cut_steps)
+    cut = sum(bool(cut_steps(value)) for value in controlled.cut_steps)
     return (f"{cut} of {len(controlled)} finished controlled runs cut at least once; in {early} "
             "of them the kept weights came before the first cut. Per run, the cuts and the "
             "step whose weights were kept (`figures/controller.png` draws, per task, the run "

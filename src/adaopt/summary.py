@@ -50,6 +50,12 @@ def sweep_cells(params: Params) -> list[Run]:
             for cell in params.cells for seed in cell.seeds]
 
 
+def cut_steps(value: Any) -> list[int]:
+    """A run's ``cut_steps`` column as steps; read back from ``results/runs.csv`` an empty one
+    is NaN."""
+    return [int(step) for step in value.split()] if isinstance(value, str) else []
+
+
 def run_dir(runs_dir: str | Path, run: Run) -> Path:
     task, optimizer, setting, seed = run
     return Path(runs_dir) / task / optimizer / setting / f"seed{seed}"

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from adaopt.config import Params
+from adaopt.config import Params, cell_name
 
 STAGE_KINDS = ("tune", "train")
 
@@ -74,7 +74,7 @@ def slice_stages(params: Params, count: int, index: int, *, base: int = 0,
         raise ValueError(f"slice {index} of {count}: the index must be in "
                          f"{base}..{base + count - 1}")
     sweep = cells(params)
-    names = ["-".join(cell) for cell in sweep]
+    names = [cell_name(*cell) for cell in sweep]
     missing = ([] if costs is None else
                sorted({cell[0] for cell, name in zip(sweep, names, strict=True)
                        if name not in costs}))
