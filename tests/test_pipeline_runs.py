@@ -24,6 +24,7 @@ from smoke_pipeline import (
     dvc_env,
     figures,
     restrict_optimizers,
+    restrict_settings,
     restrict_tasks,
     smoke_copy,
 )
@@ -43,6 +44,7 @@ def test_smoke_profile_on_real_data(tmp_path: Path) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     restrict_tasks(params, ["sst2"])  # CI time: the other heads run on the fixture mirror
     restrict_optimizers(params, ["adamw"])  # compression needs AdamW's runs
+    restrict_settings(params, ["fair"])  # the setting compression reads its teacher from
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(repo, "repro", mirror=mirror)
     assert_complete(repo)
@@ -105,20 +107,19 @@ def test_a_diverging_optimizer_is_recorded_not_fatal(tmp_path: Path) -> None:
     params = yaml.safe_load(params_path.read_text())
     restrict_tasks(params, ["sst2"])  # CI time: one task shows it
     restrict_optimizers(params, ["sgd", "adamw"])  # beside one that learns
+    restrict_settings(params, ["fair"])  # clipped to norm 1, and still every step overflows
     params["tuning"]["spaces"]["sgd"]["lr"] = [1e12, 2e12]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(repo, "repro")
     loaded = load_params(params_path)
-    for setting in SETTINGS:
-        choice = json.loads((repo / "tuning" / "sst2" / "sgd" / setting /
-                             "choice.json").read_text())
-        assert choice["no_finished_trial"], setting
-        for seed in loaded.sweep.seeds:
-            run = json.loads((repo / "runs" / "sst2" / "sgd" / setting / f"seed{seed}" /
-                              "metrics.json").read_text())
-            assert run["status"] == "diverged", (seed, setting)
-            assert run["steps"] < loaded.train.max_steps and run["dev"] == {}
-            assert math.isfinite(run["last_finite_loss"])
+    choice = json.loads((repo / "tuning" / "sst2" / "sgd" / "fair" / "choice.json").read_text())
+    assert choice["no_finished_trial"]
+    for seed in loaded.sweep.seeds:
+        run = json.loads((repo / "runs" / "sst2" / "sgd" / "fair" / f"seed{seed}" /
+                          "metrics.json").read_text())
+        assert run["status"] == "diverged", seed
+        assert run["steps"] < loaded.train.max_steps and run["dev"] == {}
+        assert math.isfinite(run["last_finite_loss"])
     report = (repo / "results" / "summary.md").read_text()
     assert "diverged" in report and "0/2" in report
     for name in figures(loaded):
