@@ -24,6 +24,7 @@ from adaopt.report import (
     performance_profile,
     render,
     schedule_effect,
+    schedule_markdown,
     selected_steps_markdown,
     time_to_target_markdown,
     verdict_sentences,
@@ -263,6 +264,15 @@ def test_the_schedule_effect_pairs_fair_with_traditional_by_seed(tables) -> None
     assert effect.loc[("sst2", "sgd"), "pairs"] == 0  # every fair sgd run diverged
     assert np.isnan(effect.loc[("sst2", "sgd"), "difference"])
     assert list(dict.fromkeys(effect.index.get_level_values("task"))) == list(synthetic.TASKS)
+
+
+def test_a_design_in_one_setting_has_no_schedule_effect_to_show(tables) -> None:
+    """Every cell fair (a narrowed smoke run): no pairs, and the report says so in a line."""
+    fair = tables["runs"][tables["runs"].setting == "fair"]
+    effect = schedule_effect(fair, LEVEL)
+    assert len(effect) and (effect.pairs == 0).all()
+    assert schedule_markdown(effect).startswith("No optimizer ran a task in both settings")
+    assert "| " in schedule_markdown(schedule_effect(tables["runs"], LEVEL))
 
 
 def _write_results(project: Path, tables: dict[str, pd.DataFrame]) -> None:

@@ -169,9 +169,11 @@ def registration_markdown(registration: Preregistration, record: Record, params:
 
 def schedule_effect(runs: pd.DataFrame, level: float) -> pd.DataFrame:
     """Per task and optimizer: fair minus traditional, paired by seed (same initialization and
-    data order), so the part of the result that the shared schedule and clipping make."""
+    data order), so the part of the result that the shared schedule and clipping make. A cell
+    the design runs in one setting only has no pairs (a design may have no traditional cell)."""
     scores = runs.assign(score=runs.score.where(runs.status != "diverged"))
-    table = scores.pivot(index=["task", "optimizer", "seed"], columns="setting", values="score")
+    table = scores.pivot(index=["task", "optimizer", "seed"], columns="setting",
+                         values="score").reindex(columns=list(SETTINGS))
     rows = []
     for task, optimizer in runs[["task", "optimizer"]].drop_duplicates().itertuples(index=False):
         group = table.loc[(task, optimizer)]  # in the runs' order: the sweep's, not pivot's
@@ -271,6 +273,8 @@ def verdict_markdown(verdicts: pd.DataFrame) -> str:
 
 def schedule_markdown(effect: pd.DataFrame) -> str:
     """Optimizer x task: fair minus traditional, ``+d [low, high]``."""
+    if not (effect.pairs > 0).any():
+        return "No optimizer ran a task in both settings: there is nothing to pair.\n"
     cells = [f"{r.difference:+.3f} "
              f"{format_interval(r.low, r.high, 3, signed=True, missing='n/a')}"
              if r.pairs else "n/a"
