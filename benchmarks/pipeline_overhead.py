@@ -1,7 +1,7 @@
 """Where a training stage's wall time goes: setup, training steps, scoring and the rest.
 
 Runs one real ``train`` stage of a profile (by default the cpu profile's AdamW, fair setting, on
-SST-2: 16 steps for each of its three seeds) with ``dvc repro -s`` in a temporary copy of the
+SST-2: its full budget for every seed of the cell) with ``dvc repro -s`` in a temporary copy of the
 project, then splits the stage's wall time, measured around the ``dvc`` command, with the
 timings each run wrote into its ``efficiency.json``:
 
