@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -88,10 +89,13 @@ def restrict_optimizers(params: dict, optimizers: list[str]) -> None:
     full_matrix(params)
 
 
-def restrict_settings(params: dict, settings: list[str]) -> None:
-    """Keep only the cells of ``settings`` in a raw params mapping (a stage less per cell)."""
-    params["sweep"]["cells"] = {key: cell for key, cell in params["sweep"]["cells"].items()
-                                if cell["setting"] in settings}
+def restrict_settings(params: dict, settings: list[str],
+                      tasks: Iterable[str] | None = None) -> None:
+    """Keep only the cells of ``settings`` (of ``tasks``; of every task if None) in a raw params
+    mapping: each cell dropped is two stages fewer."""
+    params["sweep"]["cells"] = {
+        key: cell for key, cell in params["sweep"]["cells"].items()
+        if cell["setting"] in settings or (tasks is not None and cell["task"] not in tasks)}
 
 
 def _finite(value: object) -> bool:
