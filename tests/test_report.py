@@ -18,6 +18,7 @@ from adaopt.report import (
     cuts_markdown,
     efficiency_markdown,
     load_outputs,
+    machine_drift,
     machines_sentence,
     method_against_references,
     overall_verdict,
@@ -242,20 +243,46 @@ def test_time_to_target_is_shown_in_steps_and_examples(tables) -> None:
     assert rows["sgd"] == ["never", "never"]
 
 
+def _efficiency_rows(summary: pd.DataFrame) -> dict[str, list[str]]:
+    text = efficiency_markdown(summary, "fair")
+    return {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+            for line in text.splitlines() if line.startswith("|")}
+
+
+def _throughputs(fair: list[float], traditional: dict[tuple[str, str], float] | None = None
+                 ) -> pd.DataFrame:
+    """AdamW and AdaptiveAdam on SST-2 and SQuAD (fair, in that order), each seed spread 1%;
+    ``traditional`` adds cells of the other setting."""
+    cells = [("sst2", "adamw"), ("squad", "adamw"), ("sst2", "adaptive_adam"),
+             ("squad", "adaptive_adam")]
+    rows = [("fair", *cell, value) for cell, value in zip(cells, fair, strict=True)]
+    rows += [("traditional", *cell, value) for cell, value in (traditional or {}).items()]
+    return pd.DataFrame(rows, columns=["setting", "task", "optimizer", "train_samples_per_s"]
+                        ).assign(throughput_noise=0.01, peak_memory_mb=500.0,
+                                 optimizer_state_mb=2.0)
+
+
 def test_throughput_differences_count_only_beyond_the_machines_noise() -> None:
     """1.5 times AdamW's samples/s is beyond a 1% spread, 1.01 times is not (within two
-    combined spreads: 2.8%)."""
-    summary = pd.DataFrame({
-        "setting": "fair", "task": ["sst2", "squad"] * 2,
-        "optimizer": ["adamw", "adamw", "adaptive_adam", "adaptive_adam"],
-        "train_samples_per_s": [100.0, 100.0, 150.0, 101.0], "throughput_noise": 0.01,
-        "peak_memory_mb": 500.0, "optimizer_state_mb": 2.0})
-    text = efficiency_markdown(summary, "fair")
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
-            for line in text.splitlines() if line.startswith("|")}
-    assert rows[""][:2] == ["throughput vs adamw", "beyond noise"]
+    combined spreads: 2.8%); with no cell in both settings the drift is said unmeasured."""
+    summary = _throughputs([100.0, 100.0, 150.0, 101.0])
+    rows = _efficiency_rows(summary)
+    assert rows[""][:2] == ["throughput vs adamw", "beyond noise and drift"]
     assert rows["adaptive_adam"][:2] == [f"{math.sqrt(1.5 * 1.01):.2f}", "1 of 2 tasks"]
     assert rows["adamw"][:2] == ["1.00", "0 of 2 tasks"]
+    assert "drift between stages is unmeasured" in efficiency_markdown(summary, "fair")
+
+
+def test_throughput_differences_count_only_beyond_the_drift_between_stages() -> None:
+    """AdamW's traditional cell ran 10% slower than its fair one (the same computation): so
+    0.93 times AdamW's samples/s, far beyond the seeds' 2.8%, ranks nothing, while 0.8 does."""
+    summary = _throughputs([100.0, 100.0, 93.0, 80.0], traditional={("sst2", "adamw"): 90.91})
+    assert machine_drift(summary) == pytest.approx(math.log(1.1), rel=1e-3)
+    rows = _efficiency_rows(summary)
+    assert rows["adaptive_adam"][1] == "1 of 2 tasks"
+    assert "up to 10% between one optimizer's fair and traditional" in efficiency_markdown(
+        summary, "fair")
+    assert math.isnan(machine_drift(summary[summary.setting == "fair"]))
 
 
 def test_the_schedule_effect_pairs_fair_with_traditional_by_seed(tables) -> None:
